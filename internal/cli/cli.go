@@ -1,0 +1,112 @@
+// Package cli is glbootstrap's command line: cobra commands, flags, exit
+// codes, and human or JSON output. Main takes its arguments and writers so
+// every command runs in-process in tests.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is stamped at build time: -ldflags "-X .../internal/cli.Version=v1.2.3".
+var Version = "dev"
+
+// Exit codes (DESIGN.md "Output and exit codes").
+const (
+	ExitOK            = 0
+	ExitFailed        = 1  // a phase failed; phases before it stay applied
+	ExitUsage         = 2  // command-line usage error
+	ExitInvalidConfig = 3  // invalid configuration; nothing was changed
+	ExitLocked        = 4  // another run holds the lock
+	ExitPlanChanges   = 10 // plan only: changes are pending
+)
+
+// exitError carries an exit code and an already-printed-or-to-print cause.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitf(code int, format string, args ...any) error {
+	return &exitError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+// env is what every command gets: its streams.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	log            *slog.Logger
+}
+
+// Main runs glbootstrap with args (without the program name) and returns the
+// process exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "glbootstrap",
+		Short: "Converge an EC2 instance into a self-hosted GitLab host or a GitLab Runner front for AWS Fargate",
+		Long: "glbootstrap converges an EC2 instance into a role (runner: a GitLab Runner front whose jobs run as\n" +
+			"AWS Fargate tasks; gitlab: the Omnibus host) and keeps it there. Run it from user-data, an AMI bake\n" +
+			"or SSM Run Command; a second apply changes nothing.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &exitError{code: ExitUsage, err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
+	})
+	root.AddCommand(
+		newConvergeCmd(e, "apply"),
+		newConvergeCmd(e, "plan"),
+		newValidateCmd(e),
+		newPhasesCmd(e),
+		newVersionCmd(e),
+	)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var xe *exitError
+	if errors.As(err, &xe) {
+		if xe.err != nil {
+			fmt.Fprintf(stderr, "error: %v\n", xe.err)
+		}
+		return xe.code
+	}
+	// cobra's own errors: unknown command, missing args.
+	msg := err.Error()
+	fmt.Fprintf(stderr, "error: %s\n", msg)
+	if strings.HasPrefix(msg, "unknown command") || strings.Contains(msg, "arg(s)") {
+		fmt.Fprintln(stderr, "run 'glbootstrap --help' for the commands")
+	}
+	return ExitUsage
+}
+
+func newVersionCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print glbootstrap's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(e.stdout, "glbootstrap %s\n", Version)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,257 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/spf13/cobra"
+
+	"github.com/glbootstrap/glbootstrap/internal/aws/awscfg"
+	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
+	"github.com/glbootstrap/glbootstrap/internal/aws/s3"
+	"github.com/glbootstrap/glbootstrap/internal/aws/ssm"
+	"github.com/glbootstrap/glbootstrap/internal/config"
+	"github.com/glbootstrap/glbootstrap/internal/engine"
+	"github.com/glbootstrap/glbootstrap/internal/gitlabapi"
+	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/systemd"
+	"github.com/glbootstrap/glbootstrap/roles/runner"
+)
+
+// roleNames are the roles this build knows, in help order.
+var roleNames = []string{runner.Name}
+
+// convergeFlags are shared by apply and plan.
+type convergeFlags struct {
+	role, source, root, output string
+	only, skip                 []string
+}
+
+func addRoleFlag(cmd *cobra.Command, role *string) {
+	cmd.Flags().StringVar(role, "role", "", "role to converge: "+strings.Join(roleNames, " | "))
+}
+
+func addConfigFlag(cmd *cobra.Command, src *string) {
+	cmd.Flags().StringVar(src, "config", "", "configuration source: FILE, - (stdin), ssm:/parameter/name or s3://bucket/key")
+}
+
+func newConvergeCmd(e *env, verb string) *cobra.Command {
+	f := &convergeFlags{}
+	short := "Converge this host into the role"
+	if verb == "plan" {
+		short = "Show what apply would change, changing nothing (exit 10 when changes are pending)"
+	}
+	cmd := &cobra.Command{
+		Use:   verb + " --role ROLE --config SRC",
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return converge(cmd.Context(), e, f, verb == "plan")
+		},
+	}
+	addRoleFlag(cmd, &f.role)
+	addConfigFlag(cmd, &f.source)
+	cmd.Flags().StringVar(&f.root, "root", "/", "converge the tree under DIR instead of the live system; nothing is executed or started")
+	cmd.Flags().StringSliceVar(&f.only, "phase", nil, "run only these phases (repeatable or comma-separated)")
+	cmd.Flags().StringSliceVar(&f.skip, "skip-phases", nil, "skip these phases (comma-separated)")
+	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text | json (JSON lines, for SSM and CloudWatch)")
+	return cmd
+}
+
+// checkCommon validates the flags every converge-like command shares.
+func checkCommon(role, source, output string) error {
+	switch {
+	case role == "":
+		return exitf(ExitUsage, "--role is required: one of %s", strings.Join(roleNames, ", "))
+	case !contains(roleNames, role):
+		return exitf(ExitUsage, "unknown role %q: one of %s", role, strings.Join(roleNames, ", "))
+	case source == "":
+		return exitf(ExitUsage, "--config is required: FILE, - (stdin), ssm:/name or s3://bucket/key")
+	case output != "text" && output != "json":
+		return exitf(ExitUsage, "--output must be text or json, not %q", output)
+	}
+	return nil
+}
+
+// awsClients loads the AWS configuration once, lazily: a run from a local
+// file that needs no parameter never touches AWS.
+// The region is the SDK's own (AWS_REGION, shared config) or else the
+// instance's, from instance metadata: SSM parameters live in the front's
+// region.
+type awsClients struct {
+	ctx context.Context
+	cfg *aws.Config
+	err error
+	ssm *ssm.Client
+	s3  *s3.Client
+
+	facts    *imds.Facts
+	factsErr error
+}
+
+func newAWSClients(ctx context.Context) *awsClients { return &awsClients{ctx: ctx} }
+
+// Facts reads instance metadata once.
+func (a *awsClients) Facts() (imds.Facts, error) {
+	if a.facts == nil && a.factsErr == nil {
+		f, err := imds.Fetch(a.ctx)
+		a.facts, a.factsErr = &f, err
+	}
+	if a.factsErr != nil {
+		return imds.Facts{}, a.factsErr
+	}
+	return *a.facts, nil
+}
+
+func (a *awsClients) config() (aws.Config, error) {
+	if a.cfg == nil && a.err == nil {
+		region := ""
+		if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
+			f, err := a.Facts()
+			if err != nil {
+				a.err = fmt.Errorf("finding the AWS region: %w", err)
+				return aws.Config{}, a.err
+			}
+			region = f.Region
+		}
+		c, err := awscfg.Load(a.ctx, region)
+		a.cfg, a.err = &c, err
+	}
+	if a.err != nil {
+		return aws.Config{}, a.err
+	}
+	return *a.cfg, nil
+}
+
+// Get reads an SSM parameter with decryption.
+func (a *awsClients) Get(ctx context.Context, name string) (string, error) {
+	if a.ssm == nil {
+		c, err := a.config()
+		if err != nil {
+			return "", err
+		}
+		a.ssm = ssm.New(c)
+	}
+	return a.ssm.Get(ctx, name)
+}
+
+// Open opens an S3 object.
+func (a *awsClients) Open(ctx context.Context, bucket, key string) (io.ReadCloser, int64, error) {
+	if a.s3 == nil {
+		c, err := a.config()
+		if err != nil {
+			return nil, 0, err
+		}
+		a.s3 = s3.New(c)
+	}
+	return a.s3.Open(ctx, bucket, key)
+}
+
+// loadConfig reads, parses and validates the configuration for role,
+// printing every problem; any error means exit 3 and nothing touched.
+func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source string) (*config.Config, error) {
+	data, err := config.Read(ctx, source, e.stdin, clients, clients)
+	if err != nil {
+		code := ExitInvalidConfig
+		if errors.Is(err, ssm.ErrAccessDenied) {
+			code = ExitFailed
+		}
+		return nil, exitf(code, "reading the configuration from %s: %v\nnothing was changed", source, err)
+	}
+	cfg, problems := config.Parse(data, role)
+	for _, p := range problems.Warnings() {
+		fmt.Fprintln(e.stderr, p.String())
+	}
+	if errs := problems.Errors(); len(errs) > 0 {
+		for _, p := range errs {
+			fmt.Fprintln(e.stderr, "error: "+p.String())
+		}
+		return nil, &exitError{code: ExitInvalidConfig, err: fmt.Errorf("the configuration from %s has %d problem(s); nothing was changed", source, len(errs))}
+	}
+	return cfg, nil
+}
+
+func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error {
+	if err := checkCommon(f.role, f.source, f.output); err != nil {
+		return err
+	}
+	phases := runner.PhaseList()
+	if _, err := engine.Select(phases, engine.Options{Stage: engine.Boot, Only: f.only, Skip: f.skip}); err != nil {
+		return exitf(ExitUsage, "%v", err)
+	}
+	h, err := host.New(f.root, dryRun)
+	if err != nil {
+		return exitf(ExitUsage, "%v", err)
+	}
+	clients := newAWSClients(ctx)
+	cfg, err := loadConfig(ctx, e, clients, f.role, f.source)
+	if err != nil {
+		return err
+	}
+
+	if !dryRun {
+		unlock, err := h.Lock()
+		if err != nil {
+			if errors.Is(err, host.ErrLocked) {
+				return exitf(ExitLocked, "%v", err)
+			}
+			return exitf(ExitFailed, "%v", err)
+		}
+		defer unlock()
+	}
+
+	facts, err := clients.Facts()
+	if err != nil {
+		return exitf(ExitFailed, "reading instance facts: %v\nnothing was changed", err)
+	}
+	out := newPrinter(e, f.output, dryRun)
+	d := runner.Deps{
+		Host:    h,
+		Config:  cfg,
+		Facts:   runner.Facts{Region: facts.Region, InstanceID: facts.InstanceID, PrivateIPv4: facts.PrivateIPv4, SubnetID: facts.SubnetID},
+		Params:  clients,
+		Objects: clients,
+		NewGitLab: func(baseURL string, caPEM []byte) (runner.GitLab, error) {
+			return gitlabapi.New(baseURL, caPEM)
+		},
+		Units:    systemd.For(h),
+		Progress: out.progress,
+	}
+	role, err := runner.Prepare(ctx, d)
+	if err != nil {
+		code := ExitFailed
+		if errors.Is(err, ssm.ErrNotFound) {
+			code = ExitInvalidConfig
+		}
+		return exitf(code, "%v\nnothing was changed", err)
+	}
+	out.secrets = role.Secrets
+	out.header(f.role, h)
+	rep, runErr := engine.Run(ctx, f.role, role.Phases(), engine.Options{
+		Stage: engine.Boot, Only: f.only, Skip: f.skip, DryRun: dryRun, Observe: out.phase,
+	})
+	out.summary(rep)
+	switch {
+	case runErr != nil && engine.IsUsage(runErr):
+		return exitf(ExitUsage, "%v", runErr)
+	case runErr != nil:
+		return exitf(ExitFailed, "%s", out.mask(runErr.Error()))
+	case dryRun && rep.Changed > 0:
+		return &exitError{code: ExitPlanChanges}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

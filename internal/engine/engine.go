@@ -1,0 +1,193 @@
+// Package engine runs a role: an ordered list of phases, each a set of
+// idempotent steps. It owns ordering, --phase / --skip-phases, the bake|boot
+// stage filter, timing, and wrapping a failure with the phase's name once
+// (the kubeadm "phases are data" workflow).
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/glbootstrap/glbootstrap/internal/host"
+)
+
+// Stage says when a phase may run.
+type Stage string
+
+const (
+	// Bake phases run at AMI bake and at apply: packages, binaries, units.
+	// They must never need secrets or leave a machine identity behind.
+	Bake Stage = "bake"
+	// Boot phases run only at apply: facts, secrets, registration, services.
+	Boot Stage = "boot"
+)
+
+// Phase is one named unit of convergence. Run returns the steps it took (or
+// would take, under plan) in order; it should return the steps made so far
+// together with an error.
+type Phase struct {
+	Name        string // kebab-case, unique within the role
+	Description string // one line, shown by "glbootstrap phases"
+	Stage       Stage
+	Run         func(ctx context.Context) ([]host.Step, error)
+}
+
+// Status is a phase's outcome.
+type Status string
+
+const (
+	Unchanged Status = "unchanged"
+	Changed   Status = "changed"
+	Failed    Status = "failed"
+	Skipped   Status = "skipped"
+)
+
+// PhaseResult is what one phase did.
+type PhaseResult struct {
+	Role     string        `json:"role"`
+	Phase    string        `json:"phase"`
+	Status   Status        `json:"status"`
+	Steps    []host.Step   `json:"steps,omitempty"`
+	Duration time.Duration `json:"-"`
+	Millis   float64       `json:"duration_ms"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// Report sums up a run.
+type Report struct {
+	Role      string        `json:"role"`
+	Changed   int           `json:"changed"`
+	Unchanged int           `json:"unchanged"`
+	Failed    int           `json:"failed"`
+	Skipped   int           `json:"skipped"`
+	Warnings  int           `json:"warnings"`
+	Duration  time.Duration `json:"-"`
+	Millis    float64       `json:"duration_ms"`
+	DryRun    bool          `json:"dry_run"`
+}
+
+// Options select what runs.
+type Options struct {
+	// Stage Bake runs bake phases only; Boot (apply) runs all phases.
+	Stage Stage
+	// Only, when non-empty, runs just these phases (in role order).
+	Only []string
+	// Skip names phases not to run.
+	Skip []string
+	// DryRun is reported in the Report; the Host enforces it.
+	DryRun bool
+	// Observe, when set, is called after each phase (for streaming output).
+	Observe func(PhaseResult)
+}
+
+// UsageError is a bad phase selection: exit code 2.
+type UsageError struct{ msg string }
+
+func (e *UsageError) Error() string { return e.msg }
+
+// PhaseError is a phase that failed; it wraps the cause with the phase name.
+type PhaseError struct {
+	Phase string
+	Err   error
+}
+
+func (e *PhaseError) Error() string { return fmt.Sprintf("phase %s: %v", e.Phase, e.Err) }
+func (e *PhaseError) Unwrap() error { return e.Err }
+
+// Select checks that every name in opts.Only and opts.Skip is a phase of
+// the role and returns the phases that will run, in role order.
+func Select(phases []Phase, opts Options) ([]Phase, error) {
+	names := make([]string, len(phases))
+	for i, p := range phases {
+		names[i] = p.Name
+	}
+	for _, n := range append(slices.Clone(opts.Only), opts.Skip...) {
+		if !slices.Contains(names, n) {
+			return nil, &UsageError{fmt.Sprintf("unknown phase %q; phases of this role: %s", n, strings.Join(names, ", "))}
+		}
+	}
+	var out []Phase
+	for _, p := range phases {
+		if opts.Stage == Bake && p.Stage != Bake {
+			continue
+		}
+		if len(opts.Only) > 0 && !slices.Contains(opts.Only, p.Name) {
+			continue
+		}
+		if slices.Contains(opts.Skip, p.Name) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Run runs the selected phases of role in order and stops at the first
+// failure: phases before it stay applied. The returned error is a
+// *PhaseError (exit 1) or a *UsageError (exit 2).
+func Run(ctx context.Context, role string, phases []Phase, opts Options) (Report, error) {
+	rep := Report{Role: role, DryRun: opts.DryRun}
+	start := time.Now()
+	selected, err := Select(phases, opts)
+	if err != nil {
+		return rep, err
+	}
+	var runErr error
+	for _, p := range selected {
+		if err := ctx.Err(); err != nil {
+			runErr = &PhaseError{Phase: p.Name, Err: fmt.Errorf("interrupted before it started: %w", err)}
+			break
+		}
+		t := time.Now()
+		steps, err := p.Run(ctx)
+		res := PhaseResult{Role: role, Phase: p.Name, Steps: steps, Duration: time.Since(t)}
+		res.Millis = float64(res.Duration.Microseconds()) / 1000
+		for _, s := range steps {
+			if s.Warning != "" {
+				rep.Warnings++
+			}
+		}
+		switch {
+		case err != nil:
+			res.Status = Failed
+			res.Error = err.Error()
+			rep.Failed++
+		case anyChanged(steps):
+			res.Status = Changed
+			rep.Changed++
+		default:
+			res.Status = Unchanged
+			rep.Unchanged++
+		}
+		if opts.Observe != nil {
+			opts.Observe(res)
+		}
+		if err != nil {
+			runErr = &PhaseError{Phase: p.Name, Err: err}
+			break
+		}
+	}
+	rep.Skipped = len(phases) - rep.Changed - rep.Unchanged - rep.Failed
+	rep.Duration = time.Since(start)
+	rep.Millis = float64(rep.Duration.Microseconds()) / 1000
+	return rep, runErr
+}
+
+func anyChanged(steps []host.Step) bool {
+	for _, s := range steps {
+		if s.Changed {
+			return true
+		}
+	}
+	return false
+}
+
+// IsUsage reports whether err is a phase-selection usage error.
+func IsUsage(err error) bool {
+	var u *UsageError
+	return errors.As(err, &u)
+}

@@ -1,0 +1,89 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/glbootstrap/glbootstrap/internal/host"
+)
+
+// recorder builds phases that record their names when run.
+func phases(ran *[]string, failAt string) []Phase {
+	mk := func(name string, stage Stage, changed bool) Phase {
+		return Phase{Name: name, Stage: stage, Run: func(context.Context) ([]host.Step, error) {
+			*ran = append(*ran, name)
+			if name == failAt {
+				return []host.Step{{Kind: "file", Target: "/x", Changed: true}}, errors.New("disk full")
+			}
+			return []host.Step{{Kind: "file", Target: "/" + name, Changed: changed}}, nil
+		}}
+	}
+	return []Phase{mk("a", Bake, true), mk("b", Boot, false), mk("c", Bake, false), mk("d", Boot, true)}
+}
+
+func TestRunSelection(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		opts       Options
+		want       string
+		changed    int
+		unchanged  int
+		skipped    int
+		usageError string
+	}{
+		{name: "all", opts: Options{Stage: Boot}, want: "a b c d", changed: 2, unchanged: 2},
+		{name: "bake only", opts: Options{Stage: Bake}, want: "a c", changed: 1, unchanged: 1, skipped: 2},
+		{name: "only", opts: Options{Stage: Boot, Only: []string{"d", "b"}}, want: "b d", changed: 1, unchanged: 1, skipped: 2},
+		{name: "skip", opts: Options{Stage: Boot, Skip: []string{"a"}}, want: "b c d", changed: 1, unchanged: 2, skipped: 1},
+		{name: "unknown phase", opts: Options{Stage: Boot, Only: []string{"zz"}}, usageError: `unknown phase "zz"; phases of this role: a, b, c, d`},
+		{name: "unknown skip", opts: Options{Stage: Boot, Skip: []string{"zz"}}, usageError: `unknown phase "zz"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ran []string
+			rep, err := Run(context.Background(), "r", phases(&ran, ""), tc.opts)
+			if tc.usageError != "" {
+				if !IsUsage(err) || !strings.Contains(err.Error(), tc.usageError) || len(ran) != 0 {
+					t.Fatalf("err = %v, ran %v", err, ran)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(ran, " "); got != tc.want {
+				t.Errorf("ran %q, want %q", got, tc.want)
+			}
+			if rep.Changed != tc.changed || rep.Unchanged != tc.unchanged || rep.Skipped != tc.skipped {
+				t.Errorf("report %+v", rep)
+			}
+		})
+	}
+}
+
+func TestRunStopsAtFailureAndNamesPhase(t *testing.T) {
+	var ran []string
+	var seen []PhaseResult
+	rep, err := Run(context.Background(), "r", phases(&ran, "b"), Options{Stage: Boot, Observe: func(r PhaseResult) { seen = append(seen, r) }})
+	var pe *PhaseError
+	if !errors.As(err, &pe) || pe.Phase != "b" || err.Error() != "phase b: disk full" {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Join(ran, " ") != "a b" || rep.Failed != 1 || rep.Changed != 1 {
+		t.Fatalf("ran %v report %+v", ran, rep)
+	}
+	if len(seen) != 2 || seen[1].Status != Failed || seen[1].Error != "disk full" {
+		t.Fatalf("observed %+v", seen)
+	}
+}
+
+func TestRunHonoursCancellation(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var ran []string
+	_, err := Run(ctx, "r", phases(&ran, ""), Options{Stage: Boot})
+	if err == nil || len(ran) != 0 || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("err=%v ran=%v", err, ran)
+	}
+}

@@ -1,0 +1,155 @@
+// Package systemd enables and starts units: over D-Bus (go-systemd) on a
+// live host, and offline with "systemctl --root" when the target is a
+// directory tree (a --root run, an image being built), where nothing may be
+// started.
+package systemd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/glbootstrap/glbootstrap/internal/host"
+)
+
+// Manager enables and starts units, each call reading the unit's state
+// first and acting only on a difference.
+type Manager interface {
+	Enable(ctx context.Context, unit string) (host.Step, error)
+	Start(ctx context.Context, unit string) (host.Step, error)
+}
+
+// For returns the manager that fits h: D-Bus on the live system, offline
+// systemctl --root otherwise.
+func For(h *host.Host) Manager {
+	if h.Live() {
+		return &Live{dry: h.DryRun}
+	}
+	return &Offline{Root: h.Root, DryRun: h.DryRun}
+}
+
+// unitDirs are where unit files may live (systemd.unit(5), system units).
+var unitDirs = []string{"/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
+
+// ErrNoUnit means the unit file is not installed.
+var ErrNoUnit = errors.New("unit file not installed")
+
+// Offline enables units in a root directory with "systemctl --root=DIR"
+// (which only creates the [Install] symlinks) and never starts anything.
+type Offline struct {
+	Root   string
+	DryRun bool
+}
+
+// Enable runs "systemctl --root=DIR enable UNIT" unless is-enabled already
+// says enabled.
+func (o *Offline) Enable(ctx context.Context, unit string) (host.Step, error) {
+	st := host.Step{Kind: "service", Target: unit}
+	h := &host.Host{Root: o.Root}
+	found := false
+	for _, d := range unitDirs {
+		if h.Exists(d + "/" + unit) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return st, fmt.Errorf("%w: %s is in none of %s under %s; the package that provides it (for gitlab-runner: \"gitlab-runner install\") should have put it there",
+			ErrNoUnit, unit, strings.Join(unitDirs, ", "), o.Root)
+	}
+	out, _ := exec.CommandContext(ctx, "systemctl", "--root="+o.Root, "is-enabled", unit).CombinedOutput()
+	if strings.TrimSpace(string(out)) == "enabled" {
+		st.Summary = "enabled (offline)"
+		return st, nil
+	}
+	st.Changed = true
+	st.Summary = "enabled offline (systemctl --root)"
+	if o.DryRun {
+		st.Summary = "would be " + st.Summary
+		return st, nil
+	}
+	if out, err := exec.CommandContext(ctx, "systemctl", "--root="+o.Root, "enable", unit).CombinedOutput(); err != nil {
+		return st, fmt.Errorf("systemctl --root=%s enable %s: %w: %s", o.Root, unit, err, strings.TrimSpace(string(out)))
+	}
+	return st, nil
+}
+
+// Start does nothing under a root: there is no running system to start a
+// unit in. The step says so and is not a change, so a converged root
+// reports 0 changed.
+func (o *Offline) Start(ctx context.Context, unit string) (host.Step, error) {
+	return host.Step{Kind: "service", Target: unit, Summary: "not started: --root " + o.Root + " is not the live system"}, nil
+}
+
+// Live talks to the running systemd over D-Bus.
+type Live struct{ dry bool }
+
+func (l *Live) conn(ctx context.Context) (*dbus.Conn, error) {
+	c, err := dbus.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to systemd over D-Bus: %w (is this host booted with systemd?)", err)
+	}
+	return c, nil
+}
+
+// Enable enables unit (EnableUnitFiles) unless it is already enabled.
+func (l *Live) Enable(ctx context.Context, unit string) (host.Step, error) {
+	st := host.Step{Kind: "service", Target: unit}
+	c, err := l.conn(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer c.Close()
+	p, err := c.GetUnitPropertyContext(ctx, unit, "UnitFileState")
+	if err != nil {
+		return st, fmt.Errorf("reading the state of %s: %w", unit, err)
+	}
+	if v, _ := p.Value.Value().(string); v == "enabled" {
+		st.Summary = "enabled"
+		return st, nil
+	}
+	st.Changed, st.Summary = true, "enabled"
+	if l.dry {
+		st.Summary = "would be enabled"
+		return st, nil
+	}
+	if _, _, err := c.EnableUnitFilesContext(ctx, []string{unit}, false, true); err != nil {
+		return st, fmt.Errorf("enabling %s: %w", unit, err)
+	}
+	return st, c.ReloadContext(ctx)
+}
+
+// Start starts unit unless it is active, and waits for the job's result.
+func (l *Live) Start(ctx context.Context, unit string) (host.Step, error) {
+	st := host.Step{Kind: "service", Target: unit}
+	c, err := l.conn(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer c.Close()
+	p, err := c.GetUnitPropertyContext(ctx, unit, "ActiveState")
+	if err != nil {
+		return st, fmt.Errorf("reading the state of %s: %w", unit, err)
+	}
+	if v, _ := p.Value.Value().(string); v == "active" {
+		st.Summary = "running"
+		return st, nil
+	}
+	st.Changed, st.Summary = true, "started"
+	if l.dry {
+		st.Summary = "would be started"
+		return st, nil
+	}
+	done := make(chan string, 1)
+	if _, err := c.StartUnitContext(ctx, unit, "replace", done); err != nil {
+		return st, fmt.Errorf("starting %s: %w", unit, err)
+	}
+	if res := <-done; res != "done" {
+		return st, fmt.Errorf("starting %s: job %s; see journalctl -u %s", unit, res, unit)
+	}
+	return st, nil
+}

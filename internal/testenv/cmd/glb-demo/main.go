@@ -1,0 +1,145 @@
+// Command glb-demo is "make demo": it starts the local stand-ins (AWS's
+// instance metadata mock, gofakes3 for S3, an SSM stand-in holding the
+// config and its secrets, a GitLab API stand-in), lays out ./sandbox/runner
+// as a baked runner AMI would be, and runs the real glbootstrap binary
+// against them: apply, the rendered files, apply again (0 changed), a
+// manual edit caught by plan (exit 10), and apply repairing it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/glbootstrap/glbootstrap/internal/testenv"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/glbootstrap", "the glbootstrap binary to run")
+	sandbox := flag.String("sandbox", "sandbox", "directory for the demo roots (recreated)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, *bin, *sandbox); err != nil {
+		fmt.Fprintf(os.Stderr, "demo failed: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+var tokenRE = regexp.MustCompile(`glrt-[A-Za-z0-9_-]+|glpat-[A-Za-z0-9_-]+`)
+
+func run(ctx context.Context, bin, sandbox string) error {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	section("starting stand-ins: amazon-ec2-metadata-mock (IMDSv2), gofakes3 (S3), SSM, GitLab API")
+	stack, err := testenv.StartStack(ctx, testenv.IMDSValues{})
+	if err != nil {
+		return err
+	}
+	defer stack.Close()
+	fmt.Printf("  IMDS    %s (instance i-0123456789abcdef0, us-east-2)\n", stack.IMDS.Endpoint())
+	fmt.Printf("  S3      %s (driver mirror %s)\n", stack.S3.URL(), stack.DriverURL)
+	fmt.Printf("  SSM     %s\n", stack.SSM.URL())
+	fmt.Printf("  GitLab  %s (private address, published in SSM %s)\n", stack.GitLab.URL(), testenv.StackPrivateURL)
+
+	cfg := stack.RunnerConfig(testenv.CreateAuth, "")
+	stack.SSM.Put(testenv.StackConfigParam, cfg, true)
+	section("the runner configuration, stored in SSM " + testenv.StackConfigParam)
+	fmt.Print(indent(cfg))
+
+	root := filepath.Join(sandbox, "runner")
+	if err := os.RemoveAll(root); err != nil {
+		return err
+	}
+	if err := testenv.SeedRunnerRoot(root, stack.GitLab.CAPEM()); err != nil {
+		return err
+	}
+	env := stack.Env(os.Environ())
+	glb := func(want int, args ...string) error {
+		fmt.Printf("\n$ glbootstrap %s\n", strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = env
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		fmt.Print(indent(tokenRE.ReplaceAllString(out.String(), "[MASKED]")))
+		code := 0
+		var xe *exec.ExitError
+		if errors.As(err, &xe) {
+			code = xe.ExitCode()
+		} else if err != nil {
+			return err
+		}
+		fmt.Printf("  (exit %d)\n", code)
+		if code != want {
+			return fmt.Errorf("glbootstrap %s exited %d, want %d", args[0], code, want)
+		}
+		return nil
+	}
+	apply := []string{"apply", "--role", "runner", "--config", "ssm:" + testenv.StackConfigParam, "--root", root}
+
+	section("1. first boot: user-data runs apply")
+	if err := glb(0, apply...); err != nil {
+		return err
+	}
+	section("rendered files")
+	for _, f := range []string{"/etc/gitlab-runner/config.toml", "/etc/gitlab-runner/fargate.toml"} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			return err
+		}
+		info, _ := os.Stat(filepath.Join(root, f))
+		fmt.Printf("\n--- %s (mode %04o)\n%s", f, info.Mode().Perm(), indent(tokenRE.ReplaceAllString(string(b), "[MASKED]")))
+	}
+
+	section("2. reboot or SSM Run Command: apply again changes nothing")
+	if err := glb(0, apply...); err != nil {
+		return err
+	}
+
+	section("3. someone edits fargate.toml by hand; plan shows the drift and exits 10")
+	ft := filepath.Join(root, "etc/gitlab-runner/fargate.toml")
+	b, err := os.ReadFile(ft)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(ft, bytes.Replace(b, []byte(`Cluster = "ci-cluster"`), []byte(`Cluster = "hand-edited"`), 1), 0o644); err != nil {
+		return err
+	}
+	plan := append([]string{"plan"}, apply[1:]...)
+	if err := glb(10, plan...); err != nil {
+		return err
+	}
+	if err := glb(0, apply...); err != nil {
+		return err
+	}
+
+	section("GitLab's side")
+	for _, r := range stack.GitLab.Runners() {
+		fmt.Printf("  runner #%d %q type=%s tags=%v managers=%v\n", r.ID, r.Description, r.RunnerType, r.Tags, r.SystemIDs)
+	}
+	fmt.Printf("  %d runner(s) on GitLab after 4 applies; POST /api/v4/user/runners called %d time(s)\n",
+		len(stack.GitLab.Runners()), stack.GitLab.Requests("POST", "/api/v4/user/runners"))
+	fmt.Printf("\ndemo root left in %s\n", root)
+	return nil
+}
+
+func section(s string) { fmt.Printf("\n=== %s\n", s) }
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n") + "\n"
+}

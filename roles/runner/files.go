@@ -1,0 +1,126 @@
+package runner
+
+import (
+	"time"
+
+	"github.com/glbootstrap/glbootstrap/internal/config"
+)
+
+// Paths of the files this role manages on the front.
+const (
+	ConfigTOML   = "/etc/gitlab-runner/config.toml"
+	FargateTOML  = "/etc/gitlab-runner/fargate.toml"
+	SystemIDFile = "/etc/gitlab-runner/.runner_system_id"
+	StateFile    = "/var/lib/glbootstrap/runner.json"
+	RunnerBinary = "/usr/bin/gitlab-runner"
+	ServiceUnit  = "gitlab-runner.service"
+)
+
+// FargateFile is /etc/gitlab-runner/fargate.toml: every key the Fargate
+// custom executor driver decodes (BurntSushi/toml), in its own spelling.
+// Source: the driver's README and config package,
+// https://gitlab.com/gitlab-org/ci-cd/custom-executor-drivers/fargate.
+type FargateFile struct {
+	LogLevel     string              `toml:"LogLevel"`  // debug|info|warn|error|fatal|panic
+	LogFile      string              `toml:"LogFile"`   // empty = stdout (the runner's job log)
+	LogFormat    string              `toml:"LogFormat"` // text|json
+	Fargate      FargateSection      `toml:"Fargate"`
+	TaskMetadata TaskMetadataSection `toml:"TaskMetadata"`
+	SSH          SSHSection          `toml:"SSH"`
+}
+
+// FargateSection is [Fargate]: where and how the driver runs tasks.
+type FargateSection struct {
+	Cluster         string `toml:"Cluster"`
+	Region          string `toml:"Region"`
+	Subnet          string `toml:"Subnet"`
+	SecurityGroup   string `toml:"SecurityGroup"`
+	TaskDefinition  string `toml:"TaskDefinition"` // family, family:revision or ARN
+	EnablePublicIP  bool   `toml:"EnablePublicIP"`
+	PlatformVersion string `toml:"PlatformVersion"` // empty = ECS default (LATEST)
+}
+
+// TaskMetadataSection is [TaskMetadata]: where the driver keeps per-job
+// task state (including each task's SSH private key).
+type TaskMetadataSection struct {
+	Directory string `toml:"Directory"`
+}
+
+// SSHSection is [SSH]: how the driver logs in to the coordinator container.
+type SSHSection struct {
+	Username string `toml:"Username"`
+	Port     int    `toml:"Port"`
+}
+
+// RunnerConfigFile is /etc/gitlab-runner/config.toml for a runner manager
+// with one custom-executor runner. Keys and spellings are gitlab-runner's
+// (common.Config / common.RunnerConfig, decoded with BurntSushi/toml); see
+// https://docs.gitlab.com/runner/configuration/advanced-configuration/.
+type RunnerConfigFile struct {
+	Concurrent    int             `toml:"concurrent"`     // jobs (Fargate tasks) at once, > 0
+	CheckInterval int             `toml:"check_interval"` // seconds between job requests
+	Runners       []RunnerSection `toml:"runners"`
+}
+
+// RunnerSection is one [[runners]] entry.
+type RunnerSection struct {
+	Name               string        `toml:"name"`
+	URL                string        `toml:"url"`       // GitLab's private URL: API, artifacts, cache, LFS
+	CloneURL           string        `toml:"clone_url"` // the same private URL, for git clone
+	Token              string        `toml:"token"`     // runner authentication token (glrt-)
+	TokenObtainedAt    time.Time     `toml:"token_obtained_at"`
+	TokenExpiresAt     time.Time     `toml:"token_expires_at"` // zero = never
+	TLSCAFile          string        `toml:"tls-ca-file,omitempty"`
+	Executor           string        `toml:"executor"`
+	BuildsDir          string        `toml:"builds_dir"`
+	CacheDir           string        `toml:"cache_dir"`
+	Limit              int           `toml:"limit"` // 0 = unlimited
+	RequestConcurrency int           `toml:"request_concurrency"`
+	Custom             CustomSection `toml:"custom"`
+}
+
+// CustomSection is [runners.custom]: the four custom-executor stages, each
+// running the Fargate driver with its stage name.
+type CustomSection struct {
+	ConfigExec  string   `toml:"config_exec"`
+	ConfigArgs  []string `toml:"config_args"`
+	PrepareExec string   `toml:"prepare_exec"`
+	PrepareArgs []string `toml:"prepare_args"`
+	RunExec     string   `toml:"run_exec"`
+	RunArgs     []string `toml:"run_args"`
+	CleanupExec string   `toml:"cleanup_exec"`
+	CleanupArgs []string `toml:"cleanup_args"`
+}
+
+// fargateFile builds fargate.toml from the config and the resolved region
+// and subnet.
+func fargateFile(f *config.Fargate, region, subnet string) FargateFile {
+	return FargateFile{
+		LogLevel:  f.LogLevel,
+		LogFormat: f.LogFormat,
+		Fargate: FargateSection{
+			Cluster:         f.Cluster,
+			Region:          region,
+			Subnet:          subnet,
+			SecurityGroup:   f.SecurityGroup,
+			TaskDefinition:  f.TaskDefinition,
+			EnablePublicIP:  f.EnablePublicIP,
+			PlatformVersion: f.PlatformVersion,
+		},
+		TaskMetadata: TaskMetadataSection{Directory: f.MetadataDir},
+		SSH:          SSHSection{Username: f.SSH.Username, Port: f.SSH.Port},
+	}
+}
+
+// customSection points every custom-executor stage at the driver.
+func customSection(driver string) CustomSection {
+	args := func(stage string) []string {
+		return []string{"--config", FargateTOML, "custom", stage}
+	}
+	return CustomSection{
+		ConfigExec: driver, ConfigArgs: args("config"),
+		PrepareExec: driver, PrepareArgs: args("prepare"),
+		RunExec: driver, RunArgs: args("run"),
+		CleanupExec: driver, CleanupArgs: args("cleanup"),
+	}
+}

@@ -1,0 +1,295 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/glbootstrap/glbootstrap/internal/gitlabapi"
+	"github.com/glbootstrap/glbootstrap/internal/host"
+)
+
+// State is what glbootstrap remembers about this front's registration, in
+// /var/lib/glbootstrap/runner.json (0600: it holds the runner
+// authentication token, which GitLab shows only once at creation).
+type State struct {
+	InstanceID string `json:"instance_id"` // the instance that wrote this state
+	SystemID   string `json:"system_id"`   // this runner manager's system_id
+	// RunnerID is set when glbootstrap created or registered the runner,
+	// so "runner unregister" can delete exactly that runner.
+	RunnerID        int64     `json:"runner_id,omitempty"`
+	Source          string    `json:"source"` // parameter | create | registration | config.toml
+	Token           string    `json:"token"`
+	TokenObtainedAt time.Time `json:"token_obtained_at"`
+	TokenExpiresAt  time.Time `json:"token_expires_at"`
+	URL             string    `json:"url"`
+}
+
+// systemIDPattern is gitlab-runner's format for .runner_system_id
+// (FACTS.md: s_ from machine-id, r_ random).
+var systemIDPattern = regexp.MustCompile(`^[sr]_[0-9a-zA-Z]{12}$`)
+
+// loadState reads the state file; a missing file is the zero State.
+func (r *Role) loadState() (State, error) {
+	var s State
+	b, err := r.d.Host.ReadFile(StateFile)
+	if host.IsNotExist(err) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("reading %s: %w", StateFile, err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("reading %s: %w; move the file away to start over (the runner on GitLab may then need deleting by hand)", StateFile, err)
+	}
+	return s, nil
+}
+
+func (r *Role) saveState(s State) (host.Step, error) {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return host.Step{}, err
+	}
+	return r.d.Host.EnsureFile(host.File{Path: StateFile, Data: append(b, '\n'), Mode: 0o600, Secrets: []string{s.Token}})
+}
+
+// existingToken returns the token of the first [[runners]] in config.toml,
+// with the times gitlab-runner recorded for it.
+func (r *Role) existingToken() (tok string, obtained, expires time.Time, err error) {
+	b, err := r.d.Host.ReadFile(ConfigTOML)
+	if host.IsNotExist(err) {
+		return "", obtained, expires, nil
+	}
+	if err != nil {
+		return "", obtained, expires, fmt.Errorf("reading %s: %w", ConfigTOML, err)
+	}
+	var f RunnerConfigFile
+	if _, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&f); err != nil {
+		// A broken file is rewritten by runner-config; its token is lost.
+		return "", obtained, expires, nil
+	}
+	if len(f.Runners) == 0 {
+		return "", obtained, expires, nil
+	}
+	rs := f.Runners[0]
+	return rs.Token, rs.TokenObtainedAt, rs.TokenExpiresAt, nil
+}
+
+// register finds a runner authentication token that GitLab accepts for
+// this runner manager, in this order, so that re-running never creates a
+// second runner: the token already in config.toml, the one in the state
+// file, the glrt- token from SSM; only when none verifies does it create
+// (POST /user/runners) or register (legacy POST /runners) a runner, and it
+// records the new token in the state file before anything else.
+func (r *Role) register(ctx context.Context) ([]host.Step, error) {
+	var steps []host.Step
+	h := r.d.Host
+	st, err := r.loadState()
+	if err != nil {
+		return nil, err
+	}
+
+	sysStep, sysID, err := r.ensureSystemID(st)
+	if err != nil {
+		return nil, err
+	}
+	if sysStep.Changed {
+		steps = append(steps, sysStep)
+	}
+	if st.InstanceID != r.d.Facts.InstanceID {
+		st.InstanceID = r.d.Facts.InstanceID
+	}
+	st.SystemID = sysID
+
+	gl, err := r.d.NewGitLab(r.privateURL, r.caPEM)
+	if err != nil {
+		return steps, err
+	}
+	if err := gl.CheckTLS(ctx); err != nil {
+		return steps, err
+	}
+	if err := gl.WaitReady(ctx, time.Duration(r.cfg.GitLab.ReadyTimeout), r.progress); err != nil {
+		return steps, err
+	}
+
+	existing, obtained, expires, err := r.existingToken()
+	if err != nil {
+		return steps, err
+	}
+	rc := r.cfg.Runner
+	type candidate struct {
+		token, source    string
+		obtained, expire time.Time
+	}
+	var cands []candidate
+	if existing != "" {
+		cands = append(cands, candidate{existing, "config.toml", obtained, expires})
+	}
+	if st.Token != "" && st.Token != existing {
+		cands = append(cands, candidate{st.Token, st.Source, st.TokenObtainedAt, st.TokenExpiresAt})
+	}
+	if rc.TokenParameter != "" && r.secret != existing && r.secret != st.Token {
+		cands = append(cands, candidate{r.secret, "parameter", time.Time{}, time.Time{}})
+	}
+	for _, c := range cands {
+		r.secrets = append(r.secrets, c.token)
+		ok, err := gl.Verify(ctx, c.token, sysID)
+		if err != nil {
+			// Never fall through to creating a runner on an error that is
+			// not a clear "invalid token": that is how duplicates happen.
+			return steps, fmt.Errorf("verifying the runner token from %s: %w", describeSource(c.source, rc.TokenParameter), err)
+		}
+		if !ok {
+			r.progress(fmt.Sprintf("the runner token from %s was rejected by GitLab (403 on POST /api/v4/runners/verify)", describeSource(c.source, rc.TokenParameter)))
+			continue
+		}
+		if c.obtained.IsZero() {
+			c.obtained = time.Now().UTC().Truncate(time.Second)
+		}
+		r.token, r.obtainedAt, r.expiresAt = c.token, c.obtained, c.expire
+		if c.source == "config.toml" && st.Token != c.token {
+			st.Source = firstNonEmpty(st.Source, "config.toml")
+		} else if c.source != "config.toml" {
+			st.Source = c.source
+		}
+		st.Token, st.TokenObtainedAt, st.TokenExpiresAt, st.URL = r.token, r.obtainedAt, r.expiresAt, r.privateURL
+		steps = append(steps, host.Step{Kind: "remote", Target: r.privateURL, Summary: "runner token verified (from " + describeSource(c.source, rc.TokenParameter) + ")"})
+		s, err := r.saveState(st)
+		if s.Changed {
+			steps = append(steps, s)
+		}
+		return steps, err
+	}
+
+	if rc.TokenParameter != "" {
+		return steps, fmt.Errorf("the runner authentication token in SSM %s was rejected by GitLab (HTTP 403 on POST /api/v4/runners/verify): "+
+			"the runner was deleted or its token was reset; put its current glrt- token in %s (GitLab: Admin area > CI/CD > Runners) and run apply again",
+			rc.TokenParameter, rc.TokenParameter)
+	}
+
+	opts := gitlabapi.CreateOptions{
+		Description: r.name, Tags: rc.Tags, RunUntagged: rc.RunUntagged, Locked: rc.Locked,
+	}
+	verb := "registered"
+	if rc.Create != nil {
+		opts.RunnerType, opts.GroupID, opts.ProjectID = rc.Create.RunnerType, rc.Create.GroupID, rc.Create.ProjectID
+		verb = "created"
+	}
+	target := r.privateURL + "/api/v4/user/runners"
+	if rc.Create == nil {
+		target = r.privateURL + "/api/v4/runners"
+	}
+	step := host.Step{Kind: "remote", Target: target, Changed: true}
+	if h.DryRun {
+		step.Summary = fmt.Sprintf("would be %s: runner %q (no runner token verified)", verb, r.name)
+		return append(steps, step), nil
+	}
+	var reg gitlabapi.Registered
+	if rc.Create != nil {
+		reg, err = gl.CreateRunner(ctx, r.secret, opts)
+	} else {
+		reg, err = gl.RegisterLegacy(ctx, r.secret, opts)
+	}
+	if err != nil {
+		return steps, err
+	}
+	r.secrets = append(r.secrets, reg.Token)
+	r.token, r.obtainedAt = reg.Token, time.Now().UTC().Truncate(time.Second)
+	r.expiresAt = time.Time{}
+	if reg.ExpiresAt != nil {
+		r.expiresAt = reg.ExpiresAt.UTC()
+	}
+	st.RunnerID, st.Token, st.TokenObtainedAt, st.TokenExpiresAt, st.URL = reg.ID, reg.Token, r.obtainedAt, r.expiresAt, r.privateURL
+	st.Source = "create"
+	if rc.Create == nil {
+		st.Source = "registration"
+	}
+	// The token is shown once: keep it before doing anything else.
+	s, err := r.saveState(st)
+	if err != nil {
+		return steps, fmt.Errorf("runner #%d was %s but its token could not be saved (delete the runner in GitLab before retrying): %w", reg.ID, verb, err)
+	}
+	step.Summary = fmt.Sprintf("%s runner #%d %q", verb, reg.ID, r.name)
+	return append(steps, step, s), nil
+}
+
+// ensureSystemID keeps .runner_system_id only when the state says it was
+// made on this very instance; otherwise (first boot, or an AMI that carried
+// the file) it writes a new random r_ id, so every instance is its own
+// runner manager on GitLab.
+func (r *Role) ensureSystemID(st State) (host.Step, string, error) {
+	cur := ""
+	if b, err := r.d.Host.ReadFile(SystemIDFile); err == nil {
+		cur = strings.TrimSpace(string(b))
+	} else if !host.IsNotExist(err) {
+		return host.Step{}, "", fmt.Errorf("reading %s: %w", SystemIDFile, err)
+	}
+	if cur != "" && systemIDPattern.MatchString(cur) && st.InstanceID == r.d.Facts.InstanceID && st.SystemID == cur {
+		return host.Step{Kind: "file", Target: SystemIDFile}, cur, nil
+	}
+	id, err := randomSystemID()
+	if err != nil {
+		return host.Step{}, "", err
+	}
+	step, err := r.d.Host.EnsureFile(host.File{Path: SystemIDFile, Data: []byte(id + "\n"), Mode: 0o600})
+	if err != nil {
+		return step, "", err
+	}
+	switch {
+	case cur == "":
+		step.Summary = "created (new runner manager " + id + ")"
+	case st.InstanceID != "" && st.InstanceID != r.d.Facts.InstanceID:
+		step.Summary = fmt.Sprintf("replaced %s: it was made on instance %s (an AMI carried it)", cur, st.InstanceID)
+	default:
+		step.Summary = fmt.Sprintf("replaced %s: not recorded as made on this instance (an AMI may have carried it)", cur)
+	}
+	if r.d.Host.DryRun {
+		step.Summary = "would be " + step.Summary
+	}
+	return step, id, nil
+}
+
+const alnum = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+// randomSystemID returns "r_" + 12 random alphanumerics, gitlab-runner's own
+// format for a manager without a machine-id.
+func randomSystemID() (string, error) {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	for i := range b {
+		b[i] = alnum[int(b[i])%len(alnum)]
+	}
+	return "r_" + string(b), nil
+}
+
+func describeSource(source, param string) string {
+	switch source {
+	case "parameter":
+		return "SSM " + param
+	case "config.toml":
+		return ConfigTOML
+	case "create", "registration":
+		return StateFile + " (runner created by glbootstrap)"
+	default:
+		return source
+	}
+}
+
+func (r *Role) progress(msg string) {
+	if r.d.Progress != nil {
+		r.d.Progress(msg)
+	}
+}
+
+// errNoToken is returned by runner-config when no token is known yet.
+var errNoToken = errors.New("no runner authentication token is known yet: run the register phase first (glbootstrap apply without --phase)")

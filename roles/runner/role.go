@@ -1,0 +1,218 @@
+// Package runner is the runner front role: a small EC2 instance whose
+// gitlab-runner (custom executor) runs every job as an AWS Fargate task
+// through GitLab's Fargate driver, talking to GitLab over its private
+// address.
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/glbootstrap/glbootstrap/internal/config"
+	"github.com/glbootstrap/glbootstrap/internal/engine"
+	"github.com/glbootstrap/glbootstrap/internal/gitlabapi"
+	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/systemd"
+)
+
+// Name is the role's name on the command line.
+const Name = "runner"
+
+// Facts are what EC2 instance metadata tells about this instance.
+type Facts struct {
+	Region, InstanceID, PrivateIPv4, SubnetID string
+}
+
+// ParameterReader reads an SSM parameter with decryption.
+type ParameterReader interface {
+	Get(ctx context.Context, name string) (string, error)
+}
+
+// ObjectOpener opens an S3 object (for s3:// driver mirrors).
+type ObjectOpener interface {
+	Open(ctx context.Context, bucket, key string) (io.ReadCloser, int64, error)
+}
+
+// GitLab is the part of GitLab's REST API the register phase uses.
+type GitLab interface {
+	CheckTLS(ctx context.Context) error
+	WaitReady(ctx context.Context, timeout time.Duration, progress func(string)) error
+	Verify(ctx context.Context, token, systemID string) (bool, error)
+	CreateRunner(ctx context.Context, accessToken string, o gitlabapi.CreateOptions) (gitlabapi.Registered, error)
+	RegisterLegacy(ctx context.Context, registrationToken string, o gitlabapi.CreateOptions) (gitlabapi.Registered, error)
+}
+
+// Deps are what the role needs from the outside world; each phase uses a
+// few of them.
+type Deps struct {
+	Host    *host.Host
+	Config  *config.Config
+	Facts   Facts
+	Params  ParameterReader
+	Objects ObjectOpener
+	// NewGitLab connects to GitLab's private URL, trusting caPEM (nil =
+	// system roots) in addition to the system roots.
+	NewGitLab func(baseURL string, caPEM []byte) (GitLab, error)
+	Units     systemd.Manager
+	HTTP      *http.Client
+	// Progress receives human progress lines (waiting for GitLab...).
+	Progress func(string)
+}
+
+// Role is a prepared runner front: inputs resolved, ready to converge.
+type Role struct {
+	d          Deps
+	cfg        *config.Config
+	privateURL string
+	caPEM      []byte
+	region     string
+	subnet     string
+	name       string
+	secret     string // the token_parameter / access token / registration token value
+	secrets    []string
+
+	// set by the register phase for runner-config
+	token      string
+	obtainedAt time.Time
+	expiresAt  time.Time
+}
+
+// PhaseList describes the role's phases for "glbootstrap phases" without
+// resolving anything.
+func PhaseList() []engine.Phase { return (&Role{}).Phases() }
+
+// Phases returns the role's phases in order.
+func (r *Role) Phases() []engine.Phase {
+	return []engine.Phase{
+		{Name: "directories", Stage: engine.Bake, Run: r.directories,
+			Description: "metadata, builds and cache directories owned by the runner's user"},
+		{Name: "fargate-driver", Stage: engine.Bake, Run: r.fargateDriver,
+			Description: "download the pinned Fargate driver, verify its SHA-256, install it 0755"},
+		{Name: "fargate-config", Stage: engine.Boot, Run: r.fargateConfig,
+			Description: "render /etc/gitlab-runner/fargate.toml"},
+		{Name: "register", Stage: engine.Boot, Run: r.register,
+			Description: "obtain this runner manager's runner authentication token without duplicates"},
+		{Name: "runner-config", Stage: engine.Boot, Run: r.runnerConfig,
+			Description: "render /etc/gitlab-runner/config.toml (0600) with url and clone_url on GitLab's private address"},
+		{Name: "service", Stage: engine.Boot, Run: r.service,
+			Description: "enable and start gitlab-runner (it reloads config.toml by itself)"},
+	}
+}
+
+// Prepare resolves everything the phases need from outside before any of
+// them touches the host: region and subnet defaults from the facts, GitLab's
+// private URL (from the config or its SSM parameter), the CA file, and the
+// secret the chosen registration method needs. Any error here means nothing
+// was changed.
+func Prepare(ctx context.Context, d Deps) (*Role, error) {
+	cfg := d.Config
+	r := &Role{d: d, cfg: cfg}
+	r.region = firstNonEmpty(cfg.Fargate.Region, d.Facts.Region)
+	r.subnet = firstNonEmpty(cfg.Fargate.Subnet, d.Facts.SubnetID)
+	r.name = firstNonEmpty(cfg.Runner.Name, "fargate-"+d.Facts.InstanceID)
+	if r.region == "" || r.subnet == "" || d.Facts.InstanceID == "" {
+		return nil, fmt.Errorf("instance metadata gave no region, subnet or instance id: set fargate.region and fargate.subnet, or run on EC2")
+	}
+
+	r.privateURL = cfg.GitLab.PrivateURL
+	if r.privateURL == "" {
+		v, err := d.Params.Get(ctx, cfg.GitLab.PrivateURLParameter)
+		if err != nil {
+			return nil, fmt.Errorf("reading gitlab.private_url_parameter: %w", err)
+		}
+		v = strings.TrimSpace(v)
+		if msg := config.CheckPrivateURL(v); msg != "" {
+			return nil, fmt.Errorf("SSM parameter %s (gitlab.private_url_parameter) holds %q: %s", cfg.GitLab.PrivateURLParameter, v, msg)
+		}
+		r.privateURL = v
+	}
+	r.privateURL = strings.TrimRight(r.privateURL, "/")
+
+	if cfg.GitLab.CAFile != "" {
+		pem, err := d.Host.ReadFile(cfg.GitLab.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading gitlab.ca_file: %w; put the PEM of the CA that signed GitLab's certificate there (user-data or the bake) or remove ca_file", err)
+		}
+		r.caPEM = pem
+	}
+
+	var param, what string
+	switch rc := cfg.Runner; {
+	case rc.TokenParameter != "":
+		param, what = rc.TokenParameter, "runner.token_parameter"
+	case rc.Create != nil:
+		param, what = rc.Create.AccessTokenParameter, "runner.create.access_token_parameter"
+	default:
+		param, what = rc.RegistrationTokenParameter, "runner.registration_token_parameter"
+	}
+	v, err := d.Params.Get(ctx, param)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	r.secret = strings.TrimSpace(v)
+	if r.secret == "" {
+		return nil, fmt.Errorf("SSM parameter %s (%s) is empty: put the token in it", param, what)
+	}
+	r.secrets = []string{r.secret}
+	return r, nil
+}
+
+// Secrets are the secret values this run knows, for masking in output.
+func (r *Role) Secrets() []string {
+	out := append([]string(nil), r.secrets...)
+	if r.token != "" {
+		out = append(out, r.token)
+	}
+	return out
+}
+
+func (r *Role) runnerOwner() host.Owner {
+	return host.Owner{User: r.cfg.Runner.User, Group: r.cfg.Runner.User}
+}
+
+// directories creates the driver's task-metadata directory (0700: it holds
+// each task's SSH private key) and the builds and cache directories.
+func (r *Role) directories(ctx context.Context) ([]host.Step, error) {
+	var steps []host.Step
+	for _, d := range []struct {
+		path string
+		mode uint32
+	}{
+		{r.cfg.Fargate.MetadataDir, 0o700},
+		{r.cfg.Runner.BuildsDir, 0o750},
+		{r.cfg.Runner.CacheDir, 0o750},
+	} {
+		st, err := r.d.Host.EnsureDir(d.path, fsMode(d.mode), r.runnerOwner())
+		if err != nil {
+			if host.IsNoSuchUser(err) {
+				return steps, fmt.Errorf("%w: the gitlab-runner package creates the runner's user; install it (glbootstrap bake --role runner) or set runner.user", err)
+			}
+			return steps, err
+		}
+		steps = append(steps, st)
+	}
+	return steps, nil
+}
+
+// fargateConfig renders fargate.toml.
+func (r *Role) fargateConfig(ctx context.Context) ([]host.Step, error) {
+	data, err := renderTOML(fargateFile(r.cfg.Fargate, r.region, r.subnet))
+	if err != nil {
+		return nil, err
+	}
+	st, err := r.d.Host.EnsureFile(host.File{Path: FargateTOML, Data: data, Mode: 0o644})
+	return []host.Step{st}, err
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
