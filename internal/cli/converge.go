@@ -157,11 +157,13 @@ func (a *awsClients) Open(ctx context.Context, bucket, key string) (io.ReadClose
 func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source string) (*config.Config, error) {
 	data, err := config.Read(ctx, source, e.stdin, clients, clients)
 	if err != nil {
+		// A source that does not exist is a configuration mistake (3); a
+		// denied read or unreachable metadata is the environment's (1).
 		code := ExitInvalidConfig
-		if errors.Is(err, ssm.ErrAccessDenied) {
+		if errors.Is(err, ssm.ErrAccessDenied) || errors.Is(err, imds.ErrUnreachable) || errors.Is(err, awscfg.ErrNoRegion) {
 			code = ExitFailed
 		}
-		return nil, exitf(code, "reading the configuration from %s: %v\nnothing was changed", source, err)
+		return nil, exitf(code, "%v\nnothing was changed", err)
 	}
 	cfg, problems := config.Parse(data, role)
 	for _, p := range problems.Warnings() {

@@ -85,7 +85,8 @@ func (p *printer) phase(r engine.PhaseResult) {
 		if s.Warning != "" {
 			fmt.Fprintf(p.e.stdout, "    warning: %s\n", s.Warning)
 		}
-		if s.Diff != "" {
+		// A file created by apply is printed whole by plan; here it is noise.
+		if s.Diff != "" && (p.dryRun || !strings.HasSuffix(s.Summary, "created")) {
 			for _, line := range strings.Split(strings.TrimRight(s.Diff, "\n"), "\n") {
 				fmt.Fprintf(p.e.stdout, "      %s\n", line)
 			}

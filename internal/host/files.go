@@ -264,8 +264,8 @@ func Diff(path string, old, new []byte, existed bool, secrets []string) string {
 		from = "/dev/null"
 	}
 	ud := difflib.UnifiedDiff{
-		A:        difflib.SplitLines(Mask(string(old), secrets)),
-		B:        difflib.SplitLines(Mask(string(new), secrets)),
+		A:        splitLines(Mask(string(old), secrets)),
+		B:        splitLines(Mask(string(new), secrets)),
 		FromFile: from,
 		ToFile:   path,
 		Context:  2,
@@ -285,6 +285,18 @@ func Mask(s string, secrets []string) string {
 		}
 	}
 	return s
+}
+
+// splitLines splits s into lines that keep their "\n" (difflib's
+// SplitLines adds a phantom empty last line).
+func splitLines(s string) []string {
+	lines := strings.SplitAfter(s, "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	} else {
+		lines[len(lines)-1] += "\n\\ No newline at end of file\n"
+	}
+	return lines
 }
 
 func isBinary(b []byte) bool { return bytes.IndexByte(b, 0) >= 0 }

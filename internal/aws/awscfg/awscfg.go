@@ -1,0 +1,61 @@
+// Package awscfg loads the aws-sdk-go-v2 configuration every AWS client of glbootstrap shares.
+//
+// Everything is redirected through the SDK's standard environment variables and shared config
+// files, never through flags of our own: AWS_REGION, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+// AWS_SESSION_TOKEN or AWS_PROFILE, AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> (for example
+// AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL_S3), AWS_EC2_METADATA_SERVICE_ENDPOINT for the instance
+// metadata client that the default credential chain uses for the instance profile, and
+// AWS_MAX_ATTEMPTS / AWS_RETRY_MODE for retries.
+// See https://docs.aws.amazon.com/sdkref/latest/guide/settings-reference.html.
+package awscfg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+)
+
+// Retry policy when the environment does not choose one: a first boot races IAM instance
+// profile propagation and API throttling, so allow a few more attempts than the SDK's 3, but keep
+// the backoff short so a wrong endpoint fails within seconds rather than minutes.
+const (
+	maxAttempts = 5
+	maxBackoff  = 5 * time.Second
+)
+
+// ErrNoRegion is returned by Load when neither the caller nor the environment names a region.
+var ErrNoRegion = errors.New("no AWS region: set it in the config, set AWS_REGION, or run on EC2 so instance metadata provides it")
+
+// Load returns the default SDK configuration (environment, shared config files, then the instance
+// profile through IMDS) with region overriding any configured region when it is not empty.
+// Unless AWS_MAX_ATTEMPTS or AWS_RETRY_MODE is set, clients retry with the standard retryer,
+// up to 5 attempts with at most 5 s between them. It fails with ErrNoRegion when no region
+// results; it does no network I/O (credentials are fetched on first use).
+func Load(ctx context.Context, region string) (aws.Config, error) {
+	var opts []func(*config.LoadOptions) error
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
+	}
+	if os.Getenv("AWS_MAX_ATTEMPTS") == "" && os.Getenv("AWS_RETRY_MODE") == "" {
+		opts = append(opts, config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = maxAttempts
+				o.MaxBackoff = maxBackoff
+			})
+		}))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return aws.Config{}, ErrNoRegion
+	}
+	return cfg, nil
+}
