@@ -51,13 +51,13 @@ func TestMain(m *testing.M) {
 
 // world is one stack of stand-ins and one seeded root.
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	stack *testenv.Stack
 	root  string
 	env   []string
 }
 
-func newWorld(t *testing.T, v testenv.IMDSValues) *world {
+func newWorld(t testing.TB, v testenv.IMDSValues) *world {
 	t.Helper()
 	// Not a context with a deadline: the metadata mock lives as long as the test.
 	stack, err := testenv.StartStack(context.Background(), v)
