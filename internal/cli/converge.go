@@ -17,14 +17,8 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/aws/ssm"
 	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
-	"github.com/glbootstrap/glbootstrap/internal/gitlabapi"
 	"github.com/glbootstrap/glbootstrap/internal/host"
-	"github.com/glbootstrap/glbootstrap/internal/systemd"
-	"github.com/glbootstrap/glbootstrap/roles/runner"
 )
-
-// roleNames are the roles this build knows, in help order.
-var roleNames = []string{runner.Name}
 
 // convergeFlags are shared by apply and plan.
 type convergeFlags struct {
@@ -33,7 +27,7 @@ type convergeFlags struct {
 }
 
 func addRoleFlag(cmd *cobra.Command, role *string) {
-	cmd.Flags().StringVar(role, "role", "", "role to converge: "+strings.Join(roleNames, " | "))
+	cmd.Flags().StringVar(role, "role", "", "role to converge: "+strings.Join(roleNames(), " | "))
 }
 
 func addConfigFlag(cmd *cobra.Command, src *string) {
@@ -67,9 +61,9 @@ func newConvergeCmd(e *env, verb string) *cobra.Command {
 func checkCommon(role, source, output string) error {
 	switch {
 	case role == "":
-		return exitf(ExitUsage, "--role is required: one of %s", strings.Join(roleNames, ", "))
-	case !contains(roleNames, role):
-		return exitf(ExitUsage, "unknown role %q: one of %s", role, strings.Join(roleNames, ", "))
+		return exitf(ExitUsage, "--role is required: one of %s", strings.Join(roleNames(), ", "))
+	case !contains(roleNames(), role):
+		return exitf(ExitUsage, "unknown role %q: one of %s", role, strings.Join(roleNames(), ", "))
 	case source == "":
 		return exitf(ExitUsage, "--config is required: FILE, - (stdin), ssm:/name or s3://bucket/key")
 	case output != "text" && output != "json":
@@ -182,8 +176,8 @@ func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error 
 	if err := checkCommon(f.role, f.source, f.output); err != nil {
 		return err
 	}
-	phases := runner.PhaseList()
-	if _, err := engine.Select(phases, engine.Options{Stage: engine.Boot, Only: f.only, Skip: f.skip}); err != nil {
+	def, _ := findRole(f.role)
+	if _, err := engine.Select(def.phases(), engine.Options{Stage: engine.Boot, Only: f.only, Skip: f.skip}); err != nil {
 		return exitf(ExitUsage, "%v", err)
 	}
 	h, err := host.New(f.root, dryRun)
@@ -212,19 +206,7 @@ func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error 
 		return exitf(ExitFailed, "reading instance facts: %v\nnothing was changed", err)
 	}
 	out := newPrinter(e, f.output, dryRun)
-	d := runner.Deps{
-		Host:    h,
-		Config:  cfg,
-		Facts:   runner.Facts{Region: facts.Region, InstanceID: facts.InstanceID, PrivateIPv4: facts.PrivateIPv4, SubnetID: facts.SubnetID},
-		Params:  clients,
-		Objects: clients,
-		NewGitLab: func(baseURL string, caPEM []byte) (runner.GitLab, error) {
-			return gitlabapi.New(baseURL, caPEM)
-		},
-		Units:    systemd.For(h),
-		Progress: out.progress,
-	}
-	role, err := runner.Prepare(ctx, d)
+	role, err := def.prepare(ctx, runtime{host: h, config: cfg, facts: facts, aws: clients, progress: out.progress})
 	if err != nil {
 		code := ExitFailed
 		if errors.Is(err, ssm.ErrNotFound) {

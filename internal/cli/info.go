@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/glbootstrap/glbootstrap/roles/runner"
 )
 
 func newValidateCmd(e *env) *cobra.Command {
@@ -41,7 +39,8 @@ func newPhasesCmd(e *env) *cobra.Command {
 			if err := checkCommon(role, "-", "text"); err != nil {
 				return err
 			}
-			for _, p := range runner.PhaseList() {
+			def, _ := findRole(role)
+			for _, p := range def.phases() {
 				fmt.Fprintf(e.stdout, "%-16s %-5s %s\n", p.Name, p.Stage, p.Description)
 			}
 			return nil

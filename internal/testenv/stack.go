@@ -187,8 +187,8 @@ func SeedRunnerRoot(root string, caPEM []byte) error {
 		return err
 	}
 	files := map[string]string{
-		"etc/passwd":    fmt.Sprintf("root:x:0:0:root:/root:/bin/bash\ngitlab-runner:x:%s:%s:GitLab Runner:/home/gitlab-runner:/bin/bash\n", u.Uid, u.Gid),
-		"etc/group":     fmt.Sprintf("root:x:0:\ngitlab-runner:x:%s:\n", u.Gid),
+		"etc/passwd":            fmt.Sprintf("root:x:0:0:root:/root:/bin/bash\ngitlab-runner:x:%s:%s:GitLab Runner:/home/gitlab-runner:/bin/bash\n", u.Uid, u.Gid),
+		"etc/group":             fmt.Sprintf("root:x:0:\ngitlab-runner:x:%s:\n", u.Gid),
 		"usr/bin/gitlab-runner": "#!/bin/sh\n# Stand-in for the gitlab-runner package's binary in the glbootstrap demo root.\necho 'gitlab-runner stand-in' >&2\n",
 		"etc/systemd/system/gitlab-runner.service": `[Unit]
 Description=GitLab Runner

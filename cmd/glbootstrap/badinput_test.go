@@ -1,0 +1,606 @@
+package main
+
+// Blackbox tests of bad input: every case asserts the words a user needs
+// (what is wrong, what to do), the exit code, that nothing under the root
+// changed, and that no secret known to the test was printed.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/glbootstrap/glbootstrap/internal/testenv"
+)
+
+// Names the bad-input tests add to the stack's SSM.
+const (
+	badRegParam   = "/glbootstrap/runner/reg"
+	badRegToken   = "GR1348941-legacy-registration-token-0001"
+	unknownGlrt   = "glrt-unknown-to-gitlab-000000000000"
+	tokenAuth     = "  token_parameter: " + testenv.StackRunnerToken + "\n"
+	regAuthTagged = "  registration_token_parameter: " + badRegParam + "\n  tags: [fargate]\n  run_untagged: false\n"
+)
+
+// lineOf is the 1-based line of the first line of doc containing sub.
+func lineOf(t *testing.T, doc, sub string) int {
+	t.Helper()
+	for i, l := range strings.Split(doc, "\n") {
+		if strings.Contains(l, sub) {
+			return i + 1
+		}
+	}
+	t.Fatalf("%q not in the document:\n%s", sub, doc)
+	return 0
+}
+
+// replaceLine replaces old (which must occur exactly once) in doc.
+func replaceOnce(t *testing.T, doc, old, new string) string {
+	t.Helper()
+	if n := strings.Count(doc, old); n != 1 {
+		t.Fatalf("%q occurs %d times in the config template", old, n)
+	}
+	return strings.Replace(doc, old, new, 1)
+}
+
+// wantIn fails for every word that is not in s.
+func wantIn(t *testing.T, what, s string, r result, words ...string) {
+	t.Helper()
+	for _, w := range words {
+		if !strings.Contains(s, w) {
+			t.Errorf("%s lacks %q\n%s", what, w, r)
+		}
+	}
+}
+
+// wantCode fails the test at once when the exit code is not code.
+func wantCode(t *testing.T, r result, code int) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("want exit %d, got:\n%s", code, r)
+	}
+}
+
+// secretsIn returns the secrets the test knows that appear in r's output.
+// It covers the stack's access token, every runner token GitLab ever handed
+// out (as far as the test can still see) and the extra values given.
+func (w *world) leaked(r result, extra ...string) []string {
+	w.t.Helper()
+	known := append([]string{testenv.StackAccessTokenVal, badRegToken, unknownGlrt}, extra...)
+	for _, rn := range w.stack.GitLab.Runners() {
+		known = append(known, rn.Token)
+	}
+	for _, p := range []string{testenv.StackRunnerToken, testenv.StackCreateToken, badRegParam} {
+		if v, ok := w.stack.SSM.Value(p); ok {
+			known = append(known, v)
+		}
+	}
+	var out []string
+	for _, s := range known {
+		if s != "" && strings.Contains(r.stdout+r.stderr, s) {
+			out = append(out, s)
+		}
+	}
+	// Any glrt-/glpat- value at all is a leak: masked output never has one.
+	for _, m := range regexp.MustCompile(`gl(rt|pat)-[A-Za-z0-9_-]{8,}`).FindAllString(r.stdout+r.stderr, -1) {
+		out = append(out, m)
+	}
+	return out
+}
+
+// noLeak fails when a secret appears in r's output (case 16).
+func (w *world) noLeak(r result, extra ...string) {
+	w.t.Helper()
+	if l := w.leaked(r, extra...); len(l) > 0 {
+		w.t.Errorf("secret(s) printed: %q\n%s", l, r)
+	}
+}
+
+// sameTree fails when the tree differs from before, naming the lines that differ.
+func (w *world) sameTree(before string) {
+	w.t.Helper()
+	after := w.snapshot()
+	if after == before {
+		return
+	}
+	w.t.Errorf("the root changed:\n%s", treeDiff(before, after))
+}
+
+// treeDiff lists the snapshot lines only in a (-) or only in b (+).
+func treeDiff(a, b string) string {
+	in := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range strings.Split(s, "\n") {
+			m[l] = true
+		}
+		return m
+	}
+	ma, mb := in(a), in(b)
+	var out []string
+	for _, l := range strings.Split(a, "\n") {
+		if !mb[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	for _, l := range strings.Split(b, "\n") {
+		if !ma[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// withoutPath drops the snapshot line of rel (a file the failing phase may
+// legitimately touch).
+func withoutPath(snap, rel string) string {
+	var out []string
+	for _, l := range strings.Split(snap, "\n") {
+		if !strings.HasPrefix(l, rel+" ") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// replaceGitLab swaps the stack's GitLab for one started with opts: the SSM
+// parameter GitLab publishes its private URL in and the CA file in the root
+// are re-pointed at it, and the stack's access token is registered on it.
+func (w *world) replaceGitLab(opts testenv.GitLabOptions) *testenv.GitLab {
+	w.t.Helper()
+	g, err := testenv.NewGitLab(opts)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	g.AddAccessToken(testenv.StackAccessTokenVal, "create_runner")
+	old := w.stack.GitLab
+	w.stack.GitLab = g // Stack.Close closes it
+	old.Close()
+	w.stack.SSM.Put(testenv.StackPrivateURL, g.URL(), false)
+	if err := os.WriteFile(filepath.Join(w.root, testenv.StackCAFile), g.CAPEM(), 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	return g
+}
+
+// configToken is the token of config.toml's first [[runners]].
+func (w *world) configToken() string {
+	w.t.Helper()
+	var cfg struct {
+		Runners []struct {
+			Token string `toml:"token"`
+		} `toml:"runners"`
+	}
+	if _, err := toml.Decode(w.read("etc/gitlab-runner/config.toml"), &cfg); err != nil {
+		w.t.Fatal(err)
+	}
+	if len(cfg.Runners) != 1 {
+		w.t.Fatalf("config.toml has %d [[runners]]", len(cfg.Runners))
+	}
+	return cfg.Runners[0].Token
+}
+
+// preBoot converges the phases before register, so a failure in register
+// can be checked against an otherwise settled tree.
+func (w *world) preBoot() {
+	w.t.Helper()
+	if r := w.apply("--phase", "directories,fargate-driver,fargate-config"); r.code != 0 {
+		w.t.Fatalf("converging the phases before register: %s", r)
+	}
+}
+
+// --- invalid configuration: exit 3, nothing changed -----------------------
+
+// invalidConfig applies doc on a fresh root and checks exit 3, the words on
+// stderr, the "nothing was changed" promise and an untouched tree. plan must
+// say the same.
+func invalidConfig(t *testing.T, w *world, doc string, words ...string) result {
+	t.Helper()
+	w.setConfig(doc)
+	before := w.snapshot()
+	r := w.apply()
+	wantCode(t, r, 3)
+	wantIn(t, "stderr", r.stderr, r, words...)
+	wantIn(t, "stderr", r.stderr, r, "nothing was changed")
+	w.sameTree(before)
+	w.noLeak(r)
+	if n := w.stack.GitLab.Requests("POST", "/api/v4/user/runners") + w.stack.GitLab.Requests("POST", "/api/v4/runners/verify"); n != 0 {
+		t.Errorf("an invalid configuration reached GitLab (%d requests)", n)
+	}
+	p := w.plan()
+	if p.code != 3 {
+		t.Errorf("plan with the same config: want exit 3\n%s", p)
+	}
+	wantIn(t, "plan stderr", p.stderr, p, words...)
+	w.sameTree(before)
+	return r
+}
+
+func TestBadInputUnknownKey(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	doc := w.stack.RunnerConfig(testenv.CreateAuth, "  concurent: 100\n")
+	line := lineOf(t, doc, "concurent:")
+	invalidConfig(t, w, doc,
+		fmt.Sprintf("runner.concurent (line %d)", line), "unknown key", `did you mean "concurrent"?`)
+}
+
+func TestBadInputValidateListsEveryProblem(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	doc := w.stack.RunnerConfig(testenv.CreateAuth, "  concurent: 100\n")
+	doc = replaceOnce(t, doc, "  concurrent: 200\n", "  concurrent: 0\n")
+	doc = replaceOnce(t, doc, "security_group: sg-0123456789abcdef0", "security_group: sg-xyz")
+	file := filepath.Join(t.TempDir(), "runner.yaml")
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := w.run("validate", "--role", "runner", "--config", file)
+	wantCode(t, r, 3)
+	wantIn(t, "stderr", r.stderr, r,
+		fmt.Sprintf("runner.concurent (line %d): unknown key", lineOf(t, doc, "concurent:")), `did you mean "concurrent"?`,
+		fmt.Sprintf("runner.concurrent (line %d): must be > 0", lineOf(t, doc, "  concurrent: 0")),
+		fmt.Sprintf(`fargate.security_group (line %d): "sg-xyz" is not a security group id`, lineOf(t, doc, "sg-xyz")),
+		"has 3 problem(s)",
+	)
+	if n := strings.Count(r.stderr, "error: "); n != 4 { // 3 problems + the summary line
+		t.Errorf("want 3 problems and a summary, got %d error lines\n%s", n, r)
+	}
+	if r.stdout != "" {
+		t.Errorf("validate of an invalid file printed on stdout:\n%s", r)
+	}
+
+	// The same file fixed validates.
+	if err := os.WriteFile(file, []byte(w.stack.RunnerConfig(testenv.CreateAuth, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.run("validate", "--role", "runner", "--config", file); r.code != 0 || !strings.Contains(r.stdout, "valid for role runner") {
+		t.Errorf("valid file: %s", r)
+	}
+}
+
+func TestBadInputMissingCluster(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	doc := replaceOnce(t, w.stack.RunnerConfig(testenv.CreateAuth, ""), "  cluster: ci-cluster\n", "")
+	invalidConfig(t, w, doc, "fargate.cluster", "is required", "ECS cluster")
+}
+
+func TestBadInputConcurrentZero(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	doc := replaceOnce(t, w.stack.RunnerConfig(testenv.CreateAuth, ""), "  concurrent: 200\n", "  concurrent: 0\n")
+	invalidConfig(t, w, doc, fmt.Sprintf("runner.concurrent (line %d)", lineOf(t, doc, "concurrent: 0")), "must be > 0")
+}
+
+func TestBadInputMalformedSecurityGroup(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	doc := replaceOnce(t, w.stack.RunnerConfig(testenv.CreateAuth, ""), "security_group: sg-0123456789abcdef0", "security_group: sg-xyz")
+	invalidConfig(t, w, doc,
+		fmt.Sprintf("fargate.security_group (line %d)", lineOf(t, doc, "sg-xyz")), `"sg-xyz" is not a security group id`, "hex digits")
+}
+
+func TestBadInputPrivateURLNotAURL(t *testing.T) {
+	t.Run("in the config", func(t *testing.T) {
+		w := newWorld(t, testenv.IMDSValues{})
+		doc := replaceOnce(t, w.stack.RunnerConfig(testenv.CreateAuth, ""),
+			"private_url_parameter: /glbootstrap/gitlab/private-url", `private_url: "10.0.1.10"`)
+		invalidConfig(t, w, doc,
+			fmt.Sprintf("gitlab.private_url (line %d)", lineOf(t, doc, "private_url:")), `"10.0.1.10" is not a URL`, "https://10.0.1.10")
+	})
+	t.Run("in the SSM parameter", func(t *testing.T) {
+		w := newWorld(t, testenv.IMDSValues{})
+		w.stack.SSM.Put(testenv.StackPrivateURL, "not a url", false)
+		before := w.snapshot()
+		r := w.apply()
+		// The value is not in the configuration document but in a parameter
+		// the GitLab host publishes: the code treats it as an environment
+		// failure (1), not an invalid configuration (3). Both keep the tree.
+		if r.code != 1 && r.code != 3 {
+			t.Fatalf("want exit 1 or 3:\n%s", r)
+		}
+		t.Logf("a bad URL in %s gives exit %d", testenv.StackPrivateURL, r.code)
+		wantIn(t, "stderr", r.stderr, r, testenv.StackPrivateURL, "gitlab.private_url_parameter", `"not a url"`, "is not a URL", "nothing was changed")
+		w.sameTree(before)
+		w.noLeak(r)
+		if n := w.stack.GitLab.Requests("POST", "/api/v4/user/runners"); n != 0 {
+			t.Errorf("POST /user/runners called %d times", n)
+		}
+	})
+}
+
+func TestBadInputMissingParameters(t *testing.T) {
+	t.Run("config source", func(t *testing.T) {
+		w := newWorld(t, testenv.IMDSValues{})
+		before := w.snapshot()
+		r := w.run("apply", "--role", "runner", "--config", "ssm:/does/not/exist", "--root", w.root)
+		wantCode(t, r, 3)
+		wantIn(t, "stderr", r.stderr, r, "/does/not/exist", "does not exist", "put-parameter", "nothing was changed")
+		w.sameTree(before)
+		w.noLeak(r)
+		v := w.run("validate", "--role", "runner", "--config", "ssm:/does/not/exist")
+		wantCode(t, v, 3)
+		wantIn(t, "validate stderr", v.stderr, v, "/does/not/exist", "does not exist")
+	})
+	t.Run("token_parameter", func(t *testing.T) {
+		w := newWorld(t, testenv.IMDSValues{})
+		w.setConfig(w.stack.RunnerConfig("  token_parameter: /glbootstrap/runner/missing\n", ""))
+		before := w.snapshot()
+		r := w.apply()
+		wantCode(t, r, 3)
+		wantIn(t, "stderr", r.stderr, r, "runner.token_parameter", "/glbootstrap/runner/missing", "does not exist", "put-parameter", "nothing was changed")
+		w.sameTree(before)
+		w.noLeak(r)
+		if n := w.stack.GitLab.Requests("POST", "/api/v4/runners/verify"); n != 0 {
+			t.Errorf("GitLab was asked %d times", n)
+		}
+	})
+}
+
+func TestBadInputSecureStringNotDecryptable(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	w.stack.SSM.DenyDecrypt(testenv.StackCreateToken)
+	before := w.snapshot()
+	r := w.apply()
+	if r.code == 0 {
+		t.Fatalf("want a failure:\n%s", r)
+	}
+	if r.code != 1 {
+		t.Errorf("a denied kms:Decrypt is the environment's problem: want exit 1, got %d", r.code)
+	}
+	wantIn(t, "stderr", r.stderr, r, testenv.StackCreateToken, "kms:Decrypt", "runner.create.access_token_parameter", "nothing was changed")
+	if strings.Contains(r.stdout+r.stderr, testenv.StackAccessTokenVal) {
+		t.Error("the undecryptable token's value was printed")
+	}
+	w.sameTree(before)
+	w.noLeak(r)
+}
+
+func TestBadInputDriverChecksumMismatch(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	if r := w.apply(); r.code != 0 {
+		t.Fatal(r)
+	}
+	driverBefore := w.read("opt/gitlab-runner/fargate")
+	before := w.snapshot()
+	w.setConfig(strings.Replace(w.stack.RunnerConfig(testenv.CreateAuth, ""), w.stack.DriverSHA256, strings.Repeat("a", 64), 1))
+	r := w.apply()
+	wantCode(t, r, 1)
+	wantIn(t, "stderr", r.stderr, r,
+		"fargate-driver", "SHA-256 mismatch", w.stack.DriverSHA256, strings.Repeat("a", 64),
+		"the driver already at /opt/gitlab-runner/fargate was left in place", "fargate.driver.sha256")
+	if got := w.read("opt/gitlab-runner/fargate"); got != driverBefore {
+		t.Error("the installed driver changed")
+	}
+	w.sameTree(before)
+	w.noLeak(r)
+
+	// On a fresh root nothing is installed at all.
+	w2 := newWorld(t, testenv.IMDSValues{})
+	w2.setConfig(strings.Replace(w2.stack.RunnerConfig(testenv.CreateAuth, ""), w2.stack.DriverSHA256, strings.Repeat("a", 64), 1))
+	r = w2.apply()
+	wantCode(t, r, 1)
+	wantIn(t, "stderr", r.stderr, r, "SHA-256 mismatch", "nothing was installed")
+	if _, err := os.Stat(filepath.Join(w2.root, "opt/gitlab-runner/fargate")); !os.IsNotExist(err) {
+		t.Errorf("a driver with the wrong checksum was installed: %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(w2.root, "opt/gitlab-runner"))
+	for _, e := range entries {
+		if e.Name() != "metadata" && e.Name() != "builds" && e.Name() != "cache" {
+			t.Errorf("left behind in opt/gitlab-runner: %s", e.Name())
+		}
+	}
+}
+
+func TestBadInputRunnerTokenRejected(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	w.stack.SSM.Put(testenv.StackRunnerToken, unknownGlrt, true)
+	w.setConfig(w.stack.RunnerConfig(tokenAuth, ""))
+	w.preBoot()
+	before := w.snapshot()
+	r := w.apply()
+	wantCode(t, r, 1)
+	wantIn(t, "stderr", r.stderr, r,
+		"phase register", testenv.StackRunnerToken, "rejected by GitLab", "403",
+		"put its current glrt- token in "+testenv.StackRunnerToken, "run apply again")
+	if _, err := os.Stat(filepath.Join(w.root, "etc/gitlab-runner/config.toml")); !os.IsNotExist(err) {
+		t.Errorf("config.toml was created: %v", err)
+	}
+	if n := len(w.stack.GitLab.Runners()); n != 0 {
+		t.Errorf("GitLab has %d runners", n)
+	}
+	// register may pick this manager's system_id before it asks GitLab;
+	// nothing else may change.
+	if after := w.snapshot(); withoutPath(after, "etc/gitlab-runner/.runner_system_id") != withoutPath(before, "etc/gitlab-runner/.runner_system_id") {
+		t.Errorf("the root changed beyond .runner_system_id:\n%s", treeDiff(before, after))
+	}
+	w.noLeak(r)
+}
+
+func TestBadInputLegacyRegistration(t *testing.T) {
+	t.Run("disabled (410)", func(t *testing.T) {
+		w := newWorld(t, testenv.IMDSValues{})
+		w.stack.SSM.Put(badRegParam, badRegToken, true)
+		w.setConfig(w.stack.RunnerConfig(regAuthTagged, ""))
+		w.preBoot()
+		before := w.snapshot()
+		r := w.apply()
+		wantCode(t, r, 1)
+		wantIn(t, "stderr", r.stderr, r, "phase register", "registration tokens are disabled", "410", "glrt-", "runner.token_parameter", "runner.create")
+		wantIn(t, "stderr", r.stderr, r, "warning: runner.registration_token_parameter", "deprecated")
+		if _, err := os.Stat(filepath.Join(w.root, "etc/gitlab-runner/config.toml")); !os.IsNotExist(err) {
+			t.Errorf("config.toml was created: %v", err)
+		}
+		if after := w.snapshot(); withoutPath(after, "etc/gitlab-runner/.runner_system_id") != withoutPath(before, "etc/gitlab-runner/.runner_system_id") {
+			t.Errorf("the root changed beyond .runner_system_id:\n%s", treeDiff(before, after))
+		}
+		w.noLeak(r)
+	})
+	t.Run("enabled", func(t *testing.T) {
+		w := newWorld(t, testenv.IMDSValues{})
+		g := w.replaceGitLab(testenv.GitLabOptions{LegacyRegistrationToken: badRegToken})
+		w.stack.SSM.Put(badRegParam, badRegToken, true)
+		w.setConfig(w.stack.RunnerConfig(regAuthTagged, ""))
+		r := w.apply()
+		wantCode(t, r, 0)
+		wantIn(t, "stdout", r.stdout, r, "registered runner #", "6 changed")
+		runners := g.Runners()
+		if len(runners) != 1 || !runners[0].Legacy || w.configToken() != runners[0].Token {
+			t.Fatalf("want one legacy runner whose token is in config.toml, got %+v", runners)
+		}
+		w.noLeak(r, runners[0].Token)
+		again := w.apply()
+		if again.code != 0 || !strings.Contains(again.stdout, "0 changed, 6 unchanged") || len(g.Runners()) != 1 {
+			t.Errorf("second apply: %s", again)
+		}
+		w.noLeak(again, runners[0].Token)
+	})
+}
+
+func TestBadInputLimitAboveConcurrentWarns(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	doc := replaceOnce(t, w.stack.RunnerConfig(testenv.CreateAuth, ""), "  limit: 200\n", "  limit: 300\n")
+	w.setConfig(doc)
+	r := w.apply()
+	wantCode(t, r, 0)
+	wantIn(t, "stderr", r.stderr, r,
+		fmt.Sprintf("warning: runner.limit (line %d)", lineOf(t, doc, "limit: 300")), "300", "200", "can never be reached")
+	if strings.Contains(r.stdout, "can never be reached") {
+		t.Errorf("the warning went to stdout:\n%s", r)
+	}
+	w.noLeak(r)
+}
+
+func TestBadInputCertificateForOtherHost(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	g := w.replaceGitLab(testenv.GitLabOptions{CertHosts: []string{"gitlab.internal"}})
+	w.preBoot()
+	before := w.snapshot()
+	r := w.apply()
+	wantCode(t, r, 1)
+	wantIn(t, "stderr", r.stderr, r, "phase register", "127.0.0.1", "gitlab.internal", "private DNS name", "gitlab.private_url", "gitlab.ca_file")
+	if n := g.Requests("POST", "/api/v4/user/runners"); n != 0 {
+		t.Errorf("POST /user/runners called %d times", n)
+	}
+	if after := w.snapshot(); withoutPath(after, "etc/gitlab-runner/.runner_system_id") != withoutPath(before, "etc/gitlab-runner/.runner_system_id") {
+		t.Errorf("the root changed beyond .runner_system_id:\n%s", treeDiff(before, after))
+	}
+	w.noLeak(r)
+}
+
+func TestBadInputGitLabNeverReady(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	g := w.replaceGitLab(testenv.GitLabOptions{NotReadyFor: 1 << 30})
+	w.setConfig(replaceOnce(t, w.stack.RunnerConfig(testenv.CreateAuth, ""), "  ready_timeout: 20s\n", "  ready_timeout: 2s\n"))
+	w.preBoot()
+	before := w.snapshot()
+	r := w.apply()
+	wantCode(t, r, 1)
+	wantIn(t, "stderr", r.stderr, r, "phase register", g.URL(), "not ready after 2s", "HTTP 503", "raise the timeout")
+	if n := g.Requests("POST", "/api/v4/user/runners") + g.Requests("POST", "/api/v4/runners/verify"); n != 0 {
+		t.Errorf("GitLab was asked to verify or create %d times before it was ready", n)
+	}
+	if after := w.snapshot(); withoutPath(after, "etc/gitlab-runner/.runner_system_id") != withoutPath(before, "etc/gitlab-runner/.runner_system_id") {
+		t.Errorf("the root changed beyond .runner_system_id:\n%s", treeDiff(before, after))
+	}
+	w.noLeak(r)
+}
+
+func TestBadInputGitLabRunnerNotInstalled(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	if r := w.apply(); r.code != 0 {
+		t.Fatal(r)
+	}
+	if err := os.Remove(filepath.Join(w.root, "usr/bin/gitlab-runner")); err != nil {
+		t.Fatal(err)
+	}
+	before := w.snapshot()
+	r := w.apply()
+	wantCode(t, r, 1)
+	wantIn(t, "stderr", r.stderr, r, "phase service", "gitlab-runner is not installed", "/usr/bin/gitlab-runner", "install")
+	wantIn(t, "stdout", r.stdout, r, "0 changed, 5 unchanged, 1 failed")
+	w.sameTree(before)
+	w.noLeak(r)
+}
+
+func TestBadInputTokenKeptOrReplaced(t *testing.T) {
+	t.Run("valid config.toml token is kept", func(t *testing.T) {
+		w := newWorld(t, testenv.IMDSValues{})
+		if r := w.apply(); r.code != 0 {
+			t.Fatal(r)
+		}
+		tok := w.configToken()
+		// Switch to token_parameter naming another (valid) runner: the
+		// token already in config.toml still verifies and wins.
+		other := w.stack.GitLab.AddRunner(testenv.GitLabRunner{Description: "other"})
+		w.stack.SSM.Put(testenv.StackRunnerToken, other.Token, true)
+		w.setConfig(w.stack.RunnerConfig(tokenAuth, ""))
+		before := w.snapshot()
+		r := w.apply()
+		wantCode(t, r, 0)
+		if w.configToken() != tok {
+			t.Error("a valid config.toml token was replaced")
+		}
+		if n := w.stack.GitLab.Requests("POST", "/api/v4/user/runners"); n != 1 {
+			t.Errorf("POST /user/runners called %d times", n)
+		}
+		w.sameTree(before)
+		w.noLeak(r)
+	})
+	t.Run("create mode replaces a reset token once", func(t *testing.T) {
+		w := newWorld(t, testenv.IMDSValues{})
+		if r := w.apply(); r.code != 0 {
+			t.Fatal(r)
+		}
+		first := w.stack.GitLab.Runners()[0]
+		resetTo := w.stack.GitLab.ResetToken(first.ID)
+		r := w.apply()
+		wantCode(t, r, 0)
+		wantIn(t, "output", r.stdout+r.stderr, r, "rejected by GitLab", "created runner #")
+		runners := w.stack.GitLab.Runners()
+		if len(runners) != 2 || w.stack.GitLab.Requests("POST", "/api/v4/user/runners") != 2 {
+			t.Fatalf("want exactly one new runner, GitLab has %+v", runners)
+		}
+		if got := w.configToken(); got != runners[1].Token || got == first.Token {
+			t.Error("config.toml does not hold the new runner's token")
+		}
+		w.noLeak(r, first.Token, resetTo)
+		// and it stays converged
+		again := w.apply()
+		if again.code != 0 || !strings.Contains(again.stdout, "0 changed") || len(w.stack.GitLab.Runners()) != 2 {
+			t.Errorf("apply after replacement: %s", again)
+		}
+		w.noLeak(again, first.Token, resetTo)
+	})
+	t.Run("token_parameter with a reset token fails and keeps config.toml", func(t *testing.T) {
+		w := newWorld(t, testenv.IMDSValues{})
+		rn := w.stack.GitLab.AddRunner(testenv.GitLabRunner{Description: "from the UI", Tags: []string{"fargate"}})
+		w.stack.SSM.Put(testenv.StackRunnerToken, rn.Token, true)
+		w.setConfig(w.stack.RunnerConfig(tokenAuth, ""))
+		if r := w.apply(); r.code != 0 || w.configToken() != rn.Token {
+			t.Fatalf("converging with token_parameter: %s", r)
+		}
+		cfgBefore := w.read("etc/gitlab-runner/config.toml")
+		newTok := w.stack.GitLab.ResetToken(rn.ID)
+		before := w.snapshot()
+		r := w.apply()
+		wantCode(t, r, 1)
+		wantIn(t, "stderr", r.stderr, r, "phase register", testenv.StackRunnerToken, "rejected by GitLab", "put its current glrt- token")
+		if w.read("etc/gitlab-runner/config.toml") != cfgBefore {
+			t.Error("config.toml changed")
+		}
+		if n := len(w.stack.GitLab.Runners()); n != 1 {
+			t.Errorf("GitLab has %d runners", n)
+		}
+		w.sameTree(before)
+		w.noLeak(r, rn.Token, newTok)
+
+		// The operator puts the current token in SSM: apply recovers.
+		w.stack.SSM.Put(testenv.StackRunnerToken, newTok, true)
+		r = w.apply()
+		wantCode(t, r, 0)
+		if w.configToken() != newTok {
+			t.Error("config.toml does not hold the token now in SSM")
+		}
+		w.noLeak(r, rn.Token, newTok)
+	})
+}
