@@ -1,0 +1,39 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/glbootstrap/glbootstrap/internal/testenv"
+)
+
+// TestPlanOnFreshRootWritesNothing: plan on a never-converged host lists
+// every change, creates no runner on GitLab, writes nothing, and exits 10.
+func TestPlanOnFreshRootWritesNothing(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	before := w.snapshot()
+	r := w.plan()
+	if r.code != 10 {
+		t.Fatalf("plan: %s", r)
+	}
+	for _, want := range []string{
+		"would be created", // directories and files
+		"would be installed v0.5.1",
+		`would be created: runner "fargate-front"`,
+		"would be written once the runner is registered",
+		"would be enabled offline",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("plan output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if w.snapshot() != before {
+		t.Error("plan wrote to the root")
+	}
+	if n := len(w.stack.GitLab.Runners()); n != 0 {
+		t.Errorf("plan created %d runner(s) on GitLab", n)
+	}
+	if n := w.stack.GitLab.Requests("POST", "/api/v4/user/runners"); n != 0 {
+		t.Errorf("plan called POST /user/runners %d times", n)
+	}
+}
