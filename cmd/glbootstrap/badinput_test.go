@@ -134,18 +134,6 @@ func treeDiff(a, b string) string {
 	return strings.Join(out, "\n")
 }
 
-// withoutPath drops the snapshot line of rel (a file the failing phase may
-// legitimately touch).
-func withoutPath(snap, rel string) string {
-	var out []string
-	for _, l := range strings.Split(snap, "\n") {
-		if !strings.HasPrefix(l, rel+" ") {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
 // replaceGitLab swaps the stack's GitLab for one started with opts: the SSM
 // parameter GitLab publishes its private URL in and the CA file in the root
 // are re-pointed at it, and the stack's access token is registered on it.
@@ -355,6 +343,18 @@ func TestBadInputSecureStringNotDecryptable(t *testing.T) {
 	w.noLeak(r)
 }
 
+func TestBadInputConfigReadDenied(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	w.stack.SSM.DenyRead(testenv.StackConfigParam)
+	before := w.snapshot()
+	r := w.apply()
+	// Not an invalid configuration: the instance profile's policy is wrong.
+	wantCode(t, r, 1)
+	wantIn(t, "stderr", r.stderr, r, testenv.StackConfigParam, "ssm:GetParameter", "instance profile", "nothing was changed")
+	w.sameTree(before)
+	w.noLeak(r)
+}
+
 func TestBadInputDriverChecksumMismatch(t *testing.T) {
 	w := newWorld(t, testenv.IMDSValues{})
 	if r := w.apply(); r.code != 0 {
@@ -408,11 +408,7 @@ func TestBadInputRunnerTokenRejected(t *testing.T) {
 	if n := len(w.stack.GitLab.Runners()); n != 0 {
 		t.Errorf("GitLab has %d runners", n)
 	}
-	// register may pick this manager's system_id before it asks GitLab;
-	// nothing else may change.
-	if after := w.snapshot(); withoutPath(after, "etc/gitlab-runner/.runner_system_id") != withoutPath(before, "etc/gitlab-runner/.runner_system_id") {
-		t.Errorf("the root changed beyond .runner_system_id:\n%s", treeDiff(before, after))
-	}
+	w.sameTree(before)
 	w.noLeak(r)
 }
 
@@ -430,9 +426,7 @@ func TestBadInputLegacyRegistration(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(w.root, "etc/gitlab-runner/config.toml")); !os.IsNotExist(err) {
 			t.Errorf("config.toml was created: %v", err)
 		}
-		if after := w.snapshot(); withoutPath(after, "etc/gitlab-runner/.runner_system_id") != withoutPath(before, "etc/gitlab-runner/.runner_system_id") {
-			t.Errorf("the root changed beyond .runner_system_id:\n%s", treeDiff(before, after))
-		}
+		w.sameTree(before)
 		w.noLeak(r)
 	})
 	t.Run("enabled", func(t *testing.T) {
@@ -481,9 +475,7 @@ func TestBadInputCertificateForOtherHost(t *testing.T) {
 	if n := g.Requests("POST", "/api/v4/user/runners"); n != 0 {
 		t.Errorf("POST /user/runners called %d times", n)
 	}
-	if after := w.snapshot(); withoutPath(after, "etc/gitlab-runner/.runner_system_id") != withoutPath(before, "etc/gitlab-runner/.runner_system_id") {
-		t.Errorf("the root changed beyond .runner_system_id:\n%s", treeDiff(before, after))
-	}
+	w.sameTree(before)
 	w.noLeak(r)
 }
 
@@ -499,9 +491,7 @@ func TestBadInputGitLabNeverReady(t *testing.T) {
 	if n := g.Requests("POST", "/api/v4/user/runners") + g.Requests("POST", "/api/v4/runners/verify"); n != 0 {
 		t.Errorf("GitLab was asked to verify or create %d times before it was ready", n)
 	}
-	if after := w.snapshot(); withoutPath(after, "etc/gitlab-runner/.runner_system_id") != withoutPath(before, "etc/gitlab-runner/.runner_system_id") {
-		t.Errorf("the root changed beyond .runner_system_id:\n%s", treeDiff(before, after))
-	}
+	w.sameTree(before)
 	w.noLeak(r)
 }
 
@@ -553,6 +543,15 @@ func TestBadInputTokenKeptOrReplaced(t *testing.T) {
 		}
 		first := w.stack.GitLab.Runners()[0]
 		resetTo := w.stack.GitLab.ResetToken(first.ID)
+		before := w.snapshot()
+		p := w.plan("--output", "json")
+		wantCode(t, p, 10)
+		wantIn(t, "plan stdout", p.stdout, p, "would be created")
+		w.sameTree(before)
+		if n := w.stack.GitLab.Requests("POST", "/api/v4/user/runners"); n != 1 {
+			t.Errorf("plan created a runner (POST /user/runners called %d times)", n)
+		}
+		w.noLeak(p, first.Token, resetTo)
 		r := w.apply()
 		wantCode(t, r, 0)
 		wantIn(t, "output", r.stdout+r.stderr, r, "rejected by GitLab", "created runner #")
@@ -603,4 +602,35 @@ func TestBadInputTokenKeptOrReplaced(t *testing.T) {
 		}
 		w.noLeak(r, rn.Token, newTok)
 	})
+}
+
+// A register phase that fails must not leave a half-made identity: the new
+// .runner_system_id and the state that says "made on this instance" are
+// written together, only once GitLab accepted a token, so a retried failing
+// apply changes nothing and the run that finally succeeds creates the id once.
+func TestBadInputFailedRegisterRetryChangesNothing(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	w.stack.SSM.Put(testenv.StackRunnerToken, unknownGlrt, true)
+	w.setConfig(w.stack.RunnerConfig(tokenAuth, ""))
+	w.preBoot()
+	before := w.snapshot()
+	wantCode(t, w.apply(), 1)
+	w.sameTree(before)
+	r := w.apply()
+	wantCode(t, r, 1)
+	w.sameTree(before)
+
+	// The operator fixes the token: the id is created once and then kept.
+	rn := w.stack.GitLab.AddRunner(testenv.GitLabRunner{})
+	w.stack.SSM.Put(testenv.StackRunnerToken, rn.Token, true)
+	r = w.apply()
+	wantCode(t, r, 0)
+	wantIn(t, "stdout", r.stdout, r, ".runner_system_id: created (new runner manager")
+	id := w.read("etc/gitlab-runner/.runner_system_id")
+	r = w.apply()
+	wantCode(t, r, 0)
+	if strings.Contains(r.stdout, "replaced") || w.read("etc/gitlab-runner/.runner_system_id") != id {
+		t.Errorf("a later apply replaced the system id this instance made:\n%s", r)
+	}
+	w.noLeak(r, rn.Token)
 }

@@ -97,17 +97,33 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		return nil, err
 	}
 
-	sysStep, sysID, err := r.ensureSystemID(st)
+	sysID, sysChange, err := r.systemID(st)
 	if err != nil {
 		return nil, err
 	}
-	if sysStep.Changed {
-		steps = append(steps, sysStep)
+	st.InstanceID, st.SystemID = r.d.Facts.InstanceID, sysID
+	// persist writes the system id (when new) and the state together, and
+	// only once GitLab has accepted a token with that id: a failed attempt
+	// leaves both files as they were, so a retry changes nothing more.
+	persist := func(st State) ([]host.Step, error) {
+		var out []host.Step
+		if sysChange != "" {
+			step, err := r.d.Host.EnsureFile(host.File{Path: SystemIDFile, Data: []byte(sysID + "\n"), Mode: 0o600})
+			if err != nil {
+				return out, err
+			}
+			step.Summary = sysChange
+			if r.d.Host.DryRun {
+				step.Summary = "would be " + sysChange
+			}
+			out = append(out, step)
+		}
+		s, err := r.saveState(st)
+		if s.Changed {
+			out = append(out, s)
+		}
+		return out, err
 	}
-	if st.InstanceID != r.d.Facts.InstanceID {
-		st.InstanceID = r.d.Facts.InstanceID
-	}
-	st.SystemID = sysID
 
 	gl, err := r.d.NewGitLab(r.privateURL, r.caPEM)
 	if err != nil {
@@ -162,11 +178,8 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		}
 		st.Token, st.TokenObtainedAt, st.TokenExpiresAt, st.URL = r.token, r.obtainedAt, r.expiresAt, r.privateURL
 		steps = append(steps, host.Step{Kind: "remote", Target: r.privateURL, Summary: "runner token verified (from " + describeSource(c.source, rc.TokenParameter) + ")"})
-		s, err := r.saveState(st)
-		if s.Changed {
-			steps = append(steps, s)
-		}
-		return steps, err
+		ps, err := persist(st)
+		return append(steps, ps...), err
 	}
 
 	if rc.TokenParameter != "" {
@@ -190,7 +203,8 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	step := host.Step{Kind: "remote", Target: target, Changed: true}
 	if h.DryRun {
 		step.Summary = fmt.Sprintf("would be %s: runner %q (no runner token verified)", verb, r.name)
-		return append(steps, step), nil
+		ps, err := persist(st)
+		return append(append(steps, step), ps...), err
 	}
 	var reg gitlabapi.Registered
 	if rc.Create != nil {
@@ -199,7 +213,10 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		reg, err = gl.RegisterLegacy(ctx, r.secret, opts)
 	}
 	if err != nil {
-		return steps, err
+		if rc.Create == nil {
+			return steps, fmt.Errorf("registering with the token in SSM %s (runner.registration_token_parameter): %w", rc.RegistrationTokenParameter, err)
+		}
+		return steps, fmt.Errorf("creating the runner with the access token in SSM %s (runner.create.access_token_parameter): %w", rc.Create.AccessTokenParameter, err)
 	}
 	r.secrets = append(r.secrets, reg.Token)
 	r.token, r.obtainedAt = reg.Token, time.Now().UTC().Truncate(time.Second)
@@ -213,48 +230,42 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		st.Source = "registration"
 	}
 	// The token is shown once: keep it before doing anything else.
-	s, err := r.saveState(st)
-	if err != nil {
-		return steps, fmt.Errorf("runner #%d was %s but its token could not be saved (delete the runner in GitLab before retrying): %w", reg.ID, verb, err)
-	}
 	step.Summary = fmt.Sprintf("%s runner #%d %q", verb, reg.ID, r.name)
-	return append(steps, step, s), nil
+	steps = append(steps, step)
+	ps, err := persist(st)
+	if err != nil {
+		return append(steps, ps...), fmt.Errorf("runner #%d was %s but its token could not be saved (delete the runner in GitLab before retrying): %w", reg.ID, verb, err)
+	}
+	return append(steps, ps...), nil
 }
 
-// ensureSystemID keeps .runner_system_id only when the state says it was
-// made on this very instance; otherwise (first boot, or an AMI that carried
-// the file) it writes a new random r_ id, so every instance is its own
-// runner manager on GitLab.
-func (r *Role) ensureSystemID(st State) (host.Step, string, error) {
+// systemID returns this runner manager's system id: the one in
+// .runner_system_id when the state says it was made on this very instance,
+// else (first boot, or an AMI that carried the file) a new random r_ id,
+// so every instance is its own runner manager on GitLab. change is "" when
+// the file is kept, else the summary of replacing or creating it.
+func (r *Role) systemID(st State) (id, change string, err error) {
 	cur := ""
 	if b, err := r.d.Host.ReadFile(SystemIDFile); err == nil {
 		cur = strings.TrimSpace(string(b))
 	} else if !host.IsNotExist(err) {
-		return host.Step{}, "", fmt.Errorf("reading %s: %w", SystemIDFile, err)
+		return "", "", fmt.Errorf("reading %s: %w", SystemIDFile, err)
 	}
 	if cur != "" && systemIDPattern.MatchString(cur) && st.InstanceID == r.d.Facts.InstanceID && st.SystemID == cur {
-		return host.Step{Kind: "file", Target: SystemIDFile}, cur, nil
+		return cur, "", nil
 	}
-	id, err := randomSystemID()
-	if err != nil {
-		return host.Step{}, "", err
-	}
-	step, err := r.d.Host.EnsureFile(host.File{Path: SystemIDFile, Data: []byte(id + "\n"), Mode: 0o600})
-	if err != nil {
-		return step, "", err
+	if id, err = randomSystemID(); err != nil {
+		return "", "", err
 	}
 	switch {
 	case cur == "":
-		step.Summary = "created (new runner manager " + id + ")"
+		change = "created (new runner manager " + id + ")"
 	case st.InstanceID != "" && st.InstanceID != r.d.Facts.InstanceID:
-		step.Summary = fmt.Sprintf("replaced %s: it was made on instance %s (an AMI carried it)", cur, st.InstanceID)
+		change = fmt.Sprintf("replaced %s: it was made on instance %s (an AMI carried it)", cur, st.InstanceID)
 	default:
-		step.Summary = fmt.Sprintf("replaced %s: not recorded as made on this instance (an AMI may have carried it)", cur)
+		change = fmt.Sprintf("replaced %s: not recorded as made on this instance (an AMI may have carried it)", cur)
 	}
-	if r.d.Host.DryRun {
-		step.Summary = "would be " + step.Summary
-	}
-	return step, id, nil
+	return id, change, nil
 }
 
 const alnum = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
