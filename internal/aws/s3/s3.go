@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -51,7 +52,7 @@ func New(cfg aws.Config) *Client {
 func (c *Client) Open(ctx context.Context, bucket, key string) (io.ReadCloser, int64, error) {
 	out, err := c.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil {
-		return nil, 0, c.mapErr(bucket, key, err)
+		return nil, 0, c.mapErr("reading", "s3:GetObject", bucket, key, err)
 	}
 	size := int64(-1)
 	if out.ContentLength != nil {
@@ -72,24 +73,31 @@ type Error struct {
 func (e *Error) Error() string   { return e.msg }
 func (e *Error) Unwrap() []error { return []error{e.sentinel, e.cause} }
 
-func (c *Client) mapErr(bucket, key string, err error) error {
+// mapErr turns an SDK error of an operation on s3://bucket/key into advice:
+// verb says what was being done ("reading"), perm the IAM action it needs.
+func (c *Client) mapErr(verb, perm, bucket, key string, err error) error {
 	url := "s3://" + bucket + "/" + key
 	var nsk *types.NoSuchKey
 	var nsb *types.NoSuchBucket
+	var nf *types.NotFound
 	var apiErr smithy.APIError
+	hasAPI := errors.As(err, &apiErr)
 	switch {
 	// GetObject does not model NoSuchBucket: it arrives as a generic APIError with that code.
-	case errors.As(err, &nsb) || errors.As(err, &apiErr) && apiErr.ErrorCode() == "NoSuchBucket":
+	case errors.As(err, &nsb) || hasAPI && apiErr.ErrorCode() == "NoSuchBucket":
 		return &Error{URL: url, sentinel: ErrNotFound, cause: err,
-			msg: fmt.Sprintf("reading %s: bucket %s does not exist: fix the bucket name in the config", url, bucket)}
-	case errors.As(err, &nsk):
+			msg: fmt.Sprintf("%s %s: bucket %s does not exist: fix the bucket name in the config", verb, url, bucket)}
+	case errors.As(err, &nsk) || errors.As(err, &nf):
 		return &Error{URL: url, sentinel: ErrNotFound, cause: err,
-			msg: fmt.Sprintf("reading %s: no object %s in bucket %s: upload it (aws s3 cp FILE %s) or fix the key in the config", url, key, bucket, url)}
-	case errors.As(err, &apiErr) && apiErr.ErrorCode() == "AccessDenied":
+			msg: fmt.Sprintf("%s %s: no object %s in bucket %s: upload it (aws s3 cp FILE %s) or fix the key in the config", verb, url, key, bucket, url)}
+	case hasAPI && (apiErr.ErrorCode() == "AccessDenied" || apiErr.ErrorCode() == "KMS.AccessDeniedException") && strings.Contains(apiErr.ErrorMessage(), "kms:"):
+		return &Error{URL: url, sentinel: ErrAccessDenied, cause: err,
+			msg: fmt.Sprintf("%s %s: the KMS key may not be used: the instance profile needs kms:GenerateDataKey and kms:Decrypt on it, and the key policy must allow the role (AWS: %s)", verb, url, apiErr.ErrorMessage())}
+	case hasAPI && apiErr.ErrorCode() == "AccessDenied":
 		// S3 answers 403 rather than 404 for a missing key when the caller may not list the
 		// bucket, so "denied" may also mean "missing".
 		return &Error{URL: url, sentinel: ErrAccessDenied, cause: err,
-			msg: fmt.Sprintf("reading %s: access denied: the instance profile needs s3:GetObject on arn:aws:s3:::%s/%s (without s3:ListBucket S3 also says this when the object does not exist)", url, bucket, key)}
+			msg: fmt.Sprintf("%s %s: access denied: the instance profile needs %s on arn:aws:s3:::%s/%s (without s3:ListBucket S3 also says this when the object does not exist)", verb, url, perm, bucket, key)}
 	}
-	return fmt.Errorf("reading %s: %w", url, err)
+	return fmt.Errorf("%s %s: %w", verb, url, err)
 }

@@ -1,0 +1,378 @@
+// Package backup is "glbootstrap backup run" and "backup status": the
+// nightly GitLab backup that a restore can actually use. It runs
+// "gitlab-backup create CRON=1" (Omnibus uploads the application archive to
+// S3 itself, with the settings the gitlab role renders), archives /etc/gitlab
+// with gitlab-secrets.json under the same timestamp and uploads it with
+// server-side encryption, then checks that both objects are in S3 with the
+// right sizes. Every failure names the step; only a run that passed every
+// step is recorded as a success.
+package backup
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/glbootstrap/glbootstrap/internal/aws/s3"
+	"github.com/glbootstrap/glbootstrap/internal/config"
+	"github.com/glbootstrap/glbootstrap/internal/host"
+)
+
+// Paths on the GitLab host (Omnibus defaults).
+const (
+	// ArchiveDir is gitlab_rails['backup_path'], where gitlab-backup writes archives.
+	ArchiveDir = "/var/opt/gitlab/backups"
+	// EtcGitLab holds gitlab.rb, gitlab-secrets.json, TLS and SSH host keys: not in the
+	// application archive (docs.gitlab.com, "Back up GitLab", "Storing configuration files").
+	EtcGitLab = "/etc/gitlab"
+	// StatusFile records the last run for "backup status" (and monitoring).
+	StatusFile = "/var/lib/glbootstrap/backup.json"
+	// archiveSuffix ends every application archive: <timestamp>_gitlab_backup.tar.
+	archiveSuffix = "_gitlab_backup.tar"
+)
+
+// MinFree is the free space (bytes) the backup directory needs at least;
+// with a previous archive there, twice its size is needed (the dump files
+// and the tar exist side by side while gitlab-backup packs).
+const MinFree = 1 << 30
+
+// Steps, in order; a failure names one of them.
+const (
+	StepDisk     = "disk-space"
+	StepCreate   = "gitlab-backup"
+	StepArchive  = "find-archive"
+	StepConfig   = "config-archive"
+	StepVerify   = "verify"
+	StepRecord   = "record"
+	resultOK     = "success"
+	resultFailed = "failed"
+)
+
+// Store is the part of S3 a backup needs.
+type Store interface {
+	Upload(ctx context.Context, bucket, key string, body io.Reader, partSize int64, sse s3.SSE) (int64, error)
+	Head(ctx context.Context, bucket, key string) (int64, error)
+	List(ctx context.Context, bucket, prefix string) ([]s3.Object, error)
+}
+
+// Runner runs one backup.
+type Runner struct {
+	Host   *host.Host // files are resolved under its root
+	Store  Store
+	Config *config.Backup
+	// Exec runs gitlab-backup with its arguments and returns its combined
+	// output; nil means exec from PATH.
+	Exec func(ctx context.Context, name string, args ...string) ([]byte, error)
+	// Free returns the free bytes of the file system holding path; nil
+	// means statfs(2).
+	Free func(path string) (uint64, error)
+	Now  func() time.Time
+	Log  func(string)
+}
+
+// Record is one run, as kept in StatusFile.
+type Record struct {
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Result     string    `json:"result"` // success | failed
+	FailedStep string    `json:"failed_step,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	// Timestamp is the backup's id, the prefix of both archive names (BACKUP= for a restore).
+	Timestamp  string `json:"timestamp,omitempty"`
+	Bucket     string `json:"bucket"`
+	AppKey     string `json:"app_key,omitempty"`
+	AppSize    int64  `json:"app_size,omitempty"` // bytes
+	ConfigKey  string `json:"config_key,omitempty"`
+	ConfigSize int64  `json:"config_size,omitempty"` // bytes
+}
+
+// StepError is a failed run: the step and why.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return fmt.Sprintf("backup failed at step %s: %v", e.Step, e.Err) }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Run makes one backup and records the outcome in StatusFile. The error is
+// a *StepError naming the step that failed.
+func (r *Runner) Run(ctx context.Context) (Record, error) {
+	now := r.Now
+	if now == nil {
+		now = time.Now
+	}
+	rec := Record{StartedAt: now().UTC(), Bucket: r.Config.Bucket}
+	step, err := r.run(ctx, &rec)
+	rec.FinishedAt = now().UTC()
+	if err != nil {
+		rec.Result, rec.FailedStep, rec.Error = resultFailed, step, err.Error()
+	} else {
+		rec.Result = resultOK
+	}
+	if werr := r.writeRecord(rec); werr != nil && err == nil {
+		step, err = StepRecord, werr
+	}
+	if err != nil {
+		return rec, &StepError{Step: step, Err: err}
+	}
+	return rec, nil
+}
+
+func (r *Runner) log(format string, args ...any) {
+	if r.Log != nil {
+		r.Log(fmt.Sprintf(format, args...))
+	}
+}
+
+func (r *Runner) run(ctx context.Context, rec *Record) (string, error) {
+	before, err := r.archives()
+	if err != nil {
+		return StepDisk, err
+	}
+	if err := r.checkDisk(before); err != nil {
+		return StepDisk, err
+	}
+	if !r.Host.Exists(EtcGitLab + "/gitlab-secrets.json") {
+		return StepDisk, fmt.Errorf("%s/gitlab-secrets.json is missing: a restore without it loses CI/CD variables, 2FA and runner tokens; run gitlab-ctl reconfigure (it creates the file) before backing up", EtcGitLab)
+	}
+
+	prefix := r.Config.PrefixOrDefault()
+	args := []string{"create", "CRON=1"}
+	if dir := strings.TrimSuffix(prefix, "/"); dir != "" {
+		// DIRECTORY is the key prefix of the upload (lib/backup/manager.rb remote_target).
+		args = append(args, "DIRECTORY="+dir)
+	}
+	r.log("running gitlab-backup %s", strings.Join(args, " "))
+	run := r.Exec
+	if run == nil {
+		run = execPath
+	}
+	if out, err := run(ctx, "gitlab-backup", args...); err != nil {
+		return StepCreate, fmt.Errorf("gitlab-backup %s: %w\n%s", strings.Join(args, " "), err, lastLines(out, 20))
+	}
+
+	after, err := r.archives()
+	if err != nil {
+		return StepArchive, err
+	}
+	name, size := newest(after, before)
+	if name == "" {
+		return StepArchive, fmt.Errorf("gitlab-backup exited 0 but wrote no new *%s in %s: check gitlab_rails['backup_path'] and the output of gitlab-backup create", archiveSuffix, ArchiveDir)
+	}
+	rec.Timestamp = strings.TrimSuffix(name, archiveSuffix)
+	rec.AppKey, rec.AppSize = prefix+name, size
+
+	rec.ConfigKey = prefix + "config/" + rec.Timestamp + "_gitlab_config.tar.gz"
+	r.log("uploading %s to s3://%s/%s", EtcGitLab, r.Config.Bucket, rec.ConfigKey)
+	n, err := r.uploadConfig(ctx, rec.ConfigKey)
+	if err != nil {
+		return StepConfig, err
+	}
+	rec.ConfigSize = n
+
+	for _, o := range []struct {
+		key  string
+		size int64
+		what string
+	}{{rec.AppKey, rec.AppSize, "application archive (uploaded by gitlab-backup: check backup_upload_connection and the instance profile's s3:PutObject)"},
+		{rec.ConfigKey, rec.ConfigSize, "configuration archive"}} {
+		got, err := r.Store.Head(ctx, r.Config.Bucket, o.key)
+		if err != nil {
+			return StepVerify, fmt.Errorf("the %s is not in S3: %w", o.what, err)
+		}
+		if got != o.size {
+			return StepVerify, fmt.Errorf("s3://%s/%s is %d bytes, the local copy %d: the %s is incomplete", r.Config.Bucket, o.key, got, o.size, o.what)
+		}
+	}
+	r.log("backup %s: s3://%s/%s (%d bytes) and s3://%s/%s (%d bytes)", rec.Timestamp, r.Config.Bucket, rec.AppKey, rec.AppSize, r.Config.Bucket, rec.ConfigKey, rec.ConfigSize)
+	return "", nil
+}
+
+// archives lists the application archives in ArchiveDir with their sizes.
+func (r *Runner) archives() (map[string]int64, error) {
+	dir := r.Host.Path(ArchiveDir)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist: is GitLab installed and configured (gitlab-ctl reconfigure)?", ArchiveDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", ArchiveDir, err)
+	}
+	out := map[string]int64{}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), archiveSuffix) {
+			continue
+		}
+		if info, err := e.Info(); err == nil {
+			out[e.Name()] = info.Size()
+		}
+	}
+	return out, nil
+}
+
+// newest returns the archive in after that is not in before (the newest by
+// name, which starts with the Unix time), and its size.
+func newest(after, before map[string]int64) (string, int64) {
+	var names []string
+	for n := range after {
+		if _, old := before[n]; !old {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return "", 0
+	}
+	sort.Strings(names)
+	n := names[len(names)-1]
+	return n, after[n]
+}
+
+func (r *Runner) checkDisk(existing map[string]int64) error {
+	need := uint64(MinFree)
+	for _, size := range existing {
+		if uint64(2*size) > need {
+			need = uint64(2 * size)
+		}
+	}
+	free := r.Free
+	if free == nil {
+		free = statfsFree
+	}
+	have, err := free(r.Host.Path(ArchiveDir))
+	if err != nil {
+		return fmt.Errorf("checking free space on %s: %w", ArchiveDir, err)
+	}
+	if have < need {
+		return fmt.Errorf("%s has %s free, a backup needs at least %s (twice the largest archive there, at least 1 GiB): grow the volume or lower backup.keep_local so old archives are pruned", ArchiveDir, human(have), human(need))
+	}
+	return nil
+}
+
+// uploadConfig streams a gzipped tar of /etc/gitlab into S3 (no temp file)
+// and returns the bytes uploaded.
+func (r *Runner) uploadConfig(ctx context.Context, key string) (int64, error) {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeTar(pw, r.Host.Path(EtcGitLab))) }()
+	n, err := r.Store.Upload(ctx, r.Config.Bucket, key, pr, int64(r.Config.ChunkSize), s3.SSE{KMSKeyID: r.Config.KMSKeyID})
+	pr.CloseWithError(err) // stops the writer if the upload gave up first
+	return n, err
+}
+
+// writeTar writes dir as a gzipped tar with paths relative to / (etc/gitlab/...),
+// regular files, directories and symlinks (not followed), modes and owners kept.
+func writeTar(w io.Writer, dir string) error {
+	zw := gzip.NewWriter(w)
+	tw := tar.NewWriter(zw)
+	base := filepath.Dir(dir)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("archiving %s: %w", p, err)
+		}
+		info, err := d.Info()
+		if err != nil {
+			return fmt.Errorf("archiving %s: %w", p, err)
+		}
+		link := ""
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(base, p)
+		hdr.Name = filepath.ToSlash(filepath.Join("etc", rel))
+		if d.IsDir() {
+			hdr.Name += "/"
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("archiving %s: %w", p, err)
+		}
+		defer f.Close()
+		_, err = io.CopyN(tw, f, hdr.Size)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+func (r *Runner) writeRecord(rec Record) error {
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = r.Host.EnsureFile(host.File{Path: StatusFile, Data: append(b, '\n'), Mode: 0o644})
+	return err
+}
+
+// ReadRecord returns the last run recorded under h's root; ok is false when
+// no backup has run yet.
+func ReadRecord(h *host.Host) (rec Record, ok bool, err error) {
+	b, err := h.ReadFile(StatusFile)
+	if host.IsNotExist(err) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, false, fmt.Errorf("reading %s: %w", StatusFile, err)
+	}
+	return rec, true, nil
+}
+
+// execPath runs name from PATH and returns its combined output.
+func execPath(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return exec.CommandContext(ctx, name, args...).CombinedOutput()
+}
+
+func statfsFree(path string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+func human(b uint64) string {
+	const gib = 1 << 30
+	if b >= gib {
+		return fmt.Sprintf("%.1f GiB", float64(b)/gib)
+	}
+	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
