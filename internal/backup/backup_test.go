@@ -24,7 +24,10 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 )
 
-const bucket = "example-gitlab-backups"
+const (
+	bucket    = "example-gitlab-backups"
+	deniedKey = "alias/not-for-this-role"
+)
 
 // rig is a GitLab host root, gofakes3 behind a fault-injecting proxy, and
 // the real S3 client pointed at it through AWS_ENDPOINT_URL_S3.
@@ -44,6 +47,13 @@ func newRig(t *testing.T) *rig {
 	r.fake.CreateBucket(bucket)
 	inner := r.fake.Handler()
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		// A KMS key the instance profile may not use: S3 answers like AWS does.
+		if req.Header.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id") == deniedKey {
+			_, _ = io.Copy(io.Discard, req.Body)
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintf(w, `<Error><Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/gitlab/i-0 is not authorized to perform: kms:GenerateDataKey on resource: arn:aws:kms:us-east-2:123456789012:%s because no identity-based policy allows the kms:GenerateDataKey action</Message></Error>`, deniedKey)
+			return
+		}
 		if req.Method == http.MethodPut && req.URL.Query().Has("partNumber") {
 			if n := r.parts.Add(1); n == r.failAt.Load() {
 				_, _ = io.Copy(io.Discard, req.Body)
@@ -253,4 +263,38 @@ func TestCheckDiskNeedsTwiceTheLargestArchive(t *testing.T) {
 func ExampleStepError() {
 	fmt.Println(&StepError{Step: StepVerify, Err: errors.New("s3://b/k is 1 bytes, the local copy 2")})
 	// Output: backup failed at step verify: s3://b/k is 1 bytes, the local copy 2
+}
+
+func TestPreflight(t *testing.T) {
+	for _, tc := range []struct {
+		name, region, kms, want string
+		noBucket               bool
+	}{
+		// gofakes3 keeps buckets in us-east-1 (an empty LocationConstraint).
+		{name: "ok", region: "us-east-1"},
+		{name: "bucket in another region", region: "us-east-2", want: "is in us-east-1, not us-east-2: set backup.region: us-east-1"},
+		{name: "missing bucket", region: "us-east-1", noBucket: true, want: "does not exist"},
+		{name: "kms key the profile cannot use", region: "us-east-1", kms: deniedKey, want: "kms:GenerateDataKey"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			if tc.noBucket {
+				r.cfg.Bucket = "no-such-bucket"
+			}
+			r.cfg.KMSKeyID = tc.kms
+			err := Preflight(context.Background(), r.store, r.cfg, tc.region)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if objs, _ := r.store.List(context.Background(), bucket, ""); len(objs) != 0 {
+					t.Errorf("marker left behind: %v", objs)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
 }
