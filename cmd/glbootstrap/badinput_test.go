@@ -443,7 +443,7 @@ func TestBadInputLegacyRegistration(t *testing.T) {
 		}
 		w.noLeak(r, runners[0].Token)
 		again := w.apply()
-		if again.code != 0 || !strings.Contains(again.stdout, "0 changed, 6 unchanged") || len(g.Runners()) != 1 {
+		if again.code != 0 || !strings.Contains(again.stdout, "0 changed, 7 unchanged") || len(g.Runners()) != 1 {
 			t.Errorf("second apply: %s", again)
 		}
 		w.noLeak(again, runners[0].Token)
@@ -507,7 +507,7 @@ func TestBadInputGitLabRunnerNotInstalled(t *testing.T) {
 	r := w.apply()
 	wantCode(t, r, 1)
 	wantIn(t, "stderr", r.stderr, r, "phase service", "gitlab-runner is not installed", "/usr/bin/gitlab-runner", "install")
-	wantIn(t, "stdout", r.stdout, r, "0 changed, 5 unchanged, 1 failed")
+	wantIn(t, "stdout", r.stdout, r, "0 changed, 6 unchanged, 1 failed")
 	w.sameTree(before)
 	w.noLeak(r)
 }

@@ -165,7 +165,7 @@ func TestApplyConvergesThenChangesNothing(t *testing.T) {
 	if first.code != 0 {
 		t.Fatalf("first apply: %s", first)
 	}
-	for _, want := range []string{"[runner] directories", "created runner #", "6 changed, 0 unchanged, 0 failed"} {
+	for _, want := range []string{"[runner] directories", "created runner #", "6 changed, 1 unchanged, 0 failed"} {
 		if !strings.Contains(first.stdout, want) {
 			t.Errorf("first apply output lacks %q:\n%s", want, first)
 		}
@@ -224,7 +224,7 @@ func TestApplyConvergesThenChangesNothing(t *testing.T) {
 	before := w.snapshot()
 	for i := 0; i < 10; i++ {
 		again := w.apply()
-		if again.code != 0 || !strings.Contains(again.stdout, "0 changed, 6 unchanged, 0 failed") {
+		if again.code != 0 || !strings.Contains(again.stdout, "0 changed, 7 unchanged, 0 failed") {
 			t.Fatalf("apply #%d: %s", i+2, again)
 		}
 	}
@@ -295,7 +295,7 @@ func TestJSONOutput(t *testing.T) {
 			summary = m
 		}
 	}
-	want := "directories=changed fargate-driver=changed fargate-config=changed register=changed runner-config=changed service=changed"
+	want := "directories=changed fargate-driver=changed coordinator-image=skipped preflight=unchanged fargate-config=changed register=changed runner-config=changed service=changed"
 	if strings.Join(phases, " ") != want {
 		t.Errorf("phases = %v", phases)
 	}
@@ -335,7 +335,7 @@ func TestPhaseSelection(t *testing.T) {
 		t.Error("runner-config ran although not selected")
 	}
 	r = w.apply("--skip-phases", "service")
-	if r.code != 0 || !strings.Contains(r.stdout, "3 changed, 2 unchanged") {
+	if r.code != 0 || !strings.Contains(r.stdout, "3 changed, 3 unchanged") {
 		t.Fatalf("%s", r)
 	}
 	r = w.apply("--phase", "nope")

@@ -78,6 +78,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		newValidateCmd(e),
 		newPhasesCmd(e),
 		newVersionCmd(e),
+		newDoctorCmd(e),
+		newCodeBuildCmd(e),
+		newImageCmd(e),
 	)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

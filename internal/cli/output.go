@@ -92,6 +92,9 @@ func (p *printer) phase(r engine.PhaseResult) {
 			}
 		}
 	}
+	if r.Reason != "" {
+		fmt.Fprintf(p.e.stdout, "    %s\n", r.Reason)
+	}
 	if r.Error != "" {
 		fmt.Fprintf(p.e.stdout, "    error: %s\n", r.Error)
 	}

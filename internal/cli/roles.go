@@ -4,11 +4,13 @@ import (
 	"context"
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
+	"github.com/glbootstrap/glbootstrap/internal/aws/ssm"
 	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/gitlabapi"
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/systemd"
+	"github.com/glbootstrap/glbootstrap/roles/gitlab"
 	"github.com/glbootstrap/glbootstrap/roles/runner"
 )
 
@@ -42,6 +44,7 @@ type roleDef struct {
 
 var roles = []roleDef{
 	{name: runner.Name, phases: runner.PhaseList, prepare: prepareRunner},
+	{name: gitlab.Name, phases: gitlab.PhaseList, prepare: prepareGitLab},
 }
 
 func roleNames() []string {
@@ -66,13 +69,41 @@ func prepareRunner(ctx context.Context, rt runtime) (prepared, error) {
 		Host:   rt.host,
 		Config: rt.config,
 		Facts: runner.Facts{Region: rt.facts.Region, InstanceID: rt.facts.InstanceID,
-			PrivateIPv4: rt.facts.PrivateIPv4, SubnetID: rt.facts.SubnetID},
+			PrivateIPv4: rt.facts.PrivateIPv4, SubnetID: rt.facts.SubnetID,
+			VPCID: rt.facts.VPCID, SecurityGroups: rt.facts.SecurityGroups},
 		Params:  rt.aws,
 		Objects: rt.aws,
+		NewPreflight: func(region string) (runner.AWSReaders, error) {
+			return rt.aws.preflightReaders(region)
+		},
 		NewGitLab: func(baseURL string, caPEM []byte) (runner.GitLab, error) {
 			return gitlabapi.New(baseURL, caPEM)
 		},
-		Units:    systemd.For(rt.host),
+		Units:       systemd.For(rt.host),
+		Progress:    rt.progress,
+		Coordinator: coordinatorFor(rt),
+	})
+}
+
+func prepareGitLab(ctx context.Context, rt runtime) (prepared, error) {
+	return gitlab.Prepare(ctx, gitlab.Deps{
+		Host:     rt.host,
+		Config:   rt.config,
+		Facts:    gitlab.Facts{PrivateIPv4: rt.facts.PrivateIPv4, VPCCIDR: rt.facts.VPCCIDR},
+		Params:   rt.aws,
 		Progress: rt.progress,
 	})
+}
+
+// Put writes an SSM parameter only when its value differs (the gitlab role publishes its
+// private URL with it). Under --root it still runs: SSM is AWS, not the host.
+func (a *awsClients) Put(ctx context.Context, name, value string, secure bool) (bool, error) {
+	if a.ssm == nil {
+		c, err := a.config()
+		if err != nil {
+			return false, err
+		}
+		a.ssm = ssm.New(c)
+	}
+	return a.ssm.Put(ctx, name, value, secure)
 }

@@ -72,6 +72,9 @@ type Config struct {
 	// Fargate configures the Fargate custom executor driver (fargate.toml); required for role
 	// runner, nil when absent.
 	Fargate *Fargate `yaml:"fargate"`
+	// Coordinator keeps the coordinator image in ECR (runner phase coordinator-image); optional,
+	// nil when absent: the phase then changes nothing.
+	Coordinator *Coordinator `yaml:"coordinator"`
 }
 
 // GitLab says where GitLab is, as users see it and as the runner front reaches it.
@@ -93,6 +96,43 @@ type GitLab struct {
 	// ReadyTimeout is how long to wait for GET /-/readiness before giving up. A Go duration string
 	// ("90s", "10m"); default 10m; must be > 0 when set.
 	ReadyTimeout Duration `yaml:"ready_timeout"`
+
+	// The fields below configure the GitLab Omnibus host (role gitlab); role runner ignores them.
+
+	// Edition is the Omnibus package edition, ee (default) or ce: gitlab-ee or gitlab-ce.
+	Edition string `yaml:"edition"`
+	// Version is the Omnibus package version the AMI bake installs, e.g. 18.5.1 (without the
+	// -ee.0 package suffix). Optional; when set, apply warns when the installed package differs
+	// (a restore needs the same version and edition).
+	Version string `yaml:"version"`
+	// SSHPort is the port users see for git over SSH (the NLB's SSH listener), which becomes
+	// gitlab_rails['gitlab_shell_ssh_port']; 1..65535, default 22. sshd itself is not moved.
+	SSHPort int `yaml:"ssh_port"`
+	// NLB describes the network load balancer in front of GitLab.
+	NLB NLB `yaml:"nlb"`
+	// InitialRootPasswordParameter names an SSM SecureString holding the root password GitLab is
+	// seeded with on its first configuration. Optional: without it Omnibus generates one and
+	// keeps it in /etc/gitlab/initial_root_password for 24 hours.
+	InitialRootPasswordParameter string `yaml:"initial_root_password_parameter"`
+	// PublishPrivateURLParameter names the SSM parameter (String) the GitLab host writes its
+	// private URL to, for the runner role's gitlab.private_url_parameter. Optional: nothing is
+	// published when it is empty.
+	PublishPrivateURLParameter string `yaml:"publish_private_url_parameter"`
+	// Settings are extra gitlab.rb settings: a mapping from a gitlab.rb root (gitlab_rails,
+	// nginx, letsencrypt, ... or a setting such as registry_external_url) to its keys and typed
+	// values (string, integer, float, bool, list, mapping). See settings.go for the rules.
+	Settings Settings `yaml:"settings"`
+}
+
+// NLB is how the network load balancer in front of GitLab forwards HTTPS.
+type NLB struct {
+	// TLSTermination is true when the NLB terminates TLS (a TLS listener) and forwards plain
+	// HTTP: nginx then listens on 80 without https. False (default): TCP passthrough, nginx
+	// serves https on 443 with its own certificate.
+	TLSTermination bool `yaml:"tls_termination"`
+	// ProxyProtocol is true when the HTTPS target group sends the PROXY protocol header: nginx
+	// then requires it on every connection and trusts the VPC CIDR for the client address.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
 }
 
 // Runner configures gitlab-runner on the front (config.toml) and the runner as GitLab knows it.

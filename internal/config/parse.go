@@ -242,6 +242,9 @@ func (p *parser) walk(n *yaml.Node, t reflect.Type, path string) bool {
 	if isNull(n) {
 		return true // absent; defaults and required-field rules deal with it
 	}
+	if t == settingsType {
+		return p.walkSettings(n, path)
+	}
 	if t == durationType {
 		var d Duration
 		if err := n.Decode(&d); err != nil {

@@ -76,6 +76,9 @@ func validate(cfg *Config, role string, p *parser) {
 		c.errf("version", "unsupported schema version %d; this glbootstrap reads version %d", cfg.Version, SchemaVersion)
 	}
 
+	if role == RoleGitLab {
+		gitlabHostDefaults(&cfg.GitLab, p)
+	}
 	c.gitlab(&cfg.GitLab, role)
 
 	if role == RoleRunner {
@@ -91,6 +94,10 @@ func validate(cfg *Config, role string, p *parser) {
 	}
 	if cfg.Fargate != nil {
 		c.fargate(cfg.Fargate)
+	}
+	if cfg.Coordinator != nil {
+		coordinatorDefaults(cfg.Coordinator)
+		c.coordinator(cfg.Coordinator)
 	}
 }
 
@@ -119,6 +126,7 @@ func (c checker) gitlab(g *GitLab, role string) {
 	if g.ReadyTimeout <= 0 {
 		c.errf("gitlab.ready_timeout", "must be a positive duration such as \"10m\", got %q", time.Duration(g.ReadyTimeout).String())
 	}
+	c.gitlabHost(g, role)
 }
 
 var relativeURLPath = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+/?$`)

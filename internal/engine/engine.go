@@ -55,6 +55,8 @@ type PhaseResult struct {
 	Duration time.Duration `json:"-"`
 	Millis   float64       `json:"duration_ms"`
 	Error    string        `json:"error,omitempty"`
+	// Reason says why a Skipped phase did not run (it returned NotApplicable).
+	Reason string `json:"reason,omitempty"`
 }
 
 // Report sums up a run.
@@ -145,6 +147,14 @@ func Run(ctx context.Context, role string, phases []Phase, opts Options) (Report
 		t := time.Now()
 		steps, err := p.Run(ctx)
 		res := PhaseResult{Role: role, Phase: p.Name, Steps: steps, Duration: time.Since(t)}
+		if reason, ok := notApplicable(err); ok {
+			res.Millis = float64(res.Duration.Microseconds()) / 1000
+			res.Status, res.Reason = Skipped, reason
+			if opts.Observe != nil {
+				opts.Observe(res)
+			}
+			continue
+		}
 		res.Millis = float64(res.Duration.Microseconds()) / 1000
 		for _, s := range steps {
 			if s.Warning != "" {

@@ -22,6 +22,11 @@ type Stack struct {
 	S3     *S3
 	SSM    *SSM
 	GitLab *GitLab
+	// ECS, EC2, ECR and IAM hold the Fargate setup the preflight checks read (SeedFargate).
+	ECS *ECS
+	EC2 *EC2
+	ECR *ECR
+	IAM *IAM
 
 	// Driver is the stand-in driver binary served from S3, DriverSHA256
 	// its checksum and DriverURL its s3:// location.
@@ -78,6 +83,7 @@ func StartStack(ctx context.Context, imds IMDSValues) (*Stack, error) {
 
 	s.SSM.Put(StackCreateToken, StackAccessTokenVal, true)
 	s.SSM.Put(StackPrivateURL, s.GitLab.URL(), false)
+	s.StartFargate(imds.withDefaults())
 	return s, nil
 }
 
@@ -95,6 +101,12 @@ func (s *Stack) Close() {
 	if s.SSM != nil {
 		s.SSM.Close()
 	}
+	if s.ECS != nil {
+		s.ECS.Close()
+		s.EC2.Close()
+		s.ECR.Close()
+		s.IAM.Close()
+	}
 }
 
 // Env is the environment that points glbootstrap at the stack, through the
@@ -111,6 +123,10 @@ func (s *Stack) Env(base []string) []string {
 		"AWS_EC2_METADATA_SERVICE_ENDPOINT="+s.IMDS.Endpoint(),
 		"AWS_ENDPOINT_URL_SSM="+s.SSM.URL(),
 		"AWS_ENDPOINT_URL_S3="+s.S3.URL(),
+		"AWS_ENDPOINT_URL_ECS="+s.ECS.URL(),
+		"AWS_ENDPOINT_URL_EC2="+s.EC2.URL(),
+		"AWS_ENDPOINT_URL_ECR="+s.ECR.URL(),
+		"AWS_ENDPOINT_URL_IAM="+s.IAM.URL(),
 		"AWS_ACCESS_KEY_ID=AKIDEXAMPLEDEMO",
 		"AWS_SECRET_ACCESS_KEY=demo-secret-key",
 		"AWS_CONFIG_FILE="+os.DevNull,
@@ -222,4 +238,65 @@ WantedBy=multi-user.target
 		}
 	}
 	return nil
+}
+
+// Names of the reference Fargate setup the stack seeds (the config's fargate section and the
+// instance facts of DefaultIMDSValues).
+const (
+	StackCluster         = "ci-cluster"
+	StackTaskFamily      = "ci-coordinator"
+	StackTaskSG          = "sg-0123456789abcdef0"
+	StackRouteTable      = "rtb-0123456789abcdef0"
+	StackNATGateway      = "nat-0123456789abcdef0"
+	StackCoordinatorRepo = "ci-coordinator"
+	// StackInstanceProfile is the instance profile name AWS's metadata mock serves in iam/info
+	// by default (its aemm-metadata-default-values.json); the IAM stand-in knows it.
+	StackInstanceProfile = "baskinc-role"
+	StackFrontRole       = "arn:aws:iam::" + awsAccount + ":role/glbootstrap-runner-front"
+	StackTaskRole        = "arn:aws:iam::" + awsAccount + ":role/ci-coordinator-task"
+	StackExecutionRole   = "arn:aws:iam::" + awsAccount + ":role/ecsTaskExecutionRole"
+	// StackSubnetFreeIPs is what a /24 private subnet shared with the front, GitLab and the NAT
+	// gateway's neighbours has left: 251 usable addresses minus those in use. It is fewer than
+	// the reference concurrent 200 needs at full load, which the preflight checks warn about.
+	StackSubnetFreeIPs = 187
+)
+
+// StartFargate starts the ECS, EC2, ECR and IAM stand-ins and seeds them with the reference
+// setup for the instance v: cluster ci-cluster whose default capacity provider strategy is
+// FARGATE; task definition ci-coordinator:1 (awsvpc, FARGATE, container ci-coordinator mapping
+// port 22, image ci-coordinator:latest in ECR, awslogs, an execution role); the task security
+// group admitting 22 from the front's security group; the front's subnet routing 0.0.0.0/0 to a
+// NAT gateway, with an S3 gateway endpoint; and a front role allowed to run, describe and stop
+// tasks and pass the task roles.
+func (s *Stack) StartFargate(v IMDSValues) {
+	s.ECS, s.EC2, s.ECR, s.IAM = NewECS(), NewEC2(), NewECR(), NewIAM()
+	frontSG := v.SecurityGroupIDs[0]
+
+	s.ECS.PutCluster(ECSCluster{Name: StackCluster, CapacityProviders: []string{"FARGATE", "FARGATE_SPOT"},
+		DefaultStrategy: []ECSStrategyItem{{CapacityProvider: "FARGATE", Weight: 1}}})
+	image := fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com/%s:latest", awsAccount, v.Region, StackCoordinatorRepo)
+	s.ECS.RegisterTaskDefinition(ECSTaskDefinition{Family: StackTaskFamily, NetworkMode: "awsvpc",
+		RequiresCompatibilities: []string{"FARGATE"}, CPU: "1024", Memory: "2048",
+		TaskRoleARN: StackTaskRole, ExecutionRoleARN: StackExecutionRole,
+		Containers: []ECSContainer{{Name: "ci-coordinator", Image: image, Ports: []int32{22}, LogDriver: "awslogs"}}})
+	s.ECR.PutImage(StackCoordinatorRepo, "latest")
+
+	s.EC2.PutSecurityGroup(EC2SecurityGroup{ID: frontSG, VPCID: v.VPCID, Name: "glbootstrap-runner-front",
+		Egress: []EC2Rule{{Protocol: "-1", CIDRs: []string{"0.0.0.0/0"}}}})
+	s.EC2.PutSecurityGroup(EC2SecurityGroup{ID: StackTaskSG, VPCID: v.VPCID, Name: "ci-coordinator-tasks",
+		Ingress: []EC2Rule{{Protocol: "tcp", FromPort: 22, ToPort: 22, Groups: []string{frontSG}}},
+		Egress:  []EC2Rule{{Protocol: "-1", CIDRs: []string{"0.0.0.0/0"}}}})
+	s.EC2.PutSubnet(EC2Subnet{ID: v.SubnetID, VPCID: v.VPCID, CIDR: "10.0.1.0/24", AZ: v.Region + "a", AvailableIPs: StackSubnetFreeIPs})
+	s.EC2.PutRouteTable(EC2RouteTable{ID: StackRouteTable, VPCID: v.VPCID, Subnets: []string{v.SubnetID},
+		Routes: []EC2Route{{Destination: v.VPCCIDR, GatewayID: "local"}, {Destination: "0.0.0.0/0", NatGatewayID: StackNATGateway}}})
+	s.EC2.PutRouteTable(EC2RouteTable{ID: "rtb-0main00000000000", VPCID: v.VPCID, Main: true,
+		Routes: []EC2Route{{Destination: v.VPCCIDR, GatewayID: "local"}}})
+	s.EC2.PutVPCEndpoint(EC2VPCEndpoint{ID: "vpce-0s3gateway000000", VPCID: v.VPCID, Type: "Gateway",
+		Service: "com.amazonaws." + v.Region + ".s3", RouteTables: []string{StackRouteTable}})
+
+	s.IAM.AddInstanceProfile(StackInstanceProfile, StackFrontRole)
+	s.IAM.Allow(StackFrontRole, "ecs:RunTask", "arn:aws:ecs:*:"+awsAccount+":task-definition/"+StackTaskFamily+":*")
+	s.IAM.Allow(StackFrontRole, "ecs:DescribeTasks")
+	s.IAM.Allow(StackFrontRole, "ecs:StopTask")
+	s.IAM.Allow(StackFrontRole, "iam:PassRole", StackTaskRole, StackExecutionRole)
 }

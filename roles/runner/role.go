@@ -25,6 +25,9 @@ const Name = "runner"
 // Facts are what EC2 instance metadata tells about this instance.
 type Facts struct {
 	Region, InstanceID, PrivateIPv4, SubnetID string
+	// VPCID and SecurityGroups are the front's, for the preflight checks.
+	VPCID          string
+	SecurityGroups []string
 }
 
 // ParameterReader reads an SSM parameter with decryption.
@@ -61,6 +64,11 @@ type Deps struct {
 	HTTP      *http.Client
 	// Progress receives human progress lines (waiting for GitLab...).
 	Progress func(string)
+	// NewPreflight returns the read-only AWS APIs of region the preflight checks use.
+	NewPreflight func(region string) (AWSReaders, error)
+	// Coordinator builds and pushes the coordinator image; set when the configuration has a
+	// coordinator section.
+	Coordinator CoordinatorImage
 }
 
 // Role is a prepared runner front: inputs resolved, ready to converge.
@@ -92,6 +100,10 @@ func (r *Role) Phases() []engine.Phase {
 			Description: "metadata, builds and cache directories owned by the runner's user"},
 		{Name: "fargate-driver", Stage: engine.Bake, Run: r.fargateDriver,
 			Description: "download the pinned Fargate driver, verify its SHA-256, install it 0755"},
+		{Name: "coordinator-image", Stage: engine.Boot, Run: r.coordinatorImage,
+			Description: "build the coordinator image with CodeBuild and push it to ECR as latest, unless latest is already this build context (optional: coordinator section)"},
+		{Name: "preflight", Stage: engine.Boot, Run: r.preflight,
+			Description: "read-only AWS checks of what the Fargate driver needs: cluster, task definition, image, network, IAM"},
 		{Name: "fargate-config", Stage: engine.Boot, Run: r.fargateConfig,
 			Description: "render /etc/gitlab-runner/fargate.toml"},
 		{Name: "register", Stage: engine.Boot, Run: r.register,

@@ -86,6 +86,9 @@ func run(ctx context.Context, bin, sandbox string) error {
 		}
 		return nil
 	}
+	if err := demoGitLab(stack, sandbox, glb); err != nil {
+		return err
+	}
 	apply := []string{"apply", "--role", "runner", "--config", "ssm:" + testenv.StackConfigParam, "--root", root}
 
 	section("1. first boot: user-data runs apply")
@@ -131,7 +134,7 @@ func run(ctx context.Context, bin, sandbox string) error {
 	fmt.Printf("  %d runner(s) on GitLab after 4 applies; POST /api/v4/user/runners called %d time(s)\n",
 		len(stack.GitLab.Runners()), stack.GitLab.Requests("POST", "/api/v4/user/runners"))
 	fmt.Printf("\ndemo root left in %s\n", root)
-	return nil
+	return demoDoctor(stack, root, glb)
 }
 
 func section(s string) { fmt.Printf("\n=== %s\n", s) }

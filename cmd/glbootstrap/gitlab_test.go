@@ -1,0 +1,277 @@
+package main
+
+// Blackbox tests of the GitLab Omnibus host role: the real binary converging a temp --root
+// seeded as a baked GitLab AMI, with the config, the initial root password and the published
+// private URL in the SSM stand-in.
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/glbootstrap/glbootstrap/internal/testenv"
+)
+
+const reconfigureLine = "command  /opt/gitlab/bin/gitlab-ctl reconfigure: not run"
+
+// newGitLabWorld is a stack and a root seeded as a baked GitLab AMI, the GitLab config in SSM
+// and no private URL published yet.
+func newGitLabWorld(t *testing.T) *world {
+	t.Helper()
+	stack, err := testenv.StartStack(context.Background(), testenv.IMDSValues{})
+	if err != nil {
+		t.Fatalf("starting stand-ins: %v", err)
+	}
+	t.Cleanup(stack.Close)
+	root := t.TempDir()
+	if err := testenv.SeedGitLabRoot(root); err != nil {
+		t.Fatal(err)
+	}
+	stack.SeedGitLabSSM()
+	stack.SSM.Delete(testenv.StackPrivateURL)
+	w := &world{t: t, stack: stack, root: root, env: stack.Env(os.Environ())}
+	w.setGitLabConfig(stack.GitLabConfig("", ""))
+	return w
+}
+
+func (w *world) setGitLabConfig(yaml string) {
+	w.stack.SSM.Put(testenv.StackGitLabConfigParam, yaml, true)
+}
+
+func (w *world) gitlab(verb string, extra ...string) result {
+	w.t.Helper()
+	return w.run(append([]string{verb, "--role", "gitlab", "--config", "ssm:" + testenv.StackGitLabConfigParam, "--root", w.root}, extra...)...)
+}
+
+// noSecret fails when the initial root password, raw or as its Ruby literal, was printed.
+func noSecret(t *testing.T, r result) {
+	t.Helper()
+	for _, s := range []string{testenv.StackRootPasswordVal, "demo-Root-pw"} {
+		if strings.Contains(r.stdout+r.stderr, s) {
+			t.Errorf("the root password was printed:\n%s", r)
+		}
+	}
+}
+
+func TestGitLabApplyConvergesThenChangesNothing(t *testing.T) {
+	w := newGitLabWorld(t)
+
+	plan := w.gitlab("plan")
+	if plan.code != 10 || !strings.Contains(plan.stdout, "would run: GitLab was never configured") {
+		t.Fatalf("plan on a fresh host: %s", plan)
+	}
+	noSecret(t, plan)
+
+	first := w.gitlab("apply")
+	if first.code != 0 {
+		t.Fatalf("first apply: %s", first)
+	}
+	noSecret(t, first)
+	for _, want := range []string{"[gitlab] gitlab-fragment", reconfigureLine, "published https://10.0.1.20", "6 changed, 1 unchanged, 0 failed"} {
+		if !strings.Contains(first.stdout, want) {
+			t.Errorf("first apply output lacks %q:\n%s", want, first)
+		}
+	}
+	if n := strings.Count(first.stdout, reconfigureLine); n != 1 {
+		t.Errorf("first apply recorded %d reconfigure actions, want 1", n)
+	}
+
+	frag := w.read("etc/gitlab/glbootstrap.rb")
+	for _, want := range []string{
+		"external_url 'https://gitlab.example.com'",
+		"nginx['listen_port'] = 443",
+		"gitlab_rails['gitlab_shell_ssh_port'] = 22",
+		"gitlab_rails['monitoring_whitelist'] = ['127.0.0.0/8', '::1/128', '10.0.0.0/16']",
+		"gitlab_rails['time_zone'] = 'UTC'",
+	} {
+		if !strings.Contains(frag, want) {
+			t.Errorf("fragment lacks %q:\n%s", want, frag)
+		}
+	}
+	rb := w.read("etc/gitlab/gitlab.rb")
+	if !strings.HasPrefix(rb, testenv.OmnibusGitLabRB) || !strings.HasSuffix(rb, "from_file \"/etc/gitlab/glbootstrap.rb\"\n") {
+		t.Errorf("gitlab.rb: the package's lines must stay and the from_file line come last:\n%s", rb)
+	}
+	for p, mode := range map[string]os.FileMode{
+		"etc/gitlab/glbootstrap.rb":                 0o600,
+		"etc/gitlab/gitlab.rb":                      0o600,
+		"var/lib/glbootstrap/gitlab.json":           0o600,
+		"etc/ssh/sshd_config.d/00-glbootstrap.conf": 0o644,
+	} {
+		if info, err := os.Stat(filepath.Join(w.root, p)); err != nil || info.Mode().Perm() != mode {
+			t.Errorf("%s: %v %v, want mode %04o", p, info, err, mode)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(w.root, "etc/gitlab/glbootstrap-initial-root-password.rb")); !os.IsNotExist(err) {
+		t.Errorf("the initial root password file is still there after the first reconfigure: %v", err)
+	}
+	var st struct {
+		Configured bool   `json:"configured"`
+		SHA        string `json:"fragment_sha256"`
+	}
+	if err := json.Unmarshal([]byte(w.read("var/lib/glbootstrap/gitlab.json")), &st); err != nil || !st.Configured || len(st.SHA) != 64 {
+		t.Errorf("state: %+v %v", st, err)
+	}
+	if v, _ := w.stack.SSM.Value(testenv.StackPrivateURL); v != "https://10.0.1.20" {
+		t.Errorf("published private URL = %q", v)
+	}
+	puts := w.stack.SSM.Calls("PutParameter")
+
+	before := w.snapshot()
+	for i := 0; i < 2; i++ {
+		again := w.gitlab("apply")
+		if again.code != 0 || !strings.Contains(again.stdout, "0 changed, 7 unchanged, 0 failed") {
+			t.Fatalf("apply #%d: %s", i+2, again)
+		}
+		noSecret(t, again)
+	}
+	if w.snapshot() != before {
+		t.Error("converged applies changed the tree")
+	}
+	if n := w.stack.SSM.Calls("PutParameter"); n != puts {
+		t.Errorf("converged applies called PutParameter %d more times", n-puts)
+	}
+	if r := w.gitlab("plan"); r.code != 0 {
+		t.Fatalf("plan on a converged host: %s", r)
+	}
+}
+
+func TestGitLabSettingChangeReconfiguresOnce(t *testing.T) {
+	w := newGitLabWorld(t)
+	if r := w.gitlab("apply"); r.code != 0 {
+		t.Fatal(r)
+	}
+	w.setGitLabConfig(strings.Replace(w.stack.GitLabConfig("", ""), "time_zone: UTC", "time_zone: Europe/Berlin", 1))
+
+	plan := w.gitlab("plan")
+	for _, want := range []string{"-gitlab_rails['time_zone'] = 'UTC'", "+gitlab_rails['time_zone'] = 'Europe/Berlin'", "would run: the managed fragment changed", "2 to change"} {
+		if !strings.Contains(plan.stdout, want) {
+			t.Errorf("plan lacks %q:\n%s", want, plan)
+		}
+	}
+	if plan.code != 10 {
+		t.Fatalf("plan: %s", plan)
+	}
+	r := w.gitlab("apply")
+	if r.code != 0 || strings.Count(r.stdout, reconfigureLine) != 1 || !strings.Contains(r.stdout, "2 changed, 5 unchanged") {
+		t.Fatalf("apply after a setting change must reconfigure exactly once: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(w.root, "etc/gitlab/glbootstrap-initial-root-password.rb")); !os.IsNotExist(err) {
+		t.Error("a later reconfigure wrote the initial root password again")
+	}
+	if r := w.gitlab("apply"); r.code != 0 || strings.Contains(r.stdout, reconfigureLine) || !strings.Contains(r.stdout, "0 changed") {
+		t.Fatalf("apply after that: %s", r)
+	}
+}
+
+func TestGitLabAdminLinesSurvive(t *testing.T) {
+	w := newGitLabWorld(t)
+	if r := w.gitlab("apply"); r.code != 0 {
+		t.Fatal(r)
+	}
+	p := filepath.Join(w.root, "etc/gitlab/gitlab.rb")
+	admin := "gitlab_rails['smtp_enable'] = true # the admin's own line\n"
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(admin)
+	f.Close()
+
+	// The admin's own edit is theirs to apply: no reconfigure, nothing rewritten.
+	r := w.gitlab("apply")
+	if r.code != 0 || !strings.Contains(r.stdout, "0 changed") {
+		t.Fatalf("apply after an admin's edit: %s", r)
+	}
+	if rb := w.read("etc/gitlab/gitlab.rb"); !strings.HasSuffix(rb, admin) || strings.Count(rb, `from_file "/etc/gitlab/glbootstrap.rb"`) != 1 {
+		t.Fatalf("gitlab.rb after apply:\n%s", rb)
+	}
+
+	// The admin drops the from_file line: it comes back once, after their lines, and GitLab is
+	// reconfigured once.
+	rb := strings.Replace(w.read("etc/gitlab/gitlab.rb"), `from_file "/etc/gitlab/glbootstrap.rb"`, "", 1)
+	if err := os.WriteFile(p, []byte(rb), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = w.gitlab("apply")
+	if r.code != 0 || strings.Count(r.stdout, reconfigureLine) != 1 {
+		t.Fatalf("apply after the from_file line was removed: %s", r)
+	}
+	got := w.read("etc/gitlab/gitlab.rb")
+	if !strings.Contains(got, admin) || !strings.HasSuffix(got, "from_file \"/etc/gitlab/glbootstrap.rb\"\n") || strings.Count(got, `from_file "/etc/gitlab/glbootstrap.rb"`) != 1 {
+		t.Fatalf("gitlab.rb:\n%s", got)
+	}
+	if r := w.gitlab("apply"); r.code != 0 || !strings.Contains(r.stdout, "0 changed") {
+		t.Fatalf("third apply: %s", r)
+	}
+}
+
+func TestGitLabBadInput(t *testing.T) {
+	w := newGitLabWorld(t)
+	base := w.stack.GitLabConfig("", "")
+	cases := []struct {
+		name, old, new string
+		want           []string
+	}{
+		{"url without https", "url: https://gitlab.example.com", "url: http://gitlab.example.com",
+			[]string{`gitlab.url (line 3): must use https`}},
+		{"port out of range", "ssh_port: 22", "ssh_port: 70000",
+			[]string{`gitlab.ssh_port (line 6): must be in 1..65535`}},
+		{"unknown edition", "edition: ee", "edition: xe",
+			[]string{`gitlab.edition (line 4): unknown edition "xe": must be ee`}},
+		{"null in a list", "time_zone: UTC", "time_zone: UTC\n      trusted_proxies: ['10.0.0.0/8', ~]",
+			[]string{`gitlab.settings.gitlab_rails.trusted_proxies[1] (line 13): is empty (null)`}},
+		{"NaN", "time_zone: UTC", "time_zone: UTC\n      ratio: .nan",
+			[]string{`gitlab.settings.gitlab_rails.ratio (line 13): .nan has no Ruby literal`}},
+		{"unknown root", "letsencrypt:", "letsencrpyt:",
+			[]string{`gitlab.settings.letsencrpyt (line 13): is not a gitlab.rb setting glbootstrap knows; did you mean "letsencrypt"?`}},
+		{"managed key", "time_zone: UTC", "gitlab_shell_ssh_port: 2222",
+			[]string{`use gitlab.ssh_port instead`}},
+		{"secret in settings", "time_zone: UTC", "smtp_password: hunter2",
+			[]string{`gitlab.settings.gitlab_rails.smtp_password (line 12): looks like a secret`}},
+	}
+	before := w.snapshot()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w.setGitLabConfig(replaceOnce(t, base, c.old, c.new))
+			r := w.gitlab("apply")
+			wantCode(t, r, 3)
+			wantIn(t, "stderr", r.stderr, r, append(c.want, "nothing was changed")...)
+			if v := w.run("validate", "--role", "gitlab", "--config", "ssm:"+testenv.StackGitLabConfigParam); v.code != 3 {
+				t.Errorf("validate: %s", v)
+			}
+		})
+	}
+	if w.snapshot() != before {
+		t.Error("an invalid configuration changed the tree")
+	}
+	if _, ok := w.stack.SSM.Value(testenv.StackPrivateURL); ok {
+		t.Error("an invalid configuration published a private URL")
+	}
+}
+
+// TestRunnerFindsPublishedPrivateURL converges a GitLab host whose private URL is the GitLab
+// stand-in's, then a runner front that reads it from the published parameter.
+func TestRunnerFindsPublishedPrivateURL(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	w.stack.SSM.Delete(testenv.StackPrivateURL)
+	groot := t.TempDir()
+	if err := testenv.SeedGitLabRoot(groot); err != nil {
+		t.Fatal(err)
+	}
+	w.stack.SeedGitLabSSM()
+	w.stack.SSM.Put(testenv.StackGitLabConfigParam, w.stack.GitLabConfig(w.stack.GitLab.URL(), ""), true)
+	r := w.run("apply", "--role", "gitlab", "--config", "ssm:"+testenv.StackGitLabConfigParam, "--root", groot)
+	if r.code != 0 || !strings.Contains(r.stdout, "published "+w.stack.GitLab.URL()) {
+		t.Fatalf("gitlab apply: %s", r)
+	}
+	if r := w.apply(); r.code != 0 {
+		t.Fatalf("runner apply: %s", r)
+	}
+	if !strings.Contains(w.read("etc/gitlab-runner/config.toml"), `clone_url = "`+w.stack.GitLab.URL()+`"`) {
+		t.Errorf("config.toml does not use the published URL:\n%s", w.read("etc/gitlab-runner/config.toml"))
+	}
+}

@@ -1,0 +1,248 @@
+// Package image builds the coordinator image (templates/coordinator plus the glbootstrap binary)
+// through CodeBuild and keeps it in ECR under two tags: a hash of its build context, and latest,
+// which the Fargate task definition runs. Pushing is idempotent: when the repository already has
+// the context's hash tag and latest points to the same digest, nothing is built.
+package image
+
+import (
+	"archive/zip"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	cb "github.com/glbootstrap/glbootstrap/internal/aws/codebuild"
+	"github.com/glbootstrap/glbootstrap/internal/codebuild"
+	"github.com/glbootstrap/glbootstrap/templates/buildspec"
+	"github.com/glbootstrap/glbootstrap/templates/coordinator"
+)
+
+// BinaryName is the glbootstrap binary's name in the build context (the Dockerfile COPYs it).
+const BinaryName = "glbootstrap"
+
+// LatestTag is the tag the task definition runs.
+const LatestTag = "latest"
+
+// File is one file of a build context.
+type File struct {
+	Name string // slash path in the context
+	Mode fs.FileMode
+	// Data is the content, or nil to read Path when zipping.
+	Data []byte
+	Path string
+	sum  [32]byte
+}
+
+// Context is a build context: its files and the buildspec that builds it.
+type Context struct {
+	Files     []File
+	Buildspec string
+	// Hash is the hex SHA-256 over every file's name, mode and content and the buildspec.
+	Hash string
+}
+
+// Tag is the context's immutable tag: ctx- and the first 20 hex digits of Hash.
+func (c *Context) Tag() string { return "ctx-" + c.Hash[:20] }
+
+// CoordinatorContext is templates/coordinator with the glbootstrap binary at binaryPath (the one
+// to put in the image: it must be built for the Fargate task's architecture), built by the
+// provided Docker buildspec. It reads the binary once to hash it.
+func CoordinatorContext(binaryPath string) (*Context, error) {
+	c := &Context{Buildspec: buildspec.Docker}
+	for _, f := range coordinator.Files {
+		data, err := fs.ReadFile(coordinator.FS, f.Name)
+		if err != nil {
+			return nil, err
+		}
+		c.Files = append(c.Files, File{Name: f.Name, Mode: fs.FileMode(f.Mode), Data: data})
+	}
+	c.Files = append(c.Files, File{Name: BinaryName, Mode: 0o755, Path: binaryPath})
+	if err := c.hash(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Context) hash() error {
+	sort.Slice(c.Files, func(i, j int) bool { return c.Files[i].Name < c.Files[j].Name })
+	h := sha256.New()
+	for i := range c.Files {
+		f := &c.Files[i]
+		if f.Data != nil {
+			f.sum = sha256.Sum256(f.Data)
+		} else {
+			r, err := os.Open(f.Path)
+			if err != nil {
+				return fmt.Errorf("reading %s for the image context: %w", f.Path, err)
+			}
+			fh := sha256.New()
+			_, err = io.Copy(fh, r)
+			r.Close()
+			if err != nil {
+				return fmt.Errorf("reading %s for the image context: %w", f.Path, err)
+			}
+			copy(f.sum[:], fh.Sum(nil))
+		}
+		fmt.Fprintf(h, "file %s %o %x\n", f.Name, f.Mode.Perm(), f.sum)
+	}
+	bs := sha256.Sum256([]byte(c.Buildspec))
+	fmt.Fprintf(h, "buildspec %x\n", bs)
+	c.Hash = hex.EncodeToString(h.Sum(nil))
+	return nil
+}
+
+// String names the context in messages.
+func (c *Context) String() string { return "coordinator image context " + c.Tag() }
+
+// WriteZip streams the context's files as a zip (codebuild.Source). A file read from disk must
+// still have the content that was hashed.
+func (c *Context) WriteZip(ctx context.Context, w io.Writer) (codebuild.ZipStats, error) {
+	var st codebuild.ZipStats
+	bw := bufio.NewWriterSize(w, 256<<10)
+	zw := zip.NewWriter(bw)
+	for _, f := range c.Files {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		h := &zip.FileHeader{Name: f.Name, Method: zip.Deflate, Modified: time.Unix(0, 0).UTC()}
+		h.SetMode(f.Mode)
+		fw, err := zw.CreateHeader(h)
+		if err != nil {
+			return st, err
+		}
+		var r io.Reader
+		if f.Data != nil {
+			r = strings.NewReader(string(f.Data))
+		} else {
+			file, err := os.Open(f.Path)
+			if err != nil {
+				return st, fmt.Errorf("reading %s for the image context: %w", f.Path, err)
+			}
+			defer file.Close()
+			r = file
+		}
+		sum := sha256.New()
+		n, err := io.Copy(io.MultiWriter(fw, sum), r)
+		if err != nil {
+			return st, fmt.Errorf("reading %s for the image context: %w", f.Name, err)
+		}
+		if string(sum.Sum(nil)) != string(f.sum[:]) {
+			return st, fmt.Errorf("%s changed while the image context was uploaded; run again", f.Name)
+		}
+		st.Files++
+		st.Bytes += n
+	}
+	if err := zw.Close(); err != nil {
+		return st, err
+	}
+	return st, bw.Flush()
+}
+
+// Registry tells which digest a tag of a repository points to.
+type Registry interface {
+	// Digest returns the digest (sha256:…) tag points to in repository (its full URI,
+	// HOST/NAME), and found false when there is no such tag.
+	Digest(ctx context.Context, repository, tag string) (digest string, found bool, err error)
+}
+
+// BuildRunner runs a CodeBuild build of a source (codebuild.Run with its Deps bound).
+type BuildRunner func(ctx context.Context, src codebuild.Source, o codebuild.Options) (codebuild.Result, error)
+
+// Push describes one image push.
+type Push struct {
+	Registry Registry
+	Build    BuildRunner
+	// Repository is the ECR repository URI, ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME.
+	Repository string
+	// Options for the build; Env and Buildspec are set by Ensure.
+	Options codebuild.Options
+}
+
+// State is what the repository holds for a context.
+type State struct {
+	Tag          string // the context's hash tag
+	HashDigest   string // what Tag points to ("" when absent)
+	LatestDigest string // what latest points to ("" when absent)
+}
+
+// Current reports whether the repository has the context's image as latest.
+func (s State) Current() bool { return s.HashDigest != "" && s.HashDigest == s.LatestDigest }
+
+// Check reads the repository's state for c.
+func (p *Push) Check(ctx context.Context, c *Context) (State, error) {
+	st := State{Tag: c.Tag()}
+	var err error
+	if st.HashDigest, _, err = p.Registry.Digest(ctx, p.Repository, st.Tag); err != nil {
+		return st, err
+	}
+	if st.LatestDigest, _, err = p.Registry.Digest(ctx, p.Repository, LatestTag); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// ErrNotPushed: the build succeeded but the repository does not show the image as latest.
+var ErrNotPushed = errors.New("the build succeeded but the image is not latest in the repository")
+
+// Ensure builds and pushes c unless the repository already has it as latest (built false). With
+// force it builds anyway. After a build it checks the repository again: latest and the hash tag
+// must point to the same digest.
+func (p *Push) Ensure(ctx context.Context, c *Context, force bool) (st State, built bool, err error) {
+	st, err = p.Check(ctx, c)
+	if err != nil {
+		return st, false, err
+	}
+	if st.Current() && !force {
+		return st, false, nil
+	}
+	o := p.Options
+	o.Buildspec = c.Buildspec
+	o.Env = append(append([]cb.EnvVar(nil), o.Env...),
+		cb.EnvVar{Name: "IMAGE_REPO", Value: p.Repository},
+		cb.EnvVar{Name: "IMAGE_TAG", Value: st.Tag})
+	if _, err := p.Build(ctx, c, o); err != nil {
+		return st, true, err
+	}
+	if st, err = p.Check(ctx, c); err != nil {
+		return st, true, err
+	}
+	if !st.Current() {
+		return st, true, fmt.Errorf("%w: %s:%s is %s, %s:latest is %s", ErrNotPushed,
+			p.Repository, st.Tag, orNone(st.HashDigest), p.Repository, orNone(st.LatestDigest))
+	}
+	return st, true, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "absent"
+	}
+	return s
+}
+
+// Coordinator binds a Push to the coordinator context: what the runner phase coordinator-image
+// and `glbootstrap image push` use.
+type Coordinator struct {
+	Push    *Push
+	Context *Context
+	Force   bool
+}
+
+// Repository is the ECR repository URI.
+func (c *Coordinator) Repository() string { return c.Push.Repository }
+
+// Check reads the repository's state for the context.
+func (c *Coordinator) Check(ctx context.Context) (State, error) { return c.Push.Check(ctx, c.Context) }
+
+// Ensure builds and pushes the image unless it is already latest (or Force).
+func (c *Coordinator) Ensure(ctx context.Context) (State, bool, error) {
+	return c.Push.Ensure(ctx, c.Context, c.Force)
+}

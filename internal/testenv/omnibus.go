@@ -1,0 +1,123 @@
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+)
+
+// Names and values the GitLab host's tests and demo use in the stack's SSM.
+const (
+	StackGitLabConfigParam  = "/glbootstrap/gitlab/config"
+	StackRootPasswordParam  = "/glbootstrap/gitlab/root-password"
+	StackRootPasswordVal    = "demo-Root-pw'\"#{1}-0001"
+	StackOmnibusEdition     = "ee"
+	StackOmnibusVersion     = "18.5.1"
+	StackGitLabPrivateParam = StackPrivateURL
+)
+
+// GitLabConfigValues fill GitLabConfigTemplate.
+type GitLabConfigValues struct {
+	// PrivateURL is gitlab.private_url ("" for the https://<local-ipv4> default).
+	PrivateURL string
+	// Extra is appended under gitlab: as is (indented two spaces).
+	Extra string
+}
+
+// GitLabConfigTemplate is the reference GitLab host configuration for the stack: behind a TCP
+// passthrough NLB, git over SSH on 22, the initial root password and the published private URL in
+// the stack's SSM.
+const GitLabConfigTemplate = `version: 1
+gitlab:
+  url: https://gitlab.example.com
+{{- if .PrivateURL}}
+  private_url: {{.PrivateURL}}
+{{- end}}
+  edition: ee
+  version: "18.5.1"
+  ssh_port: 22
+  nlb: {tls_termination: false, proxy_protocol: false}
+  initial_root_password_parameter: /glbootstrap/gitlab/root-password
+  publish_private_url_parameter: /glbootstrap/gitlab/private-url
+  settings:
+    gitlab_rails:
+      time_zone: UTC
+    letsencrypt:
+      enable: false
+{{.Extra}}`
+
+// GitLabConfig renders GitLabConfigTemplate with privateURL and extra.
+func (s *Stack) GitLabConfig(privateURL, extra string) string {
+	var b strings.Builder
+	t := template.Must(template.New("cfg").Parse(GitLabConfigTemplate))
+	if err := t.Execute(&b, GitLabConfigValues{PrivateURL: privateURL, Extra: extra}); err != nil {
+		panic(err)
+	}
+	return b.String()
+}
+
+// SeedGitLabSSM stores the GitLab host's secrets in the stack's SSM: the initial root password
+// as a SecureString.
+func (s *Stack) SeedGitLabSSM() { s.SSM.Put(StackRootPasswordParam, StackRootPasswordVal, true) }
+
+// Delete removes a parameter, like DeleteParameter (no-op when it does not exist).
+func (s *SSM) Delete(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.params, name)
+}
+
+// OmnibusGitLabRB is /etc/gitlab/gitlab.rb as the Omnibus package leaves it (abridged): the
+// package's postinst writes the template with external_url filled in.
+const OmnibusGitLabRB = `## GitLab configuration settings
+##! This file is generated during initial installation and **is not** modified
+##! during upgrades.
+##! Check out the latest version of this file to know about the different
+##! settings that can be configured by this file, which may be found at:
+##! https://gitlab.com/gitlab-org/omnibus-gitlab/raw/master/files/gitlab-config-template/gitlab.rb.template
+
+external_url 'http://gitlab.example.com'
+
+# gitlab_rails['time_zone'] = 'UTC'
+`
+
+// DebianSSHDConfig is Debian 12's /etc/ssh/sshd_config without its comments.
+const DebianSSHDConfig = `Include /etc/ssh/sshd_config.d/*.conf
+KbdInteractiveAuthentication no
+UsePAM yes
+X11Forwarding yes
+PrintMotd no
+AcceptEnv LANG LC_*
+Subsystem	sftp	/usr/lib/openssh/sftp-server
+`
+
+// SeedGitLabRoot lays out root the way a baked GitLab AMI leaves it: the Omnibus package
+// (version manifest, gitlab-ctl stand-in) at the stack's edition and version, its
+// /etc/gitlab/gitlab.rb, and Debian's sshd_config.
+func SeedGitLabRoot(root string) error {
+	files := map[string]string{
+		"opt/gitlab/version-manifest.txt": "gitlab-" + StackOmnibusEdition + " " + StackOmnibusVersion + "\n\n" +
+			"Component                      Installed Version                          Version GUID\n",
+		"opt/gitlab/bin/gitlab-ctl": "#!/bin/sh\n# Stand-in for Omnibus's gitlab-ctl in the glbootstrap demo root.\necho 'gitlab-ctl stand-in' >&2\n",
+		"etc/gitlab/gitlab.rb":      OmnibusGitLabRB,
+		"etc/ssh/sshd_config":       DebianSSHDConfig,
+	}
+	for rel, content := range files {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		switch {
+		case strings.HasPrefix(rel, "opt/gitlab/bin/"):
+			mode = 0o755
+		case rel == "etc/gitlab/gitlab.rb":
+			mode = 0o600
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			return err
+		}
+	}
+	return os.MkdirAll(filepath.Join(root, "etc/ssh/sshd_config.d"), 0o755)
+}

@@ -1,0 +1,306 @@
+// Package gitlab is the GitLab Omnibus host role: a private instance behind an NLB that
+// forwards HTTPS and git over SSH, configured through one gitlab.rb fragment that glbootstrap
+// owns, reconfigured only when that fragment changes, reachable by people through SSM Session
+// Manager only, and publishing its private URL for the runner fronts.
+package gitlab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/glbootstrap/glbootstrap/internal/config"
+	"github.com/glbootstrap/glbootstrap/internal/engine"
+	"github.com/glbootstrap/glbootstrap/internal/host"
+)
+
+// Name is the role's name on the command line.
+const Name = "gitlab"
+
+// Paths on the GitLab host. The fragment, the password file and gitlab.rb live in /etc/gitlab,
+// which Omnibus keeps 0775 root and whose gitlab.rb it expects 0600.
+const (
+	GitLabRB = "/etc/gitlab/gitlab.rb"
+	// FragmentPath is the gitlab.rb fragment glbootstrap owns.
+	FragmentPath = "/etc/gitlab/glbootstrap.rb"
+	// RootPasswordFile holds the initial root password until the first reconfigure (0600).
+	RootPasswordFile = "/etc/gitlab/glbootstrap-initial-root-password.rb"
+	// OmnibusPasswordFile is where Omnibus keeps a password it generated itself (for 24 hours).
+	OmnibusPasswordFile = "/etc/gitlab/initial_root_password"
+	// StateFile records what the last successful reconfigure applied.
+	StateFile = "/var/lib/glbootstrap/gitlab.json"
+	// VersionManifest is written by the Omnibus package; its first line is "gitlab-ee 18.5.1".
+	VersionManifest = "/opt/gitlab/version-manifest.txt"
+	// GitLabCtl is Omnibus's control command (also linked as /usr/bin/gitlab-ctl).
+	GitLabCtl = "/opt/gitlab/bin/gitlab-ctl"
+	// SSHDropIn is the sshd drop-in; see templates/ssh/glbootstrap.conf.tmpl for why it is 00-.
+	SSHDropIn  = "/etc/ssh/sshd_config.d/00-glbootstrap.conf"
+	SSHDConfig = "/etc/ssh/sshd_config"
+	SSHD       = "/usr/sbin/sshd"
+	// DefaultGitUser is Omnibus's git user (user['username']).
+	DefaultGitUser = "git"
+)
+
+// Facts are what EC2 instance metadata tells about this instance.
+type Facts struct {
+	// PrivateIPv4 is local-ipv4: the published private URL is https://<PrivateIPv4> unless
+	// gitlab.private_url is set.
+	PrivateIPv4 string
+	// VPCCIDR is the VPC's primary IPv4 CIDR, added to monitoring_whitelist (and trusted for the
+	// PROXY protocol) so the runner fronts' readiness checks work.
+	VPCCIDR string
+}
+
+// Parameters reads and writes SSM parameters (internal/aws/ssm.Client).
+type Parameters interface {
+	// Get returns a parameter's value, decrypted; errors wrap ssm.ErrNotFound when it is missing.
+	Get(ctx context.Context, name string) (string, error)
+	// Put makes name hold value (String, or SecureString when secure) and reports whether it
+	// wrote, reading first so an unchanged value is not written again.
+	Put(ctx context.Context, name, value string, secure bool) (changed bool, err error)
+}
+
+// Deps are what the role needs from the outside world; each phase uses a few of them.
+type Deps struct {
+	Host   *host.Host
+	Config *config.Config
+	Facts  Facts
+	Params Parameters
+	// WaitReady waits until GitLab on this host answers /-/readiness, for at most timeout; nil
+	// uses the loopback probe of ready.go. It is only called on the live system, after a
+	// reconfigure ran.
+	WaitReady func(ctx context.Context, timeout time.Duration, progress func(string)) error
+	// Progress receives human progress lines (waiting for GitLab...).
+	Progress func(string)
+}
+
+// Role is a prepared GitLab host: inputs resolved and the fragment rendered, ready to converge.
+type Role struct {
+	d          Deps
+	cfg        *config.Config
+	fragment   []byte // the desired /etc/gitlab/glbootstrap.rb
+	privateURL string // what publish-private-url writes ("" when nothing is published)
+	gitUser    string
+	state      State
+	password   string // the initial root password; "" when not needed or not configured
+	secrets    []string
+
+	includeChanged bool // set by gitlab-rb-include: gitlab.rb gained the from_file line
+}
+
+// State is /var/lib/glbootstrap/gitlab.json: what the last successful gitlab-ctl reconfigure
+// applied. A reconfigure that fails clears FragmentSHA256, so the next apply tries again.
+type State struct {
+	// Configured is true once a reconfigure has run (or, under --root, been reported).
+	Configured bool `json:"configured"`
+	// FragmentSHA256 is the hex SHA-256 of the fragment that reconfigure applied.
+	FragmentSHA256 string `json:"fragment_sha256"`
+	// ReconfiguredAt is when (UTC).
+	ReconfiguredAt time.Time `json:"reconfigured_at"`
+}
+
+// PhaseList describes the role's phases for "glbootstrap phases" without resolving anything.
+func PhaseList() []engine.Phase { return (&Role{}).Phases() }
+
+// Phases returns the role's phases in order. The fragment and the from_file line come before
+// the root password and reconfigure, which must see both; sshd and the published URL come last,
+// so runners find the URL only once GitLab has been configured.
+func (r *Role) Phases() []engine.Phase {
+	return []engine.Phase{
+		{Name: "omnibus", Stage: engine.Boot, Run: r.omnibus,
+			Description: "check that the Omnibus package (gitlab.edition, gitlab.version) is installed; the AMI bake installs it"},
+		{Name: "gitlab-fragment", Stage: engine.Boot, Run: r.gitlabFragment,
+			Description: "render " + FragmentPath + ": external_url, NLB, SSH port, monitoring whitelist, settings"},
+		{Name: "gitlab-rb-include", Stage: engine.Boot, Run: r.gitlabRBInclude,
+			Description: "make " + GitLabRB + " load the fragment with from_file, leaving the admin's lines alone"},
+		{Name: "root-password", Stage: engine.Boot, Run: r.rootPassword,
+			Description: "first configuration only: the initial root password from SSM in a 0600 file"},
+		{Name: "reconfigure", Stage: engine.Boot, Run: r.reconfigure,
+			Description: "gitlab-ctl reconfigure when the fragment or the from_file line changed, then wait for /-/readiness"},
+		{Name: "sshd", Stage: engine.Boot, Run: r.sshd,
+			Description: "sshd drop-in: git over SSH only, no passwords, no root; checked with sshd -t before reload"},
+		{Name: "publish-private-url", Stage: engine.Boot, Run: r.publishPrivateURL,
+			Description: "write GitLab's private URL to the SSM parameter the runner fronts read"},
+	}
+}
+
+// Prepare resolves everything the phases need before any of them touches the host: the facts,
+// the fragment (rendered here, so a rendering problem changes nothing), the private URL, the
+// state of the last reconfigure and, when GitLab was never configured, the initial root
+// password from SSM. Any error here means nothing was changed.
+func Prepare(ctx context.Context, d Deps) (*Role, error) {
+	cfg := d.Config
+	r := &Role{d: d, cfg: cfg, gitUser: DefaultGitUser}
+	if d.Facts.VPCCIDR == "" {
+		return nil, fmt.Errorf("instance metadata gave no VPC CIDR (network/interfaces/macs/<mac>/vpc-ipv4-cidr-block), which monitoring_whitelist needs: run on EC2 with IMDSv2 reachable")
+	}
+	if u, ok := userSetting(cfg); ok {
+		r.gitUser = u
+	}
+
+	if cfg.GitLab.PublishPrivateURLParameter != "" {
+		pu, err := privateURL(cfg, d.Facts)
+		if err != nil {
+			return nil, err
+		}
+		r.privateURL = pu
+	}
+
+	frag, err := renderFragment(cfg, d.Facts)
+	if err != nil {
+		return nil, err
+	}
+	r.fragment = frag
+
+	if r.state, err = readState(d.Host); err != nil {
+		return nil, err
+	}
+	if p := cfg.GitLab.InitialRootPasswordParameter; p != "" && !r.state.Configured {
+		v, err := d.Params.Get(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("reading gitlab.initial_root_password_parameter: %w", err)
+		}
+		v = strings.TrimRight(v, "\r\n")
+		if v == "" {
+			return nil, fmt.Errorf("SSM parameter %s (gitlab.initial_root_password_parameter) is empty: put the initial root password in it", p)
+		}
+		if len(v) < 8 {
+			// GitLab refuses shorter passwords (minimum_password_length, default 8) and would
+			// then generate one itself, silently.
+			return nil, fmt.Errorf("SSM parameter %s (gitlab.initial_root_password_parameter) holds fewer than 8 characters, which GitLab refuses: store a longer password", p)
+		}
+		r.password = v
+		lit := rubyString(v)
+		r.secrets = append(r.secrets, v, lit[1:len(lit)-1])
+	}
+	return r, nil
+}
+
+// Secrets are the secret values this run knows, for masking in output.
+func (r *Role) Secrets() []string { return append([]string(nil), r.secrets...) }
+
+// privateURL is what publish-private-url writes: gitlab.private_url when set, else the
+// instance's private IPv4 with the external URL's relative path. With TLS terminated at the NLB,
+// nginx serves plain HTTP, so the address is http:// (the runner role warns about it).
+func privateURL(cfg *config.Config, f Facts) (string, error) {
+	if cfg.GitLab.PrivateURL != "" {
+		return strings.TrimRight(cfg.GitLab.PrivateURL, "/"), nil
+	}
+	if f.PrivateIPv4 == "" {
+		return "", fmt.Errorf("instance metadata gave no private IPv4 (local-ipv4) for the published private URL: set gitlab.private_url or run on EC2")
+	}
+	ext, err := url.Parse(cfg.GitLab.URL)
+	if err != nil {
+		return "", fmt.Errorf("parsing gitlab.url: %w", err)
+	}
+	scheme := "https"
+	if cfg.GitLab.NLB.TLSTermination {
+		scheme = "http"
+	}
+	return scheme + "://" + f.PrivateIPv4 + strings.TrimRight(ext.Path, "/"), nil
+}
+
+// userSetting returns gitlab.settings' user.username (Omnibus's git user) when it is set.
+func userSetting(cfg *config.Config) (string, bool) {
+	m, ok := cfg.GitLab.Settings.Get("user").(map[string]any)
+	if !ok {
+		return "", false
+	}
+	u, ok := m["username"].(string)
+	return u, ok && u != ""
+}
+
+func readState(h *host.Host) (State, error) {
+	var st State
+	b, err := h.ReadFile(StateFile)
+	if host.IsNotExist(err) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("reading %s: %w", StateFile, err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s is not valid JSON (%v): remove it, and the next apply runs gitlab-ctl reconfigure again", StateFile, err)
+	}
+	return st, nil
+}
+
+// writeState records st (0600, like every state file of glbootstrap).
+func (r *Role) writeState(st State) (host.Step, error) {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return host.Step{}, err
+	}
+	return r.d.Host.EnsureFile(host.File{Path: StateFile, Data: append(b, '\n'), Mode: 0o600})
+}
+
+// removeFile deletes the target file p when it exists, under the host's root and dry-run rules.
+// It belongs in internal/host (an "absent" primitive); until then it lives here.
+func removeFile(h *host.Host, p, why string) (host.Step, error) {
+	st := host.Step{Kind: "file", Target: p}
+	if _, err := os.Lstat(h.Path(p)); err != nil {
+		if host.IsNotExist(err) {
+			st.Summary = "absent"
+			return st, nil
+		}
+		return st, fmt.Errorf("checking %s: %w", p, err)
+	}
+	st.Changed, st.Summary = true, "removed ("+why+")"
+	if h.DryRun {
+		st.Summary = "would be " + st.Summary
+		return st, nil
+	}
+	if err := os.Remove(h.Path(p)); err != nil && !os.IsNotExist(err) {
+		return st, fmt.Errorf("removing %s: %w", p, err)
+	}
+	return st, nil
+}
+
+// omnibus checks that Omnibus GitLab is installed. The AMI bake installs gitlab-<edition> at
+// gitlab.version; apply only checks, and a different version or edition is a warning (an
+// in-place upgrade is the admin's call, but a restore needs the same version and edition).
+func (r *Role) omnibus(ctx context.Context) ([]host.Step, error) {
+	b, err := r.d.Host.ReadFile(VersionManifest)
+	if host.IsNotExist(err) {
+		want := "gitlab-" + editionOr(r.cfg.GitLab.Edition)
+		if r.cfg.GitLab.Version != "" {
+			want += " " + r.cfg.GitLab.Version
+		}
+		return nil, fmt.Errorf("GitLab Omnibus is not installed (%s is missing): bake the AMI with the %s package "+
+			"(https://docs.gitlab.com/install/package/) and run apply again", VersionManifest, want)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", VersionManifest, err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pkg, version, ok := strings.Cut(strings.TrimSpace(first), " ")
+	if !ok || !strings.HasPrefix(pkg, "gitlab-") {
+		return nil, fmt.Errorf("%s starts with %q, not \"gitlab-ee|ce VERSION\": reinstall the Omnibus package", VersionManifest, first)
+	}
+	st := host.Step{Kind: "package", Target: pkg, Summary: version + " installed"}
+	var warn []string
+	if want := "gitlab-" + editionOr(r.cfg.GitLab.Edition); pkg != want {
+		warn = append(warn, fmt.Sprintf("%s is installed but gitlab.edition says %s", pkg, want))
+	}
+	if v := r.cfg.GitLab.Version; v != "" && v != version {
+		warn = append(warn, fmt.Sprintf("version %s is installed but gitlab.version says %s", version, v))
+	}
+	if len(warn) > 0 {
+		st.Warning = strings.Join(warn, "; ") + ": update the configuration (a restore needs the same version and edition) or the AMI"
+	}
+	return []host.Step{st}, nil
+}
+
+func editionOr(e string) string {
+	if e == "" {
+		return config.DefaultEdition
+	}
+	return e
+}
+
+func fsMode(m uint32) fs.FileMode { return fs.FileMode(m) }

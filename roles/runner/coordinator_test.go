@@ -1,0 +1,87 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/glbootstrap/glbootstrap/internal/config"
+	"github.com/glbootstrap/glbootstrap/internal/engine"
+	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/image"
+)
+
+type fakeImage struct {
+	st      image.State
+	err     error
+	ensured int
+}
+
+func (f *fakeImage) Repository() string {
+	return "123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator"
+}
+func (f *fakeImage) Check(context.Context) (image.State, error) { return f.st, f.err }
+func (f *fakeImage) Ensure(context.Context) (image.State, bool, error) {
+	f.ensured++
+	if f.err != nil {
+		return f.st, false, f.err
+	}
+	if f.st.Current() {
+		return f.st, false, nil
+	}
+	f.st.HashDigest, f.st.LatestDigest = "sha256:new", "sha256:new"
+	return f.st, true, nil
+}
+
+func TestCoordinatorImagePhase(t *testing.T) {
+	coord := &config.Coordinator{Repository: "123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator", CodeBuildProject: "p", Bucket: "b"}
+	for _, tc := range []struct {
+		name     string
+		section  *config.Coordinator
+		dryRun   bool
+		st       image.State
+		err      error
+		status   engine.Status
+		summary  string
+		ensured  int
+		errorHas string
+	}{
+		{name: "not configured", status: engine.Skipped},
+		{name: "up to date", section: coord, st: image.State{Tag: "ctx-1", HashDigest: "sha256:a", LatestDigest: "sha256:a"},
+			status: engine.Unchanged, summary: "up to date (ctx-1, sha256:a)", ensured: 1},
+		{name: "builds", section: coord, st: image.State{Tag: "ctx-1", LatestDigest: "sha256:old"},
+			status: engine.Changed, summary: "built ctx-1 with CodeBuild and pushed it as latest (sha256:new)", ensured: 1},
+		{name: "plan", section: coord, dryRun: true, st: image.State{Tag: "ctx-1"},
+			status: engine.Changed, summary: "would build ctx-1 with CodeBuild and push it as latest (latest is now absent)"},
+		{name: "build fails", section: coord, st: image.State{Tag: "ctx-1"}, err: errors.New("build x ended FAILED"),
+			status: engine.Failed, errorHas: "coordinator image ctx-1: build x ended FAILED", ensured: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := host.New(t.TempDir(), tc.dryRun)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fake := &fakeImage{st: tc.st, err: tc.err}
+			r := &Role{cfg: &config.Config{Coordinator: tc.section}, d: Deps{Host: h, Coordinator: fake}}
+			var got engine.PhaseResult
+			_, _ = engine.Run(context.Background(), Name, r.Phases(), engine.Options{Stage: engine.Boot, Only: []string{"coordinator-image"},
+				Observe: func(pr engine.PhaseResult) { got = pr }})
+			if got.Status != tc.status {
+				t.Fatalf("status %s, want %s (%+v)", got.Status, tc.status, got)
+			}
+			if tc.summary != "" && (len(got.Steps) != 1 || got.Steps[0].Summary != tc.summary) {
+				t.Errorf("steps %+v, want %q", got.Steps, tc.summary)
+			}
+			if tc.status == engine.Skipped && got.Reason != "not configured (no coordinator section)" {
+				t.Errorf("reason %q", got.Reason)
+			}
+			if tc.errorHas != "" && !strings.Contains(got.Error, tc.errorHas) {
+				t.Errorf("error %q, want %q", got.Error, tc.errorHas)
+			}
+			if fake.ensured != tc.ensured {
+				t.Errorf("Ensure called %d times, want %d", fake.ensured, tc.ensured)
+			}
+		})
+	}
+}

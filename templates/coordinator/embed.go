@@ -1,0 +1,20 @@
+// Package coordinator holds the coordinator image's build context templates: the Dockerfile and
+// the entrypoint (FACTS.md "Coordinator image"). The glbootstrap binary is added to the context
+// by internal/image.
+package coordinator
+
+import "embed"
+
+// FS holds Dockerfile and entrypoint.sh.
+//
+//go:embed Dockerfile entrypoint.sh
+var FS embed.FS
+
+// Files are the context files in FS with their modes in the image context.
+var Files = []struct {
+	Name string
+	Mode uint32
+}{
+	{"Dockerfile", 0o644},
+	{"entrypoint.sh", 0o755},
+}
