@@ -268,7 +268,7 @@ func ExampleStepError() {
 func TestPreflight(t *testing.T) {
 	for _, tc := range []struct {
 		name, region, kms, want string
-		noBucket               bool
+		noBucket                bool
 	}{
 		// gofakes3 keeps buckets in us-east-1 (an empty LocationConstraint).
 		{name: "ok", region: "us-east-1"},
