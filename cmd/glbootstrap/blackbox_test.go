@@ -28,11 +28,20 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
+	"github.com/glbootstrap/glbootstrap/internal/testenv/standin"
 )
 
 var binary string
 
 func TestMain(m *testing.M) {
+	// This test binary doubles as Omnibus's gitlab-backup for the backup tests.
+	if os.Getenv(standInFlag) != "" {
+		if err := standin.GitLabBackup(context.Background(), os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "glb-blackbox-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -175,6 +175,12 @@ func (r *Runner) run(ctx context.Context, rec *Record) (string, error) {
 	rec.Timestamp = strings.TrimSuffix(name, archiveSuffix)
 	rec.AppKey, rec.AppSize = prefix+name, size
 
+	// The application archive must be in S3 before the config archive joins
+	// it: a failed run never leaves a config archive without its pair.
+	if err := r.verify(ctx, rec.AppKey, rec.AppSize, "application archive (uploaded by gitlab-backup: check backup_upload_connection in gitlab.rb and the instance profile's s3:PutObject)"); err != nil {
+		return StepVerify, err
+	}
+
 	rec.ConfigKey = prefix + "config/" + rec.Timestamp + "_gitlab_config.tar.gz"
 	r.log("uploading %s to s3://%s/%s", EtcGitLab, r.Config.Bucket, rec.ConfigKey)
 	n, err := r.uploadConfig(ctx, rec.ConfigKey)
@@ -182,23 +188,23 @@ func (r *Runner) run(ctx context.Context, rec *Record) (string, error) {
 		return StepConfig, err
 	}
 	rec.ConfigSize = n
-
-	for _, o := range []struct {
-		key  string
-		size int64
-		what string
-	}{{rec.AppKey, rec.AppSize, "application archive (uploaded by gitlab-backup: check backup_upload_connection and the instance profile's s3:PutObject)"},
-		{rec.ConfigKey, rec.ConfigSize, "configuration archive"}} {
-		got, err := r.Store.Head(ctx, r.Config.Bucket, o.key)
-		if err != nil {
-			return StepVerify, fmt.Errorf("the %s is not in S3: %w", o.what, err)
-		}
-		if got != o.size {
-			return StepVerify, fmt.Errorf("s3://%s/%s is %d bytes, the local copy %d: the %s is incomplete", r.Config.Bucket, o.key, got, o.size, o.what)
-		}
+	if err := r.verify(ctx, rec.ConfigKey, rec.ConfigSize, "configuration archive"); err != nil {
+		return StepVerify, err
 	}
 	r.log("backup %s: s3://%s/%s (%d bytes) and s3://%s/%s (%d bytes)", rec.Timestamp, r.Config.Bucket, rec.AppKey, rec.AppSize, r.Config.Bucket, rec.ConfigKey, rec.ConfigSize)
 	return "", nil
+}
+
+// verify checks that s3://bucket/key exists with size bytes (HeadObject).
+func (r *Runner) verify(ctx context.Context, key string, size int64, what string) error {
+	got, err := r.Store.Head(ctx, r.Config.Bucket, key)
+	if err != nil {
+		return fmt.Errorf("the %s is not in S3: %w", what, err)
+	}
+	if got != size {
+		return fmt.Errorf("s3://%s/%s is %d bytes, the local copy %d: the %s is incomplete", r.Config.Bucket, key, got, size, what)
+	}
+	return nil
 }
 
 // archives lists the application archives in ArchiveDir with their sizes.

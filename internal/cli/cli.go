@@ -81,6 +81,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		newDoctorCmd(e),
 		newCodeBuildCmd(e),
 		newImageCmd(e),
+		newBackupCmd(e),
 	)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

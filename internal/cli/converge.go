@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -206,7 +207,7 @@ func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error 
 		return exitf(ExitFailed, "reading instance facts: %v\nnothing was changed", err)
 	}
 	out := newPrinter(e, f.output, dryRun)
-	role, err := def.prepare(ctx, runtime{host: h, config: cfg, facts: facts, aws: clients, progress: out.progress})
+	role, err := def.prepare(ctx, runtime{host: h, config: cfg, facts: facts, aws: clients, progress: out.progress, source: absSource(f.source)})
 	if err != nil {
 		code := ExitFailed
 		if errors.Is(err, ssm.ErrNotFound) {
@@ -238,4 +239,16 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// absSource makes a file source absolute, so a unit that reads the
+// configuration later finds it whatever its working directory.
+func absSource(src string) string {
+	if src == "-" || strings.Contains(src, ":") {
+		return src
+	}
+	if abs, err := filepath.Abs(src); err == nil {
+		return abs
+	}
+	return src
 }

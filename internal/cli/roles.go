@@ -2,9 +2,12 @@ package cli
 
 import (
 	"context"
+	"os"
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
+	s3api "github.com/glbootstrap/glbootstrap/internal/aws/s3"
 	"github.com/glbootstrap/glbootstrap/internal/aws/ssm"
+	"github.com/glbootstrap/glbootstrap/internal/backup"
 	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/gitlabapi"
@@ -22,6 +25,8 @@ type runtime struct {
 	facts    imds.Facts
 	aws      *awsClients
 	progress func(string)
+	// source is the --config value, absolute when it is a file.
+	source string
 }
 
 // prepared is a role ready to converge.
@@ -86,12 +91,23 @@ func prepareRunner(ctx context.Context, rt runtime) (prepared, error) {
 }
 
 func prepareGitLab(ctx context.Context, rt runtime) (prepared, error) {
+	binary := ""
+	if rt.host.Live() {
+		// The backup service runs this very binary; under --root the bake's path.
+		binary, _ = os.Executable()
+	}
 	return gitlab.Prepare(ctx, gitlab.Deps{
 		Host:     rt.host,
 		Config:   rt.config,
-		Facts:    gitlab.Facts{PrivateIPv4: rt.facts.PrivateIPv4, VPCCIDR: rt.facts.VPCCIDR},
+		Facts:    gitlab.Facts{PrivateIPv4: rt.facts.PrivateIPv4, VPCCIDR: rt.facts.VPCCIDR, Region: rt.facts.Region},
 		Params:   rt.aws,
 		Progress: rt.progress,
+		NewBackupStore: func(region string) (backup.PreflightStore, error) {
+			return rt.aws.s3For(region)
+		},
+		Units:        systemd.For(rt.host),
+		ConfigSource: rt.source,
+		Binary:       binary,
 	})
 }
 
@@ -106,4 +122,16 @@ func (a *awsClients) Put(ctx context.Context, name, value string, secure bool) (
 		a.ssm = ssm.New(c)
 	}
 	return a.ssm.Put(ctx, name, value, secure)
+}
+
+// s3For returns an S3 client for region (the backup bucket's, which may
+// differ from the instance's).
+func (a *awsClients) s3For(region string) (*s3api.Client, error) {
+	c, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	c = c.Copy()
+	c.Region = region
+	return s3api.New(c), nil
 }

@@ -75,6 +75,8 @@ type Config struct {
 	// Coordinator keeps the coordinator image in ECR (runner phase coordinator-image); optional,
 	// nil when absent: the phase then changes nothing.
 	Coordinator *Coordinator `yaml:"coordinator"`
+	// Backup schedules daily GitLab backups to S3 (role gitlab); optional, nil when absent.
+	Backup *Backup `yaml:"backup"`
 }
 
 // GitLab says where GitLab is, as users see it and as the runner front reaches it.

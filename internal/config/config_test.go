@@ -204,7 +204,7 @@ func TestDocumentProblems(t *testing.T) {
 		{"tab indentation", "version: 1\ngitlab:\n\turl: x\n", []string{"line 3: invalid YAML: found character that cannot start any token"}},
 		{"not a mapping", "- version: 1\n", []string{"line 1: the configuration must be a mapping (version: 1, gitlab:, runner:, fargate:), got a list"}},
 		{"merge key", "version: 1\nbase: &b {url: https://g.example.com}\ngitlab:\n  <<: *b\n", []string{
-			`base (line 2): unknown key; known keys in the top level: version, gitlab, runner, fargate, coordinator`,
+			`base (line 2): unknown key; known keys in the top level: version, gitlab, runner, fargate, coordinator, backup`,
 			"gitlab (line 4): merge keys (<<) are not supported; write the keys out",
 		}},
 		{"alias is followed", "version: 1\ngitlab:\n  url: &u https://g.example.com\n  private_url: *u\n", nil},

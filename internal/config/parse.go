@@ -230,7 +230,10 @@ func describeNode(n *yaml.Node) string {
 	return "an unsupported YAML node"
 }
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType    = reflect.TypeFor[Duration]()
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+)
 
 var nullNode = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}
 
@@ -255,6 +258,20 @@ func (p *parser) walk(n *yaml.Node, t reflect.Type, path string) bool {
 			}
 			p.bad[path] = true
 			p.errf(path, n.Line, "%s", msg)
+			return false
+		}
+		return true
+	}
+	// Types that read themselves (Days, Size) say what is wrong in their own words.
+	if t.Kind() != reflect.Struct && reflect.PointerTo(t).Implements(unmarshalerType) {
+		if n.Kind != yaml.ScalarNode {
+			p.bad[path] = true
+			p.errf(path, n.Line, "must be a single value, got %s", describeNode(n))
+			return false
+		}
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			p.bad[path] = true
+			p.errf(path, n.Line, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 			return false
 		}
 		return true

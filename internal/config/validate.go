@@ -99,6 +99,13 @@ func validate(cfg *Config, role string, p *parser) {
 		coordinatorDefaults(cfg.Coordinator)
 		c.coordinator(cfg.Coordinator)
 	}
+	if cfg.Backup != nil {
+		if role == RoleRunner {
+			c.warnf("backup", "the backup section is for role gitlab; the runner role ignores it")
+		}
+		defaultsBackup(cfg.Backup, p)
+		c.backup(cfg.Backup)
+	}
 }
 
 func (c checker) gitlab(g *GitLab, role string) {

@@ -216,6 +216,28 @@ func (h *Host) EnsureDir(p string, mode fs.FileMode, owner Owner) (Step, error) 
 	return st, nil
 }
 
+// EnsureAbsent removes the target file p when it exists (why says why, for
+// the step's summary), under the root and dry-run rules like every write.
+func (h *Host) EnsureAbsent(p, why string) (Step, error) {
+	st := Step{Kind: "file", Target: p}
+	if _, err := os.Lstat(h.Path(p)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			st.Summary = "absent"
+			return st, nil
+		}
+		return st, fmt.Errorf("checking %s: %w", p, err)
+	}
+	st.Changed, st.Summary = true, "removed ("+why+")"
+	if h.DryRun {
+		st.Summary = "would be " + st.Summary
+		return st, nil
+	}
+	if err := os.Remove(h.Path(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return st, fmt.Errorf("removing %s: %w", p, err)
+	}
+	return st, nil
+}
+
 // FileSHA256 returns the lower-case hex SHA-256 of the target file, or ""
 // with a nil error when it does not exist.
 func (h *Host) FileSHA256(p string) (string, error) {

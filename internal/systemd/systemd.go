@@ -21,6 +21,9 @@ import (
 type Manager interface {
 	Enable(ctx context.Context, unit string) (host.Step, error)
 	Start(ctx context.Context, unit string) (host.Step, error)
+	// Restart reloads systemd's view of changed unit files (daemon-reload)
+	// and restarts unit, for when its file changed. Offline it does nothing.
+	Restart(ctx context.Context, unit string) (host.Step, error)
 }
 
 // For returns the manager that fits h: D-Bus on the live system, offline
@@ -83,6 +86,11 @@ func (o *Offline) Enable(ctx context.Context, unit string) (host.Step, error) {
 // reports 0 changed.
 func (o *Offline) Start(ctx context.Context, unit string) (host.Step, error) {
 	return host.Step{Kind: "service", Target: unit, Summary: "not started: --root " + o.Root + " is not the live system"}, nil
+}
+
+// Restart does nothing under a root: the next boot reads the new unit.
+func (o *Offline) Restart(ctx context.Context, unit string) (host.Step, error) {
+	return host.Step{Kind: "service", Target: unit, Summary: "not restarted: --root " + o.Root + " is not the live system"}, nil
 }
 
 // Live talks to the running systemd over D-Bus.
@@ -150,6 +158,31 @@ func (l *Live) Start(ctx context.Context, unit string) (host.Step, error) {
 	}
 	if res := <-done; res != "done" {
 		return st, fmt.Errorf("starting %s: job %s; see journalctl -u %s", unit, res, unit)
+	}
+	return st, nil
+}
+
+// Restart runs daemon-reload, then restarts unit and waits for the job.
+func (l *Live) Restart(ctx context.Context, unit string) (host.Step, error) {
+	st := host.Step{Kind: "service", Target: unit, Changed: true, Summary: "restarted (unit file changed)"}
+	if l.dry {
+		st.Summary = "would be restarted (unit file changed)"
+		return st, nil
+	}
+	c, err := l.conn(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer c.Close()
+	if err := c.ReloadContext(ctx); err != nil {
+		return st, fmt.Errorf("systemctl daemon-reload: %w", err)
+	}
+	done := make(chan string, 1)
+	if _, err := c.RestartUnitContext(ctx, unit, "replace", done); err != nil {
+		return st, fmt.Errorf("restarting %s: %w", unit, err)
+	}
+	if res := <-done; res != "done" {
+		return st, fmt.Errorf("restarting %s: job %s; see journalctl -u %s", unit, res, unit)
 	}
 	return st, nil
 }

@@ -15,6 +15,8 @@ const (
 	StackOmnibusEdition     = "ee"
 	StackOmnibusVersion     = "18.5.1"
 	StackGitLabPrivateParam = StackPrivateURL
+	// StackBackupBucket is the backup bucket of the tests and the demo (create it in us-east-2).
+	StackBackupBucket = "example-gitlab-backups"
 )
 
 // GitLabConfigValues fill GitLabConfigTemplate.

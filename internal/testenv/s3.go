@@ -3,8 +3,11 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
@@ -16,11 +19,16 @@ import (
 type S3 struct {
 	backend *s3mem.Backend
 	srv     *httptest.Server
+
+	mu         sync.Mutex
+	regions    map[string]string // bucket → region for GetBucketLocation (gofakes3 has none)
+	deniedKMS  map[string]bool   // KMS key ids the "instance profile" may not use
+	failPartNo int               // fail every UploadPart of this part number (0 = never)
 }
 
 // NewS3 starts the stand-in on a random 127.0.0.1 port. Close it when done.
 func NewS3() *S3 {
-	s := &S3{backend: s3mem.New()}
+	s := &S3{backend: s3mem.New(), regions: map[string]string{}, deniedKMS: map[string]bool{}}
 	s.srv = httptest.NewServer(s.Handler())
 	return s
 }
@@ -31,10 +39,74 @@ func (s *S3) URL() string { return s.srv.URL }
 // Close stops the server.
 func (s *S3) Close() { s.srv.Close() }
 
-// Handler is the protocol handler, for mounting the stand-in in another server. Each call builds
-// a new gofakes3 front over the same backend.
+// Handler is the protocol handler, for mounting the stand-in in another server: gofakes3 over
+// the shared backend, plus what gofakes3 lacks and AWS does: GetBucketLocation answering the
+// bucket's region (CreateBucketIn), AccessDenied for a KMS key the caller may not use
+// (DenyKMSKey), and an injected UploadPart failure (FailUploadPart).
 func (s *S3) Handler() http.Handler {
-	return gofakes3.New(s.backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server()
+	inner := gofakes3.New(s.backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		bucket, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		region, hasRegion := s.regions[bucket]
+		denied := s.deniedKMS[r.Header.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id")]
+		failPart := r.Method == http.MethodPut && s.failPartNo > 0 && r.URL.Query().Get("partNumber") == fmt.Sprint(s.failPartNo)
+		s.mu.Unlock()
+		switch {
+		case r.Method == http.MethodGet && r.URL.Query().Has("location") && hasRegion:
+			w.Header().Set("Content-Type", "application/xml")
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+`<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">%s</LocationConstraint>`, region)
+		case denied:
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintf(w, `<Error><Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/gitlab/i-0123456789abcdef0 is not authorized to perform: kms:GenerateDataKey on resource: %s because no identity-based policy allows the kms:GenerateDataKey action</Message></Error>`, r.Header.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id"))
+		case failPart:
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprint(w, `<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again. (injected fault)</Message></Error>`)
+		default:
+			inner.ServeHTTP(w, r)
+		}
+	})
+}
+
+// CreateBucketIn creates a bucket that GetBucketLocation reports in region.
+func (s *S3) CreateBucketIn(name, region string) {
+	s.CreateBucket(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.regions[name] = region
+}
+
+// DenyKMSKey makes uploads that ask for SSE-KMS with key id fail with AccessDenied naming
+// kms:GenerateDataKey, as S3 answers for a key the caller may not use.
+func (s *S3) DenyKMSKey(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deniedKMS[id] = true
+}
+
+// FailUploadPart makes every upload of part number n fail with a 500 (retries too): an
+// upload that breaks half way.
+func (s *S3) FailUploadPart(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failPartNo = n
+}
+
+// Objects lists the keys under prefix with their sizes (bytes).
+func (s *S3) Objects(bucket, prefix string) map[string]int64 {
+	out := map[string]int64{}
+	list, err := s.backend.ListBucket(bucket, &gofakes3.Prefix{Prefix: prefix, HasPrefix: true}, gofakes3.ListBucketPage{})
+	if err != nil {
+		return out
+	}
+	for _, o := range list.Contents {
+		out[o.Key] = o.Size
+	}
+	return out
 }
 
 // CreateBucket creates a bucket. It panics on error (an invalid name or a duplicate), which is a

@@ -94,17 +94,6 @@ func renderFragment(cfg *config.Config, f Facts) ([]byte, error) {
 	return render.Template(templates.FS, fragmentTemplate, funcs, data)
 }
 
-// backupStatements is the hook for the backup section (issue 4): it returns the gitlab.rb
-// statements for backup uploads to S3 (backup_upload_connection with use_iam_profile,
-// backup_upload_remote_directory, backup_multipart_chunk_size, backup_upload_storage_options,
-// backup_keep_time), each built with Statement so every value is a Ruby literal. They render in
-// the fragment's "Backups" block, before gitlab.settings. Until the backup section exists it
-// returns none.
-func backupStatements(cfg *config.Config, f Facts) ([]string, error) {
-	_, _ = cfg, f
-	return nil, nil
-}
-
 // settingsStatements turns gitlab.settings into statements, roots and keys in sorted order so
 // the fragment only changes when a setting does. monitoring_whitelist is merged into the managed
 // one instead.

@@ -22,7 +22,7 @@ import (
 func (r *Role) rootPassword(ctx context.Context) ([]host.Step, error) {
 	h := r.d.Host
 	if r.state.Configured {
-		st, err := removeFile(h, RootPasswordFile, "GitLab is configured; the initial root password is used only once")
+		st, err := h.EnsureAbsent(RootPasswordFile, "GitLab is configured; the initial root password is used only once")
 		return []host.Step{st}, err
 	}
 	if r.password == "" {
@@ -112,7 +112,7 @@ func (r *Role) reconfigure(ctx context.Context) ([]host.Step, error) {
 	if err != nil {
 		return steps, err
 	}
-	if st, err := removeFile(h, RootPasswordFile, "used by the first reconfigure"); err != nil || st.Changed {
+	if st, err := h.EnsureAbsent(RootPasswordFile, "used by the first reconfigure"); err != nil || st.Changed {
 		steps = append(steps, st)
 		if err != nil {
 			return steps, err
@@ -121,7 +121,7 @@ func (r *Role) reconfigure(ctx context.Context) ([]host.Step, error) {
 	if r.password != "" && !wasConfigured {
 		// Omnibus keeps a copy only of a password it generated; never of the one given here.
 		// Remove one all the same: it would hold the password from SSM.
-		if st, err := removeFile(h, OmnibusPasswordFile, "it would hold the initial root password"); err != nil || st.Changed {
+		if st, err := h.EnsureAbsent(OmnibusPasswordFile, "it would hold the initial root password"); err != nil || st.Changed {
 			steps = append(steps, st)
 			if err != nil {
 				return steps, err

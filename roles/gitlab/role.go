@@ -10,13 +10,14 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/glbootstrap/glbootstrap/internal/backup"
 	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/systemd"
 )
 
 // Name is the role's name on the command line.
@@ -51,6 +52,8 @@ type Facts struct {
 	// PrivateIPv4 is local-ipv4: the published private URL is https://<PrivateIPv4> unless
 	// gitlab.private_url is set.
 	PrivateIPv4 string
+	// Region is the instance's region: the backup bucket's unless backup.region says otherwise.
+	Region string
 	// VPCCIDR is the VPC's primary IPv4 CIDR, added to monitoring_whitelist (and trusted for the
 	// PROXY protocol) so the runner fronts' readiness checks work.
 	VPCCIDR string
@@ -77,6 +80,14 @@ type Deps struct {
 	WaitReady func(ctx context.Context, timeout time.Duration, progress func(string)) error
 	// Progress receives human progress lines (waiting for GitLab...).
 	Progress func(string)
+	// NewBackupStore returns an S3 client for the backup bucket's region (backup-preflight).
+	NewBackupStore func(region string) (backup.PreflightStore, error)
+	// Units enables and starts the backup timer.
+	Units systemd.Manager
+	// ConfigSource is the --config apply was given; the backup service reads it again.
+	ConfigSource string
+	// Binary is the glbootstrap the backup service runs; "" means DefaultBinary.
+	Binary string
 }
 
 // Role is a prepared GitLab host: inputs resolved and the fragment rendered, ready to converge.
@@ -114,6 +125,8 @@ func (r *Role) Phases() []engine.Phase {
 	return []engine.Phase{
 		{Name: "omnibus", Stage: engine.Boot, Run: r.omnibus,
 			Description: "check that the Omnibus package (gitlab.edition, gitlab.version) is installed; the AMI bake installs it"},
+		{Name: "backup-preflight", Stage: engine.Boot, Run: r.backupPreflight,
+			Description: "backup bucket in the expected region; the instance profile may write (with the configured encryption) and delete there"},
 		{Name: "gitlab-fragment", Stage: engine.Boot, Run: r.gitlabFragment,
 			Description: "render " + FragmentPath + ": external_url, NLB, SSH port, monitoring whitelist, settings"},
 		{Name: "gitlab-rb-include", Stage: engine.Boot, Run: r.gitlabRBInclude,
@@ -122,6 +135,8 @@ func (r *Role) Phases() []engine.Phase {
 			Description: "first configuration only: the initial root password from SSM in a 0600 file"},
 		{Name: "reconfigure", Stage: engine.Boot, Run: r.reconfigure,
 			Description: "gitlab-ctl reconfigure when the fragment or the from_file line changed, then wait for /-/readiness"},
+		{Name: "backup-timer", Stage: engine.Boot, Run: r.backupTimer,
+			Description: "systemd timer and service that run glbootstrap backup run on backup.schedule"},
 		{Name: "sshd", Stage: engine.Boot, Run: r.sshd,
 			Description: "sshd drop-in: git over SSH only, no passwords, no root; checked with sshd -t before reload"},
 		{Name: "publish-private-url", Stage: engine.Boot, Run: r.publishPrivateURL,
@@ -237,28 +252,6 @@ func (r *Role) writeState(st State) (host.Step, error) {
 		return host.Step{}, err
 	}
 	return r.d.Host.EnsureFile(host.File{Path: StateFile, Data: append(b, '\n'), Mode: 0o600})
-}
-
-// removeFile deletes the target file p when it exists, under the host's root and dry-run rules.
-// It belongs in internal/host (an "absent" primitive); until then it lives here.
-func removeFile(h *host.Host, p, why string) (host.Step, error) {
-	st := host.Step{Kind: "file", Target: p}
-	if _, err := os.Lstat(h.Path(p)); err != nil {
-		if host.IsNotExist(err) {
-			st.Summary = "absent"
-			return st, nil
-		}
-		return st, fmt.Errorf("checking %s: %w", p, err)
-	}
-	st.Changed, st.Summary = true, "removed ("+why+")"
-	if h.DryRun {
-		st.Summary = "would be " + st.Summary
-		return st, nil
-	}
-	if err := os.Remove(h.Path(p)); err != nil && !os.IsNotExist(err) {
-		return st, fmt.Errorf("removing %s: %w", p, err)
-	}
-	return st, nil
 }
 
 // omnibus checks that Omnibus GitLab is installed. The AMI bake installs gitlab-<edition> at

@@ -1,0 +1,71 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+const backupBase = "version: 1\ngitlab:\n  url: https://gitlab.example.com\nbackup:\n  bucket: example-gitlab-backups\n"
+
+func TestBackupDefaults(t *testing.T) {
+	cfg, ps := Parse([]byte(backupBase), RoleGitLab)
+	if err := ps.Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.Backup
+	if b.PrefixOrDefault() != "gitlab/" || b.Schedule != "*-*-* 02:00:00" || time.Duration(b.KeepLocal) != 7*24*time.Hour || b.ChunkSize != 128<<20 {
+		t.Errorf("defaults = %+v prefix %q", b, b.PrefixOrDefault())
+	}
+}
+
+func TestBackupRules(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra, want string
+	}{
+		{"ok days", "  keep_local: 14d\n  chunk_size: 64MB\n", ""},
+		{"ok seconds", "  keep_local: 604800\n  chunk_size: 5242880\n  prefix: \"\"\n", ""},
+		{"ok kms arn", "  kms_key_id: arn:aws:kms:us-east-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab\n", ""},
+		{"bad keep", "  keep_local: a week\n", `backup.keep_local (line 6): "a week" is not a duration; write e.g. 7d or 36h`},
+		{"chunk below S3 minimum", "  chunk_size: 4MiB\n", "backup.chunk_size (line 6): 4194304 bytes is below S3's minimum part size of 5 MiB"},
+		{"chunk above S3 maximum", "  chunk_size: 6GiB\n", "above S3's maximum part size of 5 GiB"},
+		{"chunk not a size", "  chunk_size: lots\n", `"lots" is not a size; write e.g. 128MiB`},
+		{"prefix without slash", "  prefix: gitlab\n", `backup.prefix (line 6): must end with /, e.g. "gitlab/"`},
+		{"region", "  region: Ohio\n", `backup.region (line 6): "Ohio" is not an AWS region`},
+		{"kms", "  kms_key_id: my key\n", `backup.kms_key_id (line 6): "my key" is not a KMS key id`},
+		{"schedule newline", "  schedule: \"daily\\nExecStart=/bin/sh\"\n", "backup.schedule (line 6): "},
+		{"unknown key", "  bukcet: x\n", `backup.bukcet (line 6): unknown key; known keys in backup: bucket, region`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ps := Parse([]byte(backupBase+tc.extra), RoleGitLab)
+			got := ""
+			if err := ps.Err(); err != nil {
+				got = err.Error()
+			}
+			if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+				t.Errorf("problems = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	_, ps := Parse([]byte("version: 1\ngitlab:\n  url: https://gitlab.example.com\nbackup:\n  prefix: x/\n"), RoleGitLab)
+	if err := ps.Err(); err == nil || !strings.Contains(err.Error(), "backup.bucket (line 4): is required") {
+		t.Errorf("missing bucket: %v", err)
+	}
+}
+
+func TestBackupScheduleCheckedBySystemd(t *testing.T) {
+	if msg := CheckCalendar("*-*-* 02:00:00"); msg != "" {
+		t.Fatalf("valid spec refused: %s", msg)
+	}
+	msg := CheckCalendar("every night at two")
+	if msg == "" {
+		if os.Getenv("GLB_REQUIRE_TOOLS") == "1" {
+			t.Fatal("systemd-analyze is not installed (Debian package systemd); GLB_REQUIRE_TOOLS=1 requires it")
+		}
+		t.Skip("systemd-analyze is not installed (Debian package systemd): only the shape was checked")
+	}
+	if !strings.Contains(msg, "systemd-analyze calendar") || !strings.Contains(msg, `"*-*-* 02:00:00"`) {
+		t.Errorf("message = %q", msg)
+	}
+}

@@ -1,0 +1,168 @@
+package gitlab
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/glbootstrap/glbootstrap/internal/backup"
+	"github.com/glbootstrap/glbootstrap/internal/config"
+	"github.com/glbootstrap/glbootstrap/internal/engine"
+	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/render"
+	"github.com/glbootstrap/glbootstrap/templates"
+)
+
+// The backup units (templates/systemd). The timer starts the service, the
+// service runs "glbootstrap backup run" with the configuration apply used.
+const (
+	BackupService = "glbootstrap-backup.service"
+	BackupTimer   = "glbootstrap-backup.timer"
+	unitDir       = "/etc/systemd/system"
+)
+
+// notConfigured is the skip reason of the backup phases without a backup section.
+const notConfigured = "not configured (no backup section)"
+
+// backupRegion is the bucket's region: backup.region, else the instance's.
+func backupRegion(b *config.Backup, f Facts) string {
+	if b.Region != "" {
+		return b.Region
+	}
+	return f.Region
+}
+
+// backupStatements returns the gitlab.rb statements for uploads of the
+// application archive to S3 with the instance profile: no key lines at all
+// (use_iam_profile), SSE-S3 or SSE-KMS, the multipart chunk and the local
+// retention. Source: docs.gitlab.com, "Back up GitLab" > "Upload backups to
+// a remote (cloud) storage" (Omnibus gitlab_rails['backup_*'] settings).
+func backupStatements(cfg *config.Config, f Facts) ([]string, error) {
+	b := cfg.Backup
+	if b == nil {
+		return nil, nil
+	}
+	region := backupRegion(b, f)
+	if region == "" {
+		return nil, fmt.Errorf("no region for the backup bucket: set backup.region or run on EC2")
+	}
+	sse := map[string]any{"server_side_encryption": "AES256"}
+	if b.KMSKeyID != "" {
+		sse = map[string]any{"server_side_encryption": "aws:kms", "server_side_encryption_kms_key_id": b.KMSKeyID}
+	}
+	settings := []struct {
+		key   string
+		value any
+	}{
+		{"backup_upload_connection", map[string]any{"provider": "AWS", "region": region, "use_iam_profile": true}},
+		{"backup_upload_remote_directory", b.Bucket},
+		{"backup_multipart_chunk_size", int64(b.ChunkSize)},
+		{"backup_upload_storage_options", sse},
+		{"backup_keep_time", int64(time.Duration(b.KeepLocal) / time.Second)},
+	}
+	out := make([]string, 0, len(settings))
+	for _, s := range settings {
+		st, err := Statement("gitlab_rails", s.key, s.value)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// backupPreflight checks with the instance profile that the bucket is in
+// the expected region and that a marker object can be written (with the
+// configured encryption) and deleted, so a nightly backup does not fail at
+// 2 a.m. for a reason visible now. Under plan only the region is checked:
+// plan writes nothing, in S3 either.
+func (r *Role) backupPreflight(ctx context.Context) ([]host.Step, error) {
+	b := r.cfg.Backup
+	if b == nil {
+		return nil, engine.Skip(notConfigured)
+	}
+	if r.d.NewBackupStore == nil {
+		return nil, fmt.Errorf("no S3 client for the backup checks")
+	}
+	region := backupRegion(b, r.d.Facts)
+	store, err := r.d.NewBackupStore(region)
+	if err != nil {
+		return nil, err
+	}
+	st := host.Step{Kind: "check", Target: "s3://" + b.Bucket + "/" + b.PrefixOrDefault()}
+	if r.d.Host.DryRun {
+		got, err := store.BucketRegion(ctx, b.Bucket)
+		if err != nil {
+			return nil, fmt.Errorf("backup bucket %s: %w", b.Bucket, err)
+		}
+		if got != region {
+			return nil, fmt.Errorf("backup bucket %s is in %s, not %s: set backup.region: %s", b.Bucket, got, region, got)
+		}
+		st.Summary = "bucket in " + region + " (write check skipped under plan)"
+		return []host.Step{st}, nil
+	}
+	if err := backup.Preflight(ctx, store, b, region); err != nil {
+		return nil, err
+	}
+	st.Summary = "bucket in " + region + ", instance profile may write and delete there"
+	return []host.Step{st}, nil
+}
+
+// unitData fills the backup unit templates.
+type unitData struct {
+	Binary, ConfigSource, Schedule string
+}
+
+// backupTimer installs the backup service and timer (exactly one schedule,
+// however often apply runs), enables the timer, and on the live system
+// starts it, or restarts it after its file changed.
+func (r *Role) backupTimer(ctx context.Context) ([]host.Step, error) {
+	b := r.cfg.Backup
+	if b == nil {
+		return nil, engine.Skip(notConfigured)
+	}
+	if r.d.ConfigSource == "" || r.d.ConfigSource == "-" {
+		return nil, fmt.Errorf("the backup service reads the configuration again at 2 a.m., so it cannot come from stdin: apply with --config FILE, ssm:/name or s3://bucket/key")
+	}
+	data := unitData{Binary: r.d.Binary, ConfigSource: r.d.ConfigSource, Schedule: b.Schedule}
+	if data.Binary == "" {
+		data.Binary = DefaultBinary
+	}
+	var steps []host.Step
+	timerChanged := false
+	for _, u := range []struct{ name, tmpl string }{
+		{BackupService, "systemd/glbootstrap-backup.service.tmpl"},
+		{BackupTimer, "systemd/glbootstrap-backup.timer.tmpl"},
+	} {
+		text, err := render.Template(templates.FS, u.tmpl, nil, data)
+		if err != nil {
+			return steps, err
+		}
+		st, err := r.d.Host.EnsureFile(host.File{Path: unitDir + "/" + u.name, Data: text, Mode: 0o644})
+		steps = append(steps, st)
+		if err != nil {
+			return steps, err
+		}
+		timerChanged = timerChanged || st.Changed
+	}
+	if r.d.Units == nil {
+		return steps, fmt.Errorf("no systemd manager available")
+	}
+	st, err := r.d.Units.Enable(ctx, BackupTimer)
+	steps = append(steps, st)
+	if err != nil {
+		return steps, err
+	}
+	if timerChanged && !st.Changed {
+		// Already enabled: a running timer keeps its old schedule until
+		// systemd rereads the file.
+		st, err = r.d.Units.Restart(ctx, BackupTimer)
+	} else {
+		st, err = r.d.Units.Start(ctx, BackupTimer)
+	}
+	return append(steps, st), err
+}
+
+// DefaultBinary is where the AMI bake installs glbootstrap; the backup
+// service runs it from there unless Deps.Binary says otherwise.
+const DefaultBinary = "/usr/local/bin/glbootstrap"

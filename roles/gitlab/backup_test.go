@@ -1,0 +1,135 @@
+package gitlab
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/systemd"
+)
+
+const backupDoc = baseDoc + `backup:
+  bucket: example-gitlab-backups
+  prefix: gitlab/
+  schedule: "*-*-* 02:00:00"
+  keep_local: 7d
+  chunk_size: 128MiB
+`
+
+func TestBackupSettingsEvaluate(t *testing.T) {
+	ruby := needTool(t, "ruby", "ruby")
+	facts := testFacts
+	facts.Region = "us-east-2"
+	for _, tc := range []struct {
+		name, extra string
+		sse         map[string]any
+	}{
+		{name: "SSE-S3", sse: map[string]any{"server_side_encryption": "AES256"}},
+		{name: "SSE-KMS", extra: "  kms_key_id: alias/gitlab-backups\n",
+			sse: map[string]any{"server_side_encryption": "aws:kms", "server_side_encryption_kms_key_id": "alias/gitlab-backups"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			frag, err := renderFragment(parse(t, backupDoc+tc.extra), facts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(frag), "aws_access_key_id") || strings.Contains(string(frag), "aws_secret_access_key") {
+				t.Fatalf("key lines in the fragment; the instance profile must be used:\n%s", frag)
+			}
+			rubyCheck(t, ruby, tc.name, frag)
+			_, settings := evaluate(t, ruby, frag, "")
+			rails := settings["gitlab_rails"]
+			want := map[string]any{
+				"backup_upload_connection":       map[string]any{"provider": "AWS", "region": "us-east-2", "use_iam_profile": true},
+				"backup_upload_remote_directory": "example-gitlab-backups",
+				"backup_multipart_chunk_size":    float64(128 << 20),
+				"backup_upload_storage_options":  tc.sse,
+				"backup_keep_time":               float64(7 * 24 * 3600),
+			}
+			for k, v := range want {
+				if !reflect.DeepEqual(rails[k], v) {
+					t.Errorf("gitlab_rails[%q] = %#v, want %#v", k, rails[k], v)
+				}
+			}
+		})
+	}
+}
+
+// TestBackupUnitsVerify renders the timer and service through the phase
+// and has systemd check them (systemd-analyze verify), then checks the
+// schedule with systemd-analyze calendar and that a second run changes
+// nothing (one schedule, however often apply runs).
+func TestBackupUnitsVerify(t *testing.T) {
+	sa := needTool(t, "systemd-analyze", "systemd")
+	needTool(t, "systemctl", "systemd")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	h := &host.Host{Root: root}
+	r := &Role{cfg: parse(t, backupDoc), d: Deps{Host: h, Units: systemd.For(h), ConfigSource: "ssm:/glbootstrap/gitlab/config", Binary: self}}
+	steps, err := r.backupTimer(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 4 || !steps[0].Changed || !steps[1].Changed || !steps[2].Changed {
+		t.Fatalf("first run steps: %+v", steps)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc/systemd/system/timers.target.wants", BackupTimer)); err != nil {
+		t.Errorf("timer not enabled offline: %v", err)
+	}
+	units := []string{filepath.Join(root, unitDir, BackupTimer), filepath.Join(root, unitDir, BackupService)}
+	if out, err := exec.Command(sa, append([]string{"verify", "--man=no"}, units...)...).CombinedOutput(); err != nil {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	timer, _ := os.ReadFile(units[0])
+	service, _ := os.ReadFile(units[1])
+	for _, want := range []string{"OnCalendar=*-*-* 02:00:00", "Persistent=true", "RandomizedDelaySec="} {
+		if !strings.Contains(string(timer), want) {
+			t.Errorf("timer lacks %q", want)
+		}
+	}
+	if !strings.Contains(string(service), "ExecStart="+self+" backup run --config ssm:/glbootstrap/gitlab/config") {
+		t.Errorf("service ExecStart:\n%s", service)
+	}
+	if out, err := exec.Command(sa, "calendar", "*-*-* 02:00:00").CombinedOutput(); err != nil {
+		t.Errorf("systemd-analyze calendar: %v\n%s", err, out)
+	}
+	steps, err = r.backupTimer(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range steps {
+		if s.Changed {
+			t.Errorf("second run changed %s: %s", s.Target, s.Summary)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(root, unitDir))
+	n := 0
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".timer") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d timer units, want exactly one", n)
+	}
+}
+
+func TestBackupTimerRefusesStdinSource(t *testing.T) {
+	h := &host.Host{Root: t.TempDir()}
+	r := &Role{cfg: parse(t, backupDoc), d: Deps{Host: h, Units: systemd.For(h), ConfigSource: "-"}}
+	_, err := r.backupTimer(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "cannot come from stdin") {
+		t.Fatalf("err = %v", err)
+	}
+	if h.Exists(unitDir) {
+		t.Error("units written for a source the timer cannot read")
+	}
+}
