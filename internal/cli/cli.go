@@ -82,6 +82,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		newCodeBuildCmd(e),
 		newImageCmd(e),
 		newBackupCmd(e),
+		newRunnerCmd(e),
 	)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

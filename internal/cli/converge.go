@@ -181,55 +181,81 @@ func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error 
 	if _, err := engine.Select(def.phases(), engine.Options{Stage: engine.Boot, Only: f.only, Skip: f.skip}); err != nil {
 		return exitf(ExitUsage, "%v", err)
 	}
-	h, err := host.New(f.root, dryRun)
-	if err != nil {
-		return exitf(ExitUsage, "%v", err)
-	}
-	clients := newAWSClients(ctx)
-	cfg, err := loadConfig(ctx, e, clients, f.role, f.source)
+	s, err := openSession(ctx, e, "", def, f.source, f.root, f.output, dryRun)
 	if err != nil {
 		return err
 	}
-
-	if !dryRun {
-		unlock, err := h.Lock()
-		if err != nil {
-			if errors.Is(err, host.ErrLocked) {
-				return exitf(ExitLocked, "%v", err)
-			}
-			return exitf(ExitFailed, "%v", err)
-		}
-		defer unlock()
-	}
-
-	facts, err := clients.Facts()
-	if err != nil {
-		return exitf(ExitFailed, "reading instance facts: %v\nnothing was changed", err)
-	}
-	out := newPrinter(e, f.output, dryRun)
-	role, err := def.prepare(ctx, runtime{host: h, config: cfg, facts: facts, aws: clients, progress: out.progress, source: absSource(f.source)})
-	if err != nil {
-		code := ExitFailed
-		if errors.Is(err, ssm.ErrNotFound) {
-			code = ExitInvalidConfig
-		}
-		return exitf(code, "%v\nnothing was changed", err)
-	}
-	out.secrets = role.Secrets
-	out.header(f.role, h)
-	rep, runErr := engine.Run(ctx, f.role, role.Phases(), engine.Options{
-		Stage: engine.Boot, Only: f.only, Skip: f.skip, DryRun: dryRun, Observe: out.phase,
+	defer s.close()
+	rep, runErr := engine.Run(ctx, f.role, s.role.Phases(), engine.Options{
+		Stage: engine.Boot, Only: f.only, Skip: f.skip, DryRun: dryRun, Observe: s.out.phase,
 	})
-	out.summary(rep)
+	s.out.summary(rep)
 	switch {
 	case runErr != nil && engine.IsUsage(runErr):
 		return exitf(ExitUsage, "%v", runErr)
 	case runErr != nil:
-		return exitf(ExitFailed, "%s", out.mask(runErr.Error()))
+		return exitf(ExitFailed, "%s", s.out.mask(runErr.Error()))
 	case dryRun && rep.Changed > 0:
 		return &exitError{code: ExitPlanChanges}
 	}
 	return nil
+}
+
+// session is a role prepared on a host, holding the run lock unless dry-run.
+type session struct {
+	host   *host.Host
+	role   prepared
+	out    *printer
+	unlock func()
+}
+
+func (s *session) close() {
+	if s.unlock != nil {
+		s.unlock()
+	}
+}
+
+// openSession does what every command that converges does first, in the
+// order that keeps "invalid input changes nothing": read and validate the
+// configuration (exit 3), take the lock (exit 4), read the instance facts,
+// and resolve the role's inputs (exit 3 for a missing parameter, else 1).
+func openSession(ctx context.Context, e *env, verb string, def roleDef, source, root, output string, dryRun bool) (*session, error) {
+	h, err := host.New(root, dryRun)
+	if err != nil {
+		return nil, exitf(ExitUsage, "%v", err)
+	}
+	clients := newAWSClients(ctx)
+	cfg, err := loadConfig(ctx, e, clients, def.name, source)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{host: h}
+	if !dryRun {
+		if s.unlock, err = h.Lock(); err != nil {
+			if errors.Is(err, host.ErrLocked) {
+				return nil, exitf(ExitLocked, "%v", err)
+			}
+			return nil, exitf(ExitFailed, "%v", err)
+		}
+	}
+	facts, err := clients.Facts()
+	if err != nil {
+		s.close()
+		return nil, exitf(ExitFailed, "reading instance facts: %v\nnothing was changed", err)
+	}
+	s.out = newPrinter(e, output, dryRun)
+	s.role, err = def.prepare(ctx, runtime{host: h, config: cfg, facts: facts, aws: clients, progress: s.out.progress, source: absSource(source)})
+	if err != nil {
+		s.close()
+		code := ExitFailed
+		if errors.Is(err, ssm.ErrNotFound) {
+			code = ExitInvalidConfig
+		}
+		return nil, exitf(code, "%v\nnothing was changed", err)
+	}
+	s.out.secrets = s.role.Secrets
+	s.out.header(verb, def.name, h)
+	return s, nil
 }
 
 func contains(list []string, s string) bool {

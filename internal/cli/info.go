@@ -41,7 +41,7 @@ func newPhasesCmd(e *env) *cobra.Command {
 			}
 			def, _ := findRole(role)
 			for _, p := range def.phases() {
-				fmt.Fprintf(e.stdout, "%-16s %-5s %s\n", p.Name, p.Stage, p.Description)
+				fmt.Fprintf(e.stdout, "%-19s %-5s %s\n", p.Name, p.Stage, p.Description)
 			}
 			return nil
 		},

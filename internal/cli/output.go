@@ -43,13 +43,17 @@ func (p *printer) mask(s string) string { return host.Mask(s, p.secrets()) }
 
 func (p *printer) progress(msg string) { p.log.Info(p.mask(msg)) }
 
-func (p *printer) header(role string, h *host.Host) {
+// header names the command and where it runs; verb "" means apply, or
+// plan under dry-run.
+func (p *printer) header(verb, role string, h *host.Host) {
 	if p.json {
 		return
 	}
-	verb := "apply"
-	if p.dryRun {
-		verb = "plan"
+	if verb == "" {
+		verb = "apply"
+		if p.dryRun {
+			verb = "plan"
+		}
 	}
 	where := "the live system"
 	if !h.Live() {
@@ -77,7 +81,7 @@ func (p *printer) phase(r engine.PhaseResult) {
 	if p.dryRun && r.Status == engine.Changed {
 		status = "would change"
 	}
-	fmt.Fprintf(p.e.stdout, "[%s] %-16s %-13s %s\n", r.Role, r.Phase, status, fmtDur(r.Duration))
+	fmt.Fprintf(p.e.stdout, "[%s] %-19s %-13s %s\n", r.Role, r.Phase, status, fmtDur(r.Duration))
 	for _, s := range r.Steps {
 		if s.Changed || s.Warning != "" || s.Kind == "remote" || s.Kind == "service" {
 			fmt.Fprintf(p.e.stdout, "    %-8s %s: %s\n", s.Kind, s.Target, s.Summary)

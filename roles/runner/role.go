@@ -47,6 +47,9 @@ type GitLab interface {
 	Verify(ctx context.Context, token, systemID string) (bool, error)
 	CreateRunner(ctx context.Context, accessToken string, o gitlabapi.CreateOptions) (gitlabapi.Registered, error)
 	RegisterLegacy(ctx context.Context, registrationToken string, o gitlabapi.CreateOptions) (gitlabapi.Registered, error)
+	// DeleteRunner and DeleteRunnerByToken are for "runner unregister".
+	DeleteRunner(ctx context.Context, accessToken string, id int64) error
+	DeleteRunnerByToken(ctx context.Context, token string) error
 }
 
 // Deps are what the role needs from the outside world; each phase uses a

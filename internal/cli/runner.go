@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/glbootstrap/glbootstrap/internal/engine"
+	"github.com/glbootstrap/glbootstrap/roles/runner"
+)
+
+// newRunnerCmd is "glbootstrap runner unregister": the way out for a front
+// that is going away (an Auto Scaling termination hook through SSM Run
+// Command, or by hand), so terminated instances do not pile up as runners.
+func newRunnerCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{Use: "runner", Short: "Runner front operations: unregister"}
+	var source, root, output string
+	var force, dryRun bool
+	un := &cobra.Command{
+		Use:   "unregister --config SRC",
+		Short: "Delete this front's runner from GitLab and its token from the host (a shared token from SSM needs --force)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkCommon(runner.Name, source, output); err != nil {
+				return err
+			}
+			def, _ := findRole(runner.Name)
+			s, err := openSession(cmd.Context(), e, "runner unregister", def, source, root, output, dryRun)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			start := time.Now()
+			steps, err := s.role.(*runner.Role).Unregister(cmd.Context(), force)
+			res := engine.PhaseResult{Role: runner.Name, Phase: "unregister", Steps: steps, Status: engine.Changed, Duration: time.Since(start)}
+			if err != nil {
+				res.Status, res.Error = engine.Failed, err.Error()
+			}
+			s.out.phase(res)
+			if err != nil {
+				return exitf(ExitFailed, "%s", s.out.mask(err.Error()))
+			}
+			return nil
+		},
+	}
+	addConfigFlag(un, &source)
+	un.Flags().StringVar(&root, "root", "/", "operate on the tree under DIR (the GitLab API is still called)")
+	un.Flags().StringVarP(&output, "output", "o", "text", "output format: text | json")
+	un.Flags().BoolVar(&force, "force", false, "also delete a runner whose glrt- token came from SSM (other fronts sharing it lose it too)")
+	un.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be deleted, delete nothing")
+	cmd.AddCommand(un)
+	return cmd
+}
