@@ -191,7 +191,6 @@ func (r *Runner) run(ctx context.Context, rec *Record) (string, error) {
 	if err := r.verify(ctx, rec.ConfigKey, rec.ConfigSize, "configuration archive"); err != nil {
 		return StepVerify, err
 	}
-	r.log("backup %s: s3://%s/%s (%d bytes) and s3://%s/%s (%d bytes)", rec.Timestamp, r.Config.Bucket, rec.AppKey, rec.AppSize, r.Config.Bucket, rec.ConfigKey, rec.ConfigSize)
 	return "", nil
 }
 

@@ -60,6 +60,12 @@ func (o *Offline) Enable(ctx context.Context, unit string) (host.Step, error) {
 			break
 		}
 	}
+	if !found && o.DryRun {
+		// Under plan an earlier step of the same phase may only have said it
+		// would install the unit.
+		st.Changed, st.Summary = true, "would be enabled offline once its unit file is installed"
+		return st, nil
+	}
 	if !found {
 		return st, fmt.Errorf("%w: %s is in none of %s under %s; the package that provides it (for gitlab-runner: \"gitlab-runner install\") should have put it there",
 			ErrNoUnit, unit, strings.Join(unitDirs, ", "), o.Root)

@@ -16,7 +16,8 @@ import (
 func demoGitLab(stack *testenv.Stack, sandbox string, glb func(want int, args ...string) error) error {
 	stack.SSM.Delete(testenv.StackPrivateURL)
 	stack.SeedGitLabSSM()
-	cfg := stack.GitLabConfig(stack.GitLab.URL(), "")
+	stack.S3.CreateBucketIn(testenv.StackBackupBucket, "us-east-2")
+	cfg := stack.GitLabConfig(stack.GitLab.URL(), demoBackupSection)
 	stack.SSM.Put(testenv.StackGitLabConfigParam, cfg, true)
 	section("the GitLab host configuration, stored in SSM " + testenv.StackGitLabConfigParam)
 	fmt.Print(indent(cfg))
@@ -40,7 +41,7 @@ func demoGitLab(stack *testenv.Stack, sandbox string, glb func(want int, args ..
 		return err
 	}
 	section("GitLab host: managed files")
-	for _, f := range []string{"/etc/gitlab/glbootstrap.rb", "/etc/gitlab/gitlab.rb", "/etc/ssh/sshd_config.d/00-glbootstrap.conf", "/var/lib/glbootstrap/gitlab.json"} {
+	for _, f := range []string{"/etc/gitlab/glbootstrap.rb", "/etc/gitlab/gitlab.rb", "/etc/ssh/sshd_config.d/00-glbootstrap.conf", "/etc/systemd/system/glbootstrap-backup.timer", "/var/lib/glbootstrap/gitlab.json"} {
 		b, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
 			return err

@@ -20,9 +20,17 @@ import (
 	"strings"
 
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
+	"github.com/glbootstrap/glbootstrap/internal/testenv/standin"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == standInArg {
+		if err := standin.GitLabBackup(context.Background(), os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	bin := flag.String("bin", "bin/glbootstrap", "the glbootstrap binary to run")
 	sandbox := flag.String("sandbox", "sandbox", "directory for the demo roots (recreated)")
 	flag.Parse()
@@ -87,6 +95,9 @@ func run(ctx context.Context, bin, sandbox string) error {
 		return nil
 	}
 	if err := demoGitLab(stack, sandbox, glb); err != nil {
+		return err
+	}
+	if err := demoBackup(ctx, stack, sandbox, bin, env); err != nil {
 		return err
 	}
 	apply := []string{"apply", "--role", "runner", "--config", "ssm:" + testenv.StackConfigParam, "--root", root}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/glbootstrap/glbootstrap/internal/testenv"
+	"github.com/glbootstrap/glbootstrap/internal/testenv/standin"
+)
+
+// standInArg makes glb-demo act as Omnibus's gitlab-backup (see standin.GitLabBackup).
+const standInArg = "gitlab-backup-stand-in"
+
+// demoBackupSection is the GitLab host's backup section in the demo.
+const demoBackupSection = `backup:
+  bucket: example-gitlab-backups
+  prefix: gitlab/
+  schedule: "*-*-* 02:00:00"
+  keep_local: 7d
+  chunk_size: 128MiB
+`
+
+// demoBackup runs what glbootstrap-backup.service runs at 2 a.m. on the
+// GitLab host: "glbootstrap backup run", with glb-demo itself standing in
+// for Omnibus's gitlab-backup (writes an archive and uploads it the way
+// Omnibus does), then "backup status" and a listing of the bucket.
+func demoBackup(ctx context.Context, stack *testenv.Stack, sandbox, bin string, env []string) error {
+	root := filepath.Join(sandbox, "gitlab")
+	if err := standin.SimulateReconfigure(root); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(filepath.Join(sandbox, "stand-in-bin"))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := standin.WriteGitLabBackup(dir, self, standInArg); err != nil {
+		return err
+	}
+	env = append(append([]string(nil), env...), standin.RootEnv+"="+root, standin.BucketEnv+"="+testenv.StackBackupBucket)
+	for i, kv := range env {
+		if strings.HasPrefix(kv, "PATH=") {
+			env[i] = "PATH=" + dir + ":" + strings.TrimPrefix(kv, "PATH=")
+		}
+	}
+	run := func(want int, args ...string) error {
+		fmt.Printf("\n$ glbootstrap %s\n", strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = env
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		fmt.Print(indent(out.String()))
+		code := 0
+		var xe *exec.ExitError
+		if errors.As(err, &xe) {
+			code = xe.ExitCode()
+		} else if err != nil {
+			return err
+		}
+		fmt.Printf("  (exit %d)\n", code)
+		if code != want {
+			return fmt.Errorf("glbootstrap %s exited %d, want %d", strings.Join(args[:2], " "), code, want)
+		}
+		return nil
+	}
+	args := []string{"--config", "ssm:" + testenv.StackGitLabConfigParam, "--root", root}
+	section("GitLab host: the nightly backup (what glbootstrap-backup.timer starts), against gofakes3")
+	if err := run(0, append([]string{"backup", "run"}, args...)...); err != nil {
+		return err
+	}
+	if err := run(0, append([]string{"backup", "status"}, args...)...); err != nil {
+		return err
+	}
+	fmt.Printf("\n  s3://%s now holds:\n", testenv.StackBackupBucket)
+	for k, size := range stack.S3.Objects(testenv.StackBackupBucket, "") {
+		fmt.Printf("    %-80s %9d bytes\n", k, size)
+	}
+	return nil
+}
