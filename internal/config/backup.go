@@ -117,7 +117,7 @@ func parseSize(s string) (int64, error) {
 }
 
 var (
-	bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`)
 	kmsKeyRE = regexp.MustCompile(`^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}|alias/[A-Za-z0-9/_-]+|arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key/[A-Za-z0-9-]+|alias/[A-Za-z0-9/_-]+))$`)
 	prefixRE = regexp.MustCompile(`^[A-Za-z0-9!_.*'()/-]*$`)
 )
@@ -144,7 +144,7 @@ func (c checker) backup(b *Backup) {
 	switch {
 	case b.Bucket == "":
 		c.errf("backup.bucket", "is required: the S3 bucket the backups go to")
-	case !bucketRE.MatchString(b.Bucket) || strings.Contains(b.Bucket, "..") || net.ParseIP(b.Bucket) != nil:
+	case !validBucket(b.Bucket) || strings.Contains(b.Bucket, "..") || net.ParseIP(b.Bucket) != nil:
 		c.errf("backup.bucket", "%q is not a valid S3 bucket name (3-63 lower-case letters, digits, dots and hyphens)", b.Bucket)
 	}
 	if b.Region != "" && !regionRE.MatchString(b.Region) {

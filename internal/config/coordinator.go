@@ -38,9 +38,7 @@ var (
 	// ECR private repository URIs (https://docs.aws.amazon.com/AmazonECR/latest/userguide/Repositories.html).
 	ecrRepoRE = regexp.MustCompile(`^\d{12}\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/[a-z0-9]+(?:[._/-][a-z0-9]+)*$`)
 	// CodeBuild project names: 2..255 of letters, digits, - and _, starting with a letter or digit.
-	codebuildProjectRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9\-_]{1,254}$`)
-	// S3 bucket names (general purpose buckets).
-	coordinatorBucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	codebuildProjectRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9\-_]+$`)
 )
 
 func (c checker) coordinator(co *Coordinator) {
@@ -55,13 +53,13 @@ func (c checker) coordinator(co *Coordinator) {
 	switch {
 	case co.CodeBuildProject == "":
 		c.errf("coordinator.codebuild_project", "is required: the CodeBuild project that builds the image")
-	case !codebuildProjectRE.MatchString(co.CodeBuildProject):
+	case !codebuildProjectRE.MatchString(co.CodeBuildProject) || len(co.CodeBuildProject) > 255:
 		c.errf("coordinator.codebuild_project", "%q is not a CodeBuild project name (letters, digits, - and _)", co.CodeBuildProject)
 	}
 	switch {
 	case co.Bucket == "":
 		c.errf("coordinator.bucket", "is required: the S3 bucket the build context is uploaded to")
-	case !coordinatorBucketRE.MatchString(co.Bucket):
+	case !validBucket(co.Bucket):
 		c.errf("coordinator.bucket", "%q is not an S3 bucket name", co.Bucket)
 	}
 	if co.Timeout < 0 || (co.Timeout > 0 && time.Duration(co.Timeout) < time.Minute) {

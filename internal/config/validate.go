@@ -220,10 +220,10 @@ func (c checker) absDir(field, dir string) {
 	}
 }
 
-var userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+var userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
 
 func (c checker) runner(r *Runner) {
-	if !userNameRE.MatchString(r.User) {
+	if !validUserName(r.User) {
 		c.errf("runner.user", "%q is not a valid user name (lower-case letters, digits, _ and -, at most 32)", r.User)
 	}
 
@@ -343,12 +343,12 @@ func (c checker) create(cr *Create) {
 }
 
 var (
-	clusterRE         = regexp.MustCompile(`^([A-Za-z0-9_-]{1,255}|arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/[A-Za-z0-9_-]{1,255})$`)
+	clusterRE         = regexp.MustCompile(`^([A-Za-z0-9_-]+|arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/[A-Za-z0-9_-]+)$`)
 	regionRE          = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$`)
 	subnetRE          = regexp.MustCompile(`^subnet-([0-9a-f]{8}|[0-9a-f]{17})$`)
 	securityGroupRE   = regexp.MustCompile(`^sg-([0-9a-f]{8}|[0-9a-f]{17})$`)
-	taskFamilyRE      = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}(:[1-9][0-9]*)?$`)
-	taskARNRE         = regexp.MustCompile(`^arn:aws[a-z-]*:ecs:[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+:[0-9]{12}:task-definition/[A-Za-z0-9_-]{1,255}:[1-9][0-9]*$`)
+	taskFamilyRE      = regexp.MustCompile(`^[A-Za-z0-9_-]+(:[1-9][0-9]*)?$`)
+	taskARNRE         = regexp.MustCompile(`^arn:aws[a-z-]*:ecs:[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+:[0-9]{12}:task-definition/[A-Za-z0-9_-]+:[1-9][0-9]*$`)
 	platformVersionRE = regexp.MustCompile(`^(LATEST|[0-9]+\.[0-9]+\.[0-9]+)$`)
 	driverVersionRE   = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
 	sha256RE          = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -362,7 +362,7 @@ func (c checker) fargate(f *Fargate) {
 	switch {
 	case f.Cluster == "":
 		c.errf("fargate.cluster", "is required: the ECS cluster's name or ARN")
-	case !clusterRE.MatchString(f.Cluster):
+	case !clusterRE.MatchString(f.Cluster) || len(afterLast(f.Cluster, "/")) > 255:
 		c.errf("fargate.cluster", "%q is not an ECS cluster name (letters, digits, _ and -, up to 255) or cluster ARN", f.Cluster)
 	}
 	if f.Region != "" && !regionRE.MatchString(f.Region) {
@@ -381,17 +381,17 @@ func (c checker) fargate(f *Fargate) {
 	case f.TaskDefinition == "":
 		c.errf("fargate.task_definition", "is required: the coordinator's task definition as family, family:revision or ARN")
 	case strings.HasPrefix(f.TaskDefinition, "arn:"):
-		if !taskARNRE.MatchString(f.TaskDefinition) {
+		if !taskARNRE.MatchString(f.TaskDefinition) || len(familyOf(f.TaskDefinition)) > 255 {
 			c.errf("fargate.task_definition", "%q is not a task-definition ARN (arn:aws:ecs:<region>:<account>:task-definition/<family>:<revision>)", f.TaskDefinition)
 		}
-	case !taskFamilyRE.MatchString(f.TaskDefinition):
+	case !taskFamilyRE.MatchString(f.TaskDefinition) || len(familyOf(f.TaskDefinition)) > 255:
 		c.errf("fargate.task_definition", "%q is not a task definition family (letters, digits, _ and -, up to 255) with an optional :revision", f.TaskDefinition)
 	}
 	if f.PlatformVersion != "" && !platformVersionRE.MatchString(f.PlatformVersion) {
 		c.errf("fargate.platform_version", "%q is not a Fargate platform version such as LATEST or 1.4.0", f.PlatformVersion)
 	}
 	c.absDir("fargate.metadata_dir", f.MetadataDir)
-	if !userNameRE.MatchString(f.SSH.Username) {
+	if !validUserName(f.SSH.Username) {
 		c.errf("fargate.ssh.username", "%q is not a valid user name (lower-case letters, digits, _ and -, at most 32)", f.SSH.Username)
 	}
 	if f.SSH.Port < 1 || f.SSH.Port > 65535 {
@@ -471,3 +471,24 @@ func CheckPrivateURL(raw string) string {
 	}
 	return strings.Join(msgs, "; ")
 }
+
+// Counted repetitions such as {1,255} compile into one regexp state per
+// repetition (hundreds of KiB at program start); lengths are checked in Go
+// instead.
+
+// afterLast returns s after the last sep (all of s without one).
+func afterLast(s, sep string) string { return s[strings.LastIndex(s, sep)+1:] }
+
+// familyOf returns a task definition's family: the ARN's resource name or
+// the family:revision form without the revision.
+func familyOf(td string) string {
+	family, _, _ := strings.Cut(afterLast(td, "/"), ":")
+	return family
+}
+
+// validUserName is a POSIX-ish user name of at most 32 characters.
+func validUserName(u string) bool { return len(u) <= 32 && userNameRE.MatchString(u) }
+
+// validBucket is an S3 bucket name: 3..63 lower-case letters, digits, dots and hyphens,
+// starting and ending with a letter or digit.
+func validBucket(b string) bool { return len(b) >= 3 && len(b) <= 63 && bucketRE.MatchString(b) }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 )
 
@@ -26,5 +27,13 @@ func demoDoctor(stack *testenv.Stack, root string, glb func(want int, args ...st
 	v := testenv.DefaultIMDSValues()
 	stack.EC2.PutSecurityGroup(testenv.EC2SecurityGroup{ID: testenv.StackTaskSG, VPCID: v.VPCID, Name: "ci-coordinator-tasks",
 		Egress: []testenv.EC2Rule{{Protocol: "-1", CIDRs: []string{"0.0.0.0/0"}}}})
-	return glb(1, doctor...)
+	if err := glb(1, doctor...); err != nil {
+		return err
+	}
+	// Put the rule back, so the stand-ins left running by -serve describe a working setup.
+	stack.EC2.PutSecurityGroup(testenv.EC2SecurityGroup{ID: testenv.StackTaskSG, VPCID: v.VPCID, Name: "ci-coordinator-tasks",
+		Ingress: []testenv.EC2Rule{{Protocol: "tcp", FromPort: 22, ToPort: 22, Groups: []string{v.SecurityGroupIDs[0]}}},
+		Egress:  []testenv.EC2Rule{{Protocol: "-1", CIDRs: []string{"0.0.0.0/0"}}}})
+	fmt.Println("\n  (the demo puts the SSH rule back)")
+	return nil
 }

@@ -33,10 +33,11 @@ func main() {
 	}
 	bin := flag.String("bin", "bin/glbootstrap", "the glbootstrap binary to run")
 	sandbox := flag.String("sandbox", "sandbox", "directory for the demo roots (recreated)")
+	serve := flag.String("serve", "", "after the demo, keep the stand-ins running and write to this file the environment (export lines) that points glbootstrap at them; stop with Ctrl-C")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *bin, *sandbox); err != nil {
+	if err := run(ctx, *bin, *sandbox, *serve); err != nil {
 		fmt.Fprintf(os.Stderr, "demo failed: %v\n", err)
 		os.Exit(1)
 	}
@@ -44,7 +45,7 @@ func main() {
 
 var tokenRE = regexp.MustCompile(`glrt-[A-Za-z0-9_-]+|glpat-[A-Za-z0-9_-]+`)
 
-func run(ctx context.Context, bin, sandbox string) error {
+func run(ctx context.Context, bin, sandbox, serve string) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -145,7 +146,23 @@ func run(ctx context.Context, bin, sandbox string) error {
 	fmt.Printf("  %d runner(s) on GitLab after 4 applies; POST /api/v4/user/runners called %d time(s)\n",
 		len(stack.GitLab.Runners()), stack.GitLab.Requests("POST", "/api/v4/user/runners"))
 	fmt.Printf("\ndemo root left in %s\n", root)
-	return demoDoctor(stack, root, glb)
+	if err := demoDoctor(stack, root, glb); err != nil {
+		return err
+	}
+	if serve == "" {
+		return nil
+	}
+	var exports strings.Builder
+	for _, kv := range stack.Env(nil) {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&exports, "export %s='%s'\n", k, v)
+	}
+	if err := os.WriteFile(serve, []byte(exports.String()), 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("\nstand-ins keep running; '. %s' points glbootstrap at them (Ctrl-C to stop)\n", serve)
+	<-ctx.Done()
+	return nil
 }
 
 func section(s string) { fmt.Printf("\n=== %s\n", s) }
