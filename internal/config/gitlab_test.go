@@ -47,7 +47,7 @@ func TestGitLabRoleRules(t *testing.T) {
 		{"bad version", "  version: latest\n", []string{`gitlab.version (line 4): "latest" is not a GitLab version such as "18.5.1" (quote it in YAML)`}},
 		{"port 0", "  ssh_port: 0\n", []string{`gitlab.ssh_port (line 4): must be in 1..65535 (the port of the NLB's SSH listener), got 0`}},
 		{"port high", "  ssh_port: 65536\n", []string{`gitlab.ssh_port (line 4): must be in 1..65535 (the port of the NLB's SSH listener), got 65536`}},
-		{"bad parameter", "  publish_private_url_parameter: private-url\n", []string{`gitlab.publish_private_url_parameter (line 4): "private-url" is not an SSM parameter name`}},
+		{"bad parameter", "  publish_private_url_parameter: private-url\n", []string{`gitlab.publish_private_url_parameter (line 4): is not an SSM parameter name`}},
 		{"nlb unknown key", "  nlb: {tls: true}\n", []string{`gitlab.nlb.tls (line 4): unknown key`}},
 		{"settings not a mapping", "  settings: [a]\n", []string{`gitlab.settings (line 4): must be a mapping of gitlab.rb roots`}},
 		{"unknown root", "  settings:\n    ngnix: {a: 1}\n", []string{`gitlab.settings.ngnix (line 5): is not a gitlab.rb setting glbootstrap knows; did you mean "nginx"?`}},

@@ -148,11 +148,11 @@ func TestParseRules(t *testing.T) {
 			[]string{"gitlab (line 2): private_url and private_url_parameter are both set; set exactly one"}},
 		{"no private url for runner", "", map[string]string{"gitlab.private_url": del},
 			[]string{"gitlab (line 2): one of private_url or private_url_parameter is required for role runner: the address the runner front reaches GitLab at over the private network, e.g. https://10.0.1.10"}},
-		{"no private url for gitlab role", RoleGitLab, map[string]string{"gitlab.private_url": del}, ok},
+		{"no private url for gitlab role", RoleGitLab, map[string]string{"gitlab.private_url": del, "runner": del, "fargate": del}, ok},
 
 		// SSM parameter names
 		{"parameter without leading slash", "", map[string]string{"gitlab.private_url": del, "gitlab.private_url_parameter": "glb/url"},
-			[]string{`gitlab.private_url_parameter (line 5): "glb/url" is not an SSM parameter name; write a full path such as /glbootstrap/runner-token (letters, digits, _ . - and /)`}},
+			[]string{`gitlab.private_url_parameter (line 5): is not an SSM parameter name (the value is not shown: it may be a secret); write the name of the parameter that holds the value, a full path such as /glbootstrap/runner-token (letters, digits, _ . - and /)`}},
 		{"parameter with trailing slash", "", map[string]string{"gitlab.private_url": del, "gitlab.private_url_parameter": "/glb/url/"},
 			[]string{`gitlab.private_url_parameter (line 5): "/glb/url/" must not end with /`}},
 		{"parameter with empty level", "", map[string]string{"gitlab.private_url": del, "gitlab.private_url_parameter": "/glb//url"},
@@ -181,7 +181,7 @@ func TestParseRules(t *testing.T) {
 		{"registration token warns", "", map[string]string{"runner.create": del, "runner.registration_token_parameter": "/glb/reg-token"},
 			[]string{"warning: runner.registration_token_parameter (line 16): registration tokens are deprecated and disabled by default since GitLab 17.0 (HTTP 410 when disabled); prefer runner.create or runner.token_parameter"}},
 		{"token parameter bad name", "", map[string]string{"runner.create": del, "runner.tags": del, "runner.token_parameter": "runner-token"},
-			[]string{`runner.token_parameter (line 16): "runner-token" is not an SSM parameter name; write a full path such as /glbootstrap/runner-token (letters, digits, _ . - and /)`}},
+			[]string{`runner.token_parameter (line 16): is not an SSM parameter name (the value is not shown: it may be a secret); write the name of the parameter that holds the value, a full path such as /glbootstrap/runner-token (letters, digits, _ . - and /)`}},
 
 		// create
 		{"create group", "", map[string]string{"runner.create.runner_type": "group_type", "runner.create.group_id": "42"}, ok},

@@ -81,6 +81,7 @@ func validate(cfg *Config, role string, p *parser) {
 	}
 	c.gitlab(&cfg.GitLab, role)
 
+	roleFit(c, cfg, role)
 	if role == RoleRunner {
 		if cfg.Runner == nil {
 			c.errf("runner", "the runner section is required for role runner (see examples/runner.yaml)")
@@ -194,7 +195,8 @@ var parameterNameRE = regexp.MustCompile(`^/[a-zA-Z0-9_.\-/]+$`)
 func (c checker) parameterName(field, name string) {
 	switch {
 	case !parameterNameRE.MatchString(name):
-		c.errf(field, "%q is not an SSM parameter name; write a full path such as /glbootstrap/runner-token (letters, digits, _ . - and /)", name)
+		// The value is not echoed: a field meant to name a secret often holds the secret itself.
+		c.errf(field, "is not an SSM parameter name (the value is not shown: it may be a secret); write the name of the parameter that holds the value, a full path such as /glbootstrap/runner-token (letters, digits, _ . - and /)")
 	case strings.HasSuffix(name, "/"):
 		c.errf(field, "%q must not end with /", name)
 	case strings.Contains(name, "//"):
@@ -217,7 +219,38 @@ func (c checker) absDir(field, dir string) {
 		c.errf(field, "must be an absolute path, got %q", dir)
 	case path.Clean(dir) != dir:
 		c.errf(field, "must be a clean path; write %q instead of %q", path.Clean(dir), dir)
+	case systemPath(dir):
+		// glbootstrap chowns and chmods these directories and replaces the driver file: pointed
+		// at /, /etc or /usr/bin by mistake it would break the host.
+		c.errf(field, "%q is a system directory or lies directly in one; use a directory of its own such as /opt/gitlab-runner/...", dir)
 	}
+}
+
+// systemDirs are directories glbootstrap must never own, nor put a managed file or directory
+// directly into: the FHS top level and the directories of the OS's own programs and settings.
+var systemDirs = map[string]bool{
+	"/": true, "/bin": true, "/boot": true, "/dev": true, "/etc": true, "/home": true, "/lib": true,
+	"/lib32": true, "/lib64": true, "/libx32": true, "/media": true, "/mnt": true, "/opt": true,
+	"/proc": true, "/root": true, "/run": true, "/sbin": true, "/srv": true, "/sys": true, "/tmp": true,
+	"/usr": true, "/var": true, "/usr/bin": true, "/usr/sbin": true, "/usr/lib": true, "/usr/lib64": true,
+	"/usr/local": true, "/usr/share": true, "/usr/include": true, "/var/lib": true, "/var/log": true,
+	"/var/opt": true, "/var/tmp": true, "/var/cache": true, "/etc/ssh": true, "/etc/systemd": true,
+	"/usr/local/bin": true, "/usr/local/sbin": true,
+}
+
+// systemPath reports whether p is a system directory, or a file or directory directly in one of
+// the OS's program or settings directories (/etc/passwd, /usr/bin/x). Directly under /opt, /srv
+// and /var/lib is fine: that is where applications live.
+func systemPath(p string) bool {
+	if systemDirs[p] {
+		return true
+	}
+	parent := path.Dir(p)
+	switch parent {
+	case "/opt", "/srv", "/var/lib", "/var/opt", "/var/cache", "/home", "/mnt", "/media", "/usr/local", "/tmp", "/var/tmp":
+		return false
+	}
+	return systemDirs[parent]
 }
 
 var userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
@@ -426,6 +459,9 @@ func (c checker) driver(d *Driver) {
 		c.driverURL(d.URL)
 	}
 	c.absDir("fargate.driver.path", d.Path)
+	if !systemPath(d.Path) && strings.HasPrefix(d.Path, "/etc/") || strings.HasPrefix(d.Path, "/proc/") || strings.HasPrefix(d.Path, "/sys/") || strings.HasPrefix(d.Path, "/dev/") {
+		c.errf("fargate.driver.path", "%q is not a place for a program; the default is %s", d.Path, DefaultDriverPath)
+	}
 }
 
 func (c checker) driverURL(raw string) {
@@ -492,3 +528,29 @@ func validUserName(u string) bool { return len(u) <= 32 && userNameRE.MatchStrin
 // validBucket is an S3 bucket name: 3..63 lower-case letters, digits, dots and hyphens,
 // starting and ending with a letter or digit.
 func validBucket(b string) bool { return len(b) >= 3 && len(b) <= 63 && bucketRE.MatchString(b) }
+
+// roleFit catches a configuration given to the wrong role: a runner front's
+// configuration applied with --role gitlab would lock down sshd and write a
+// gitlab.rb, so the sections of the other role are errors there; keys the
+// role does not read are warnings.
+func roleFit(c checker, cfg *Config, role string) {
+	switch role {
+	case RoleGitLab:
+		for _, sec := range []string{"runner", "fargate", "coordinator"} {
+			if c.p.present[sec] {
+				c.errf(sec, "the %s section belongs to role runner: is this the runner front's configuration? Give the GitLab host's configuration to --role gitlab", sec)
+			}
+		}
+		for _, k := range []string{"gitlab.private_url_parameter", "gitlab.ca_file"} {
+			if c.p.present[k] {
+				c.warnf(k, "is read by role runner only; role gitlab ignores it")
+			}
+		}
+	case RoleRunner:
+		for _, k := range []string{"gitlab.edition", "gitlab.version", "gitlab.ssh_port", "gitlab.nlb", "gitlab.initial_root_password_parameter", "gitlab.publish_private_url_parameter", "gitlab.settings"} {
+			if c.p.present[k] {
+				c.warnf(k, "is read by role gitlab (the Omnibus host) only; role runner ignores it: is this the GitLab host's configuration?")
+			}
+		}
+	}
+}

@@ -204,7 +204,12 @@ func (h *Host) EnsureDir(p string, mode fs.FileMode, owner Owner) (Step, error) 
 		st.Summary = "would be " + st.Summary
 		return st, nil
 	}
-	if err := os.MkdirAll(full, mode.Perm()); err != nil {
+	// Parents are 0755, like mkdir -p by root: the mode asked for is this
+	// directory's alone, or its owner could not reach it through a 0700 parent.
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return st, fmt.Errorf("creating %s: %w", filepath.Dir(p), err)
+	}
+	if err := os.Mkdir(full, mode.Perm()); err != nil && !errors.Is(err, fs.ErrExist) {
 		return st, fmt.Errorf("creating %s: %w", p, err)
 	}
 	if err := os.Chmod(full, mode.Perm()); err != nil {

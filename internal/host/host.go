@@ -34,11 +34,15 @@ type Host struct {
 // New returns a Host for root (made absolute and clean) in the given mode.
 func New(root string, dryRun bool) (*Host, error) {
 	if root == "" {
-		root = "/"
+		// An empty --root "$UNSET" must never silently mean the live system.
+		return nil, errors.New(`--root is empty: give a directory, or "/" for the live system`)
 	}
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("resolving root %q: %w", root, err)
+	}
+	if info, err := os.Stat(abs); err == nil && !info.IsDir() {
+		return nil, fmt.Errorf("--root %s is not a directory", root)
 	}
 	return &Host{Root: abs, DryRun: dryRun}, nil
 }

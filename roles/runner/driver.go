@@ -42,6 +42,13 @@ func (r *Role) fargateDriver(ctx context.Context) ([]host.Step, error) {
 		st.Summary = "unchanged (" + drv.Version + ", sha256 " + drv.SHA256[:12] + ")"
 		return []host.Step{st}, nil
 	}
+	if have != "" {
+		// Never replace something that is not a program: a mistyped driver.path must not
+		// overwrite a config file or a database.
+		if info, err := os.Stat(r.d.Host.Path(drv.Path)); err == nil && info.Mode().Perm()&0o111 == 0 {
+			return nil, fmt.Errorf("%s exists and is not executable, so it is not an earlier driver: refusing to replace it; move it away or fix fargate.driver.path", drv.Path)
+		}
+	}
 	st.Changed = true
 	if have == "" {
 		st.Summary = fmt.Sprintf("installed %s from %s", drv.Version, src)

@@ -836,7 +836,7 @@ func checkDirectories(ctx context.Context, in checkInput) Finding {
 		st, err := h.EnsureDir(d.path, fsMode(d.mode), owner)
 		switch {
 		case err != nil:
-			fs.add(err.Error(), "install gitlab-runner (glbootstrap bake --role runner) or set runner.user; move a file in the way")
+			fs.add(err.Error(), "install the gitlab-runner package when baking the AMI or set runner.user; move a file in the way")
 		case st.Changed:
 			fs.add(fmt.Sprintf("%s %s (owner %s, mode %04o)", d.path, strings.TrimPrefix(st.Summary, "would be "), in.cfg.Runner.User, d.mode),
 				"run glbootstrap apply --role runner --phase directories")

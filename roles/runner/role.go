@@ -204,7 +204,7 @@ func (r *Role) directories(ctx context.Context) ([]host.Step, error) {
 		st, err := r.d.Host.EnsureDir(d.path, fsMode(d.mode), r.runnerOwner())
 		if err != nil {
 			if host.IsNoSuchUser(err) {
-				return steps, fmt.Errorf("%w: the gitlab-runner package creates the runner's user; install it (glbootstrap bake --role runner) or set runner.user", err)
+				return steps, fmt.Errorf("%w: the gitlab-runner package creates the runner's user; install it when baking the AMI (https://docs.gitlab.com/runner/install/linux-repository/) or set runner.user", err)
 			}
 			return steps, err
 		}

@@ -80,8 +80,8 @@ func zeroTime(t time.Time) time.Time {
 func (r *Role) service(ctx context.Context) ([]host.Step, error) {
 	h := r.d.Host
 	if !h.Exists(RunnerBinary) {
-		return nil, fmt.Errorf("gitlab-runner is not installed (%s is missing): bake the AMI with the gitlab-runner package "+
-			"(glbootstrap bake --role runner) or install it from GitLab's repository "+
+		return nil, fmt.Errorf("gitlab-runner is not installed (%s is missing): install the gitlab-runner package "+
+			"when baking the AMI, or now, from GitLab's repository "+
 			"(https://docs.gitlab.com/runner/install/linux-repository/), then run apply again", RunnerBinary)
 	}
 	if r.d.Units == nil {
