@@ -634,3 +634,30 @@ func TestBadInputFailedRegisterRetryChangesNothing(t *testing.T) {
 	}
 	w.noLeak(r, rn.Token)
 }
+
+// TestBadInputDriverPathHoldsAFile: a driver.path that names something that
+// is not a program (a mistyped path onto a config file) is never replaced.
+func TestBadInputDriverPathHoldsAFile(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	p := filepath.Join(w.root, "opt/gitlab-runner/fargate")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("precious data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := w.apply("--phase", "fargate-driver")
+	wantCode(t, r, 1)
+	wantIn(t, "stderr", r.stderr, r, "is not executable, so it is not an earlier driver: refusing to replace it")
+	if b, _ := os.ReadFile(p); string(b) != "precious data\n" {
+		t.Error("the file was replaced")
+	}
+}
+
+// TestBadInputEmptyRoot: --root "$UNSET" must not converge the live system.
+func TestBadInputEmptyRoot(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	r := w.run("apply", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam, "--root", "")
+	wantCode(t, r, 2)
+	wantIn(t, "stderr", r.stderr, r, "--root is empty")
+}

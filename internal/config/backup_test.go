@@ -69,3 +69,39 @@ func TestBackupScheduleCheckedBySystemd(t *testing.T) {
 		t.Errorf("message = %q", msg)
 	}
 }
+
+func TestSystemDirectoriesRefused(t *testing.T) {
+	for _, p := range []string{"/", "/etc", "/usr/bin", "/etc/passwd", "/usr/bin/fargate", "/var/lib", "/opt"} {
+		if !systemPath(p) {
+			t.Errorf("%s accepted", p)
+		}
+	}
+	for _, p := range []string{"/opt/gitlab-runner", "/opt/gitlab-runner/builds", "/var/lib/gitlab-runner", "/srv/ci", "/usr/local/gitlab-runner"} {
+		if systemPath(p) {
+			t.Errorf("%s refused", p)
+		}
+	}
+}
+
+func TestRoleFit(t *testing.T) {
+	data, err := os.ReadFile("../../examples/runner.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ps := Parse(data, RoleGitLab)
+	if err := ps.Err(); err == nil || !strings.Contains(err.Error(), "runner (line") || !strings.Contains(err.Error(), "the runner section belongs to role runner") {
+		t.Errorf("runner config under role gitlab: %v", err)
+	}
+	data, err = os.ReadFile("../../examples/gitlab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ps = Parse(data, RoleRunner)
+	warned := false
+	for _, w := range ps.Warnings() {
+		warned = warned || strings.Contains(w.String(), "gitlab.edition (line")
+	}
+	if !warned {
+		t.Errorf("gitlab config under role runner: no warning about gitlab.edition: %v", ps)
+	}
+}

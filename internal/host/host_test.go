@@ -243,3 +243,27 @@ func mustWrite(t *testing.T, p, s string) {
 		t.Fatal(err)
 	}
 }
+
+func TestNewRefusesEmptyOrFileRoot(t *testing.T) {
+	if _, err := New("", false); err == nil || !strings.Contains(err.Error(), "--root is empty") {
+		t.Errorf("empty root: %v", err)
+	}
+	f := filepath.Join(t.TempDir(), "file")
+	mustWrite(t, f, "x")
+	if _, err := New(f, false); err == nil || !strings.Contains(err.Error(), "is not a directory") {
+		t.Errorf("file root: %v", err)
+	}
+}
+
+func TestEnsureDirParentsStayReachable(t *testing.T) {
+	h := newRoot(t)
+	if _, err := h.EnsureDir("/opt/gitlab-runner/metadata", 0o700, Owner{}); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{"/opt": 0o755, "/opt/gitlab-runner": 0o755, "/opt/gitlab-runner/metadata": 0o700} {
+		info, err := os.Stat(h.Path(p))
+		if err != nil || info.Mode().Perm() != want {
+			t.Errorf("%s: %v %v, want %04o", p, info, err, want)
+		}
+	}
+}
