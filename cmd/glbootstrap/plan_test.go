@@ -37,3 +37,20 @@ func TestPlanOnFreshRootWritesNothing(t *testing.T) {
 		t.Errorf("plan called POST /user/runners %d times", n)
 	}
 }
+
+// TestBakePhasesNeedNoSecrets: an AMI bake runs the bake phases only and
+// may have no access to the runner's secrets or to GitLab.
+func TestBakePhasesNeedNoSecrets(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	w.stack.SSM.Delete(testenv.StackCreateToken)
+	w.stack.SSM.Delete(testenv.StackPrivateURL)
+	r := w.apply("--phase", "directories,fargate-driver")
+	if r.code != 0 || !strings.Contains(r.stdout, "2 changed") {
+		t.Fatalf("bake phases: %s", r)
+	}
+	// A boot phase still needs them, and says which is missing.
+	r = w.apply("--phase", "register")
+	if r.code != 3 || !strings.Contains(r.stderr, "does not exist") {
+		t.Fatalf("register without its parameters: %s", r)
+	}
+}

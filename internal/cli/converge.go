@@ -178,10 +178,15 @@ func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error 
 		return err
 	}
 	def, _ := findRole(f.role)
-	if _, err := engine.Select(def.phases(), engine.Options{Stage: engine.Boot, Only: f.only, Skip: f.skip}); err != nil {
+	selected, err := engine.Select(def.phases(), engine.Options{Stage: engine.Boot, Only: f.only, Skip: f.skip})
+	if err != nil {
 		return exitf(ExitUsage, "%v", err)
 	}
-	s, err := openSession(ctx, e, "", def, f.source, f.root, f.output, dryRun)
+	bakeOnly := len(selected) > 0
+	for _, p := range selected {
+		bakeOnly = bakeOnly && p.Stage == engine.Bake
+	}
+	s, err := openSession(ctx, e, "", def, f.source, f.root, f.output, dryRun, bakeOnly)
 	if err != nil {
 		return err
 	}
@@ -219,7 +224,7 @@ func (s *session) close() {
 // order that keeps "invalid input changes nothing": read and validate the
 // configuration (exit 3), take the lock (exit 4), read the instance facts,
 // and resolve the role's inputs (exit 3 for a missing parameter, else 1).
-func openSession(ctx context.Context, e *env, verb string, def roleDef, source, root, output string, dryRun bool) (*session, error) {
+func openSession(ctx context.Context, e *env, verb string, def roleDef, source, root, output string, dryRun, bakeOnly bool) (*session, error) {
 	h, err := host.New(root, dryRun)
 	if err != nil {
 		return nil, exitf(ExitUsage, "%v", err)
@@ -244,7 +249,7 @@ func openSession(ctx context.Context, e *env, verb string, def roleDef, source, 
 		return nil, exitf(ExitFailed, "reading instance facts: %v\nnothing was changed", err)
 	}
 	s.out = newPrinter(e, output, dryRun)
-	s.role, err = def.prepare(ctx, runtime{host: h, config: cfg, facts: facts, aws: clients, progress: s.out.progress, source: absSource(source)})
+	s.role, err = def.prepare(ctx, runtime{host: h, config: cfg, facts: facts, aws: clients, progress: s.out.progress, source: absSource(source), bakeOnly: bakeOnly})
 	if err != nil {
 		s.close()
 		code := ExitFailed

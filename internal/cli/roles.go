@@ -27,6 +27,8 @@ type runtime struct {
 	progress func(string)
 	// source is the --config value, absolute when it is a file.
 	source string
+	// bakeOnly is true when every selected phase is a bake phase.
+	bakeOnly bool
 }
 
 // prepared is a role ready to converge.
@@ -87,6 +89,7 @@ func prepareRunner(ctx context.Context, rt runtime) (prepared, error) {
 		Units:       systemd.For(rt.host),
 		Progress:    rt.progress,
 		Coordinator: coordinatorFor(rt),
+		BakeOnly:    rt.bakeOnly,
 	})
 }
 

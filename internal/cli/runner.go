@@ -25,14 +25,19 @@ func newRunnerCmd(e *env) *cobra.Command {
 				return err
 			}
 			def, _ := findRole(runner.Name)
-			s, err := openSession(cmd.Context(), e, "runner unregister", def, source, root, output, dryRun)
+			s, err := openSession(cmd.Context(), e, "runner unregister", def, source, root, output, dryRun, false)
 			if err != nil {
 				return err
 			}
 			defer s.close()
 			start := time.Now()
 			steps, err := s.role.(*runner.Role).Unregister(cmd.Context(), force)
-			res := engine.PhaseResult{Role: runner.Name, Phase: "unregister", Steps: steps, Status: engine.Changed, Duration: time.Since(start)}
+			res := engine.PhaseResult{Role: runner.Name, Phase: "unregister", Steps: steps, Status: engine.Unchanged, Duration: time.Since(start)}
+			for _, st := range steps {
+				if st.Changed {
+					res.Status = engine.Changed
+				}
+			}
 			if err != nil {
 				res.Status, res.Error = engine.Failed, err.Error()
 			}

@@ -67,6 +67,9 @@ type Deps struct {
 	HTTP      *http.Client
 	// Progress receives human progress lines (waiting for GitLab...).
 	Progress func(string)
+	// BakeOnly says only bake-stage phases will run (directories, fargate-driver): Prepare then
+	// reads no SSM parameter and no CA file.
+	BakeOnly bool
 	// NewPreflight returns the read-only AWS APIs of region the preflight checks use.
 	NewPreflight func(region string) (AWSReaders, error)
 	// Coordinator builds and pushes the coordinator image; set when the configuration has a
@@ -131,6 +134,10 @@ func Prepare(ctx context.Context, d Deps) (*Role, error) {
 	r.name = firstNonEmpty(cfg.Runner.Name, "fargate-"+d.Facts.InstanceID)
 	if r.region == "" || r.subnet == "" || d.Facts.InstanceID == "" {
 		return nil, fmt.Errorf("instance metadata gave no region, subnet or instance id: set fargate.region and fargate.subnet, or run on EC2")
+	}
+	if d.BakeOnly {
+		// Bake phases need no GitLab and no secret, and an AMI bake may have no access to them.
+		return r, nil
 	}
 
 	r.privateURL = cfg.GitLab.PrivateURL

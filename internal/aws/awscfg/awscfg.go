@@ -13,11 +13,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 )
 
@@ -27,6 +30,9 @@ import (
 const (
 	maxAttempts = 5
 	maxBackoff  = 5 * time.Second
+
+	dialTimeout   = 10 * time.Second
+	headerTimeout = 20 * time.Second
 )
 
 // ErrNoRegion is returned by Load when neither the caller nor the environment names a region.
@@ -50,6 +56,15 @@ func Load(ctx context.Context, region string) (aws.Config, error) {
 			})
 		}))
 	}
+	// An endpoint that accepts the connection and never answers must not hang a boot forever:
+	// bound the dial, the TLS handshake and the wait for response headers. The body of a large
+	// upload or download is not bounded (ResponseHeaderTimeout starts after the request is sent).
+	opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = dialTimeout }).
+		WithTransportOptions(func(t *http.Transport) {
+			t.TLSHandshakeTimeout = dialTimeout
+			t.ResponseHeaderTimeout = headerTimeout
+		})))
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)

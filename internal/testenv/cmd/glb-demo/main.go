@@ -149,6 +149,7 @@ func run(ctx context.Context, bin, sandbox, serve string) error {
 	if err := demoDoctor(stack, root, glb); err != nil {
 		return err
 	}
+	section("demo done: every command above exited as expected (the exit 1 just above is the doctor's deliberate failure)")
 	if serve == "" {
 		return nil
 	}
