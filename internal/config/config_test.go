@@ -201,7 +201,7 @@ func TestDocumentProblems(t *testing.T) {
 		{"null", "~\n", []string{"the configuration is empty; it needs at least version: 1 and a gitlab section (see examples/runner.yaml)"}},
 		{"two documents", "version: 1\n---\nversion: 1\n", []string{"line 2: a second YAML document starts here; the configuration must be one document (remove the --- separator)"}},
 		{"syntax error", "version: 1\ngitlab:\n  url: [\n", []string{"line 3: invalid YAML: did not find expected node content"}},
-		{"tab indentation", "version: 1\ngitlab:\n\turl: x\n", []string{"line 3: invalid YAML: found character that cannot start any token"}},
+		{"tab indentation", "version: 1\ngitlab:\n\turl: x\n", []string{"line 3: invalid YAML: found character that cannot start any token; the line is indented with a tab: YAML indents with spaces only"}},
 		{"not a mapping", "- version: 1\n", []string{"line 1: the configuration must be a mapping (version: 1, gitlab:, runner:, fargate:), got a list"}},
 		{"merge key", "version: 1\nbase: &b {url: https://g.example.com}\ngitlab:\n  <<: *b\n", []string{
 			`base (line 2): unknown key; known keys in the top level: version, gitlab, runner, fargate, coordinator, backup`,

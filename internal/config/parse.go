@@ -164,6 +164,12 @@ func (p *parser) readDocument(data []byte) (*yaml.Node, bool) {
 			return nil, false
 		}
 		line, msg := splitYAMLError(err.Error())
+		if lines := bytes.Split(data, []byte("\n")); line > 0 && line <= len(lines) && bytes.HasPrefix(bytes.TrimLeft(lines[line-1], " "), []byte("\t")) {
+			msg += "; the line is indented with a tab: YAML indents with spaces only"
+		}
+		if bytes.IndexByte(data, 0) >= 0 {
+			msg += "; the file contains NUL bytes: is it the right file (a YAML text configuration)?"
+		}
 		p.errf("", line, "invalid YAML: %s", msg)
 		return nil, false
 	}
@@ -378,7 +384,11 @@ func (p *parser) walkScalar(n *yaml.Node, t reflect.Type, path string) bool {
 	}
 	if !ok {
 		p.bad[path] = true
-		p.errf(path, n.Line, "must be %s, got %s", want, describeNode(n))
+		if (t.Kind() == reflect.Int || t.Kind() == reflect.Int64) && (tag == "!!int" || tag == "!!float") && integerText.MatchString(n.Value) {
+			p.errf(path, n.Line, "%s is too large", n.Value)
+		} else {
+			p.errf(path, n.Line, "must be %s, got %s", want, describeNode(n))
+		}
 	}
 	return ok
 }
