@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -215,25 +216,18 @@ func fromSDK(b *types.Build) Build {
 
 // Error is a mapped CodeBuild failure: Error() is the advice, Unwrap gives the sentinel and the
 // SDK's error.
-type Error struct {
-	msg      string
-	sentinel error
-	cause    error
-}
-
-func (e *Error) Error() string   { return e.msg }
-func (e *Error) Unwrap() []error { return []error{e.sentinel, e.cause} }
+type Error = awserr.Error
 
 func (c *Client) mapErr(doing, action, project string, err error) error {
 	var nf *types.ResourceNotFoundException
 	var apiErr smithy.APIError
 	switch {
 	case errors.As(err, &nf):
-		return &Error{sentinel: ErrNotFound, cause: err,
-			msg: fmt.Sprintf("%s: %s: check the project name (aws codebuild list-projects --region %s)", doing, nf.ErrorMessage(), c.region)}
+		return &Error{Sentinel: ErrNotFound, Cause: err,
+			Msg: fmt.Sprintf("%s: %s: check the project name (aws codebuild list-projects --region %s)", doing, nf.ErrorMessage(), c.region)}
 	case errors.As(err, &apiErr) && apiErr.ErrorCode() == "AccessDeniedException":
-		return &Error{sentinel: ErrAccessDenied, cause: err,
-			msg: fmt.Sprintf("%s: access denied: the caller's role needs %s on arn:aws:codebuild:%s:<account-id>:project/%s (AWS: %s)",
+		return &Error{Sentinel: ErrAccessDenied, Cause: err,
+			Msg: fmt.Sprintf("%s: access denied: the caller's role needs %s on arn:aws:codebuild:%s:<account-id>:project/%s (AWS: %s)",
 				doing, action, c.region, project, apiErr.ErrorMessage())}
 	}
 	return fmt.Errorf("%s: %w", doing, err)

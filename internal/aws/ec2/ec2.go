@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -45,7 +46,7 @@ func (c *Client) SecurityGroups(ctx context.Context, ids ...string) ([]types.Sec
 		return nil, c.mapErr("ec2:DescribeSecurityGroups", what, err)
 	}
 	if len(out.SecurityGroups) == 0 {
-		return nil, &Error{sentinel: ErrNotFound, msg: fmt.Sprintf("%s do(es) not exist in %s", what, c.region)}
+		return nil, &Error{Sentinel: ErrNotFound, Msg: fmt.Sprintf("%s do(es) not exist in %s", what, c.region)}
 	}
 	return out.SecurityGroups, nil
 }
@@ -57,7 +58,7 @@ func (c *Client) Subnet(ctx context.Context, id string) (types.Subnet, error) {
 		return types.Subnet{}, c.mapErr("ec2:DescribeSubnets", "subnet "+id, err)
 	}
 	if len(out.Subnets) == 0 {
-		return types.Subnet{}, &Error{sentinel: ErrNotFound, msg: fmt.Sprintf("subnet %s does not exist in %s", id, c.region)}
+		return types.Subnet{}, &Error{Sentinel: ErrNotFound, Msg: fmt.Sprintf("subnet %s does not exist in %s", id, c.region)}
 	}
 	return out.Subnets[0], nil
 }
@@ -83,7 +84,7 @@ func (c *Client) RouteTable(ctx context.Context, subnetID, vpcID string) (rt typ
 		return rt, false, c.mapErr("ec2:DescribeRouteTables", "the main route table of "+vpcID, err)
 	}
 	if len(out.RouteTables) == 0 {
-		return rt, false, &Error{sentinel: ErrNotFound, msg: fmt.Sprintf("no route table routes subnet %s (and %s has no main route table)", subnetID, vpcID)}
+		return rt, false, &Error{Sentinel: ErrNotFound, Msg: fmt.Sprintf("no route table routes subnet %s (and %s has no main route table)", subnetID, vpcID)}
 	}
 	return out.RouteTables[0], false, nil
 }
@@ -107,19 +108,7 @@ func (c *Client) VPCEndpoints(ctx context.Context, vpcID string) ([]types.VpcEnd
 
 // Error is a mapped EC2 failure: Error() says what failed, Unwrap gives the sentinel and the
 // SDK's error.
-type Error struct {
-	msg      string
-	sentinel error
-	cause    error
-}
-
-func (e *Error) Error() string { return e.msg }
-func (e *Error) Unwrap() []error {
-	if e.cause == nil {
-		return []error{e.sentinel}
-	}
-	return []error{e.sentinel, e.cause}
-}
+type Error = awserr.Error
 
 func (c *Client) mapErr(action, what string, err error) error {
 	var apiErr smithy.APIError
@@ -127,11 +116,11 @@ func (c *Client) mapErr(action, what string, err error) error {
 		code := apiErr.ErrorCode()
 		switch {
 		case code == "UnauthorizedOperation" || code == "AccessDenied" || code == "AccessDeniedException":
-			return &Error{sentinel: ErrAccessDenied, cause: err,
-				msg: fmt.Sprintf("reading %s: not allowed to call %s (AWS: %s)", what, action, apiErr.ErrorMessage())}
+			return &Error{Sentinel: ErrAccessDenied, Cause: err,
+				Msg: fmt.Sprintf("reading %s: not allowed to call %s (AWS: %s)", what, action, apiErr.ErrorMessage())}
 		case strings.HasSuffix(code, ".NotFound") || strings.HasSuffix(code, ".Malformed"):
-			return &Error{sentinel: ErrNotFound, cause: err,
-				msg: fmt.Sprintf("%s: %s in %s (AWS: %s)", what, code, c.region, apiErr.ErrorMessage())}
+			return &Error{Sentinel: ErrNotFound, Cause: err,
+				Msg: fmt.Sprintf("%s: %s in %s (AWS: %s)", what, code, c.region, apiErr.ErrorMessage())}
 		}
 	}
 	return fmt.Errorf("reading %s (%s): %w", what, action, err)

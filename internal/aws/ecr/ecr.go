@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"regexp"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -87,26 +88,14 @@ func (c *Client) Describe(ctx context.Context, img Image) (types.ImageDetail, er
 		return types.ImageDetail{}, mapErr(img, err)
 	}
 	if len(out.ImageDetails) == 0 {
-		return types.ImageDetail{}, &Error{sentinel: ErrNotFound, msg: fmt.Sprintf("image %s does not exist", img)}
+		return types.ImageDetail{}, &Error{Sentinel: ErrNotFound, Msg: fmt.Sprintf("image %s does not exist", img)}
 	}
 	return out.ImageDetails[0], nil
 }
 
 // Error is a mapped ECR failure: Error() says what failed, Unwrap gives the sentinel and the
 // SDK's error.
-type Error struct {
-	msg      string
-	sentinel error
-	cause    error
-}
-
-func (e *Error) Error() string { return e.msg }
-func (e *Error) Unwrap() []error {
-	if e.cause == nil {
-		return []error{e.sentinel}
-	}
-	return []error{e.sentinel, e.cause}
-}
+type Error = awserr.Error
 
 func mapErr(img Image, err error) error {
 	var rnf *types.RepositoryNotFoundException
@@ -114,14 +103,14 @@ func mapErr(img Image, err error) error {
 	var apiErr smithy.APIError
 	switch {
 	case errors.As(err, &rnf):
-		return &Error{sentinel: ErrNotFound, cause: err,
-			msg: fmt.Sprintf("repository %s does not exist in registry %s (%s)", img.Repository, img.Registry, img.Region)}
+		return &Error{Sentinel: ErrNotFound, Cause: err,
+			Msg: fmt.Sprintf("repository %s does not exist in registry %s (%s)", img.Repository, img.Registry, img.Region)}
 	case errors.As(err, &inf):
-		return &Error{sentinel: ErrNotFound, cause: err,
-			msg: fmt.Sprintf("image %s does not exist: repository %s has no such tag or digest", img, img.Repository)}
+		return &Error{Sentinel: ErrNotFound, Cause: err,
+			Msg: fmt.Sprintf("image %s does not exist: repository %s has no such tag or digest", img, img.Repository)}
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode() == "AccessDeniedException" || apiErr.ErrorCode() == "AccessDenied"):
-		return &Error{sentinel: ErrAccessDenied, cause: err,
-			msg: fmt.Sprintf("reading image %s: not allowed to call ecr:DescribeImages (AWS: %s)", img, apiErr.ErrorMessage())}
+		return &Error{Sentinel: ErrAccessDenied, Cause: err,
+			Msg: fmt.Sprintf("reading image %s: not allowed to call ecr:DescribeImages (AWS: %s)", img, apiErr.ErrorMessage())}
 	}
 	return fmt.Errorf("reading image %s (ecr:DescribeImages): %w", img, err)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -49,8 +50,8 @@ func (c *Client) Cluster(ctx context.Context, name string) (types.Cluster, error
 	for _, f := range out.Failures {
 		reason = aws.ToString(f.Reason)
 	}
-	return types.Cluster{}, &Error{sentinel: ErrNotFound,
-		msg: fmt.Sprintf("ECS cluster %s does not exist in %s (%s)", name, c.region, reason)}
+	return types.Cluster{}, &Error{Sentinel: ErrNotFound,
+		Msg: fmt.Sprintf("ECS cluster %s does not exist in %s (%s)", name, c.region, reason)}
 }
 
 // TaskDefinition describes a task definition given as family (the latest ACTIVE revision),
@@ -61,8 +62,8 @@ func (c *Client) TaskDefinition(ctx context.Context, name string) (types.TaskDef
 		var ce *types.ClientException
 		// ECS answers ClientException "Unable to describe task definition." for a missing one.
 		if errors.As(err, &ce) && strings.Contains(strings.ToLower(ce.ErrorMessage()), "unable to describe task definition") {
-			return types.TaskDefinition{}, &Error{sentinel: ErrNotFound, cause: err,
-				msg: fmt.Sprintf("ECS task definition %s does not exist in %s", name, c.region)}
+			return types.TaskDefinition{}, &Error{Sentinel: ErrNotFound, Cause: err,
+				Msg: fmt.Sprintf("ECS task definition %s does not exist in %s", name, c.region)}
 		}
 		return types.TaskDefinition{}, c.mapErr("ecs:DescribeTaskDefinition", "task definition "+name, err)
 	}
@@ -74,25 +75,13 @@ func (c *Client) TaskDefinition(ctx context.Context, name string) (types.TaskDef
 
 // Error is a mapped ECS failure: Error() says what failed, Unwrap gives the sentinel and the
 // SDK's error.
-type Error struct {
-	msg      string
-	sentinel error
-	cause    error
-}
-
-func (e *Error) Error() string { return e.msg }
-func (e *Error) Unwrap() []error {
-	if e.cause == nil {
-		return []error{e.sentinel}
-	}
-	return []error{e.sentinel, e.cause}
-}
+type Error = awserr.Error
 
 func (c *Client) mapErr(action, what string, err error) error {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) && (apiErr.ErrorCode() == "AccessDeniedException" || apiErr.ErrorCode() == "AccessDenied") {
-		return &Error{sentinel: ErrAccessDenied, cause: err,
-			msg: fmt.Sprintf("reading %s: not allowed to call %s (AWS: %s)", what, action, apiErr.ErrorMessage())}
+		return &Error{Sentinel: ErrAccessDenied, Cause: err,
+			Msg: fmt.Sprintf("reading %s: not allowed to call %s (AWS: %s)", what, action, apiErr.ErrorMessage())}
 	}
 	return fmt.Errorf("reading %s (%s): %w", what, action, err)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"strings"
 	"time"
 
@@ -56,7 +57,7 @@ func (c *Client) InstanceRole(ctx context.Context) (string, error) {
 	if err != nil {
 		var re *smithyhttp.ResponseError
 		if errors.As(err, &re) && re.HTTPStatusCode() == 404 {
-			return "", &Error{sentinel: ErrNoInstanceProfile, cause: err, msg: "instance metadata has no iam/info: the instance has no instance profile"}
+			return "", &Error{Sentinel: ErrNoInstanceProfile, Cause: err, Msg: "instance metadata has no iam/info: the instance has no instance profile"}
 		}
 		return "", fmt.Errorf("reading iam/info from instance metadata: %w", err)
 	}
@@ -68,7 +69,7 @@ func (c *Client) InstanceRole(ctx context.Context) (string, error) {
 		return "", mapErr("iam:GetInstanceProfile", "instance profile "+name, err)
 	}
 	if out.InstanceProfile == nil || len(out.InstanceProfile.Roles) == 0 {
-		return "", &Error{sentinel: ErrNoInstanceProfile, msg: fmt.Sprintf("instance profile %s holds no role", profileARN)}
+		return "", &Error{Sentinel: ErrNoInstanceProfile, Msg: fmt.Sprintf("instance profile %s holds no role", profileARN)}
 	}
 	return aws.ToString(out.InstanceProfile.Roles[0].Arn), nil
 }
@@ -95,29 +96,17 @@ func (c *Client) Simulate(ctx context.Context, principal, action string, resourc
 
 // Error is a mapped IAM failure: Error() says what failed, Unwrap gives the sentinel and the
 // SDK's error.
-type Error struct {
-	msg      string
-	sentinel error
-	cause    error
-}
-
-func (e *Error) Error() string { return e.msg }
-func (e *Error) Unwrap() []error {
-	if e.cause == nil {
-		return []error{e.sentinel}
-	}
-	return []error{e.sentinel, e.cause}
-}
+type Error = awserr.Error
 
 func mapErr(action, what string, err error) error {
 	var nse *types.NoSuchEntityException
 	var apiErr smithy.APIError
 	switch {
 	case errors.As(err, &nse):
-		return &Error{sentinel: ErrNotFound, cause: err, msg: fmt.Sprintf("reading %s: it does not exist (AWS: %s)", what, nse.ErrorMessage())}
+		return &Error{Sentinel: ErrNotFound, Cause: err, Msg: fmt.Sprintf("reading %s: it does not exist (AWS: %s)", what, nse.ErrorMessage())}
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode() == "AccessDenied" || apiErr.ErrorCode() == "AccessDeniedException"):
-		return &Error{sentinel: ErrAccessDenied, cause: err,
-			msg: fmt.Sprintf("reading %s: not allowed to call %s (AWS: %s)", what, action, apiErr.ErrorMessage())}
+		return &Error{Sentinel: ErrAccessDenied, Cause: err,
+			Msg: fmt.Sprintf("reading %s: not allowed to call %s (AWS: %s)", what, action, apiErr.ErrorMessage())}
 	}
 	return fmt.Errorf("reading %s (%s): %w", what, action, err)
 }

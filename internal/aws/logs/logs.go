@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -65,25 +66,18 @@ func (c *Client) Page(ctx context.Context, group, stream, token string) (events 
 
 // Error is a mapped CloudWatch Logs failure: Error() is the advice, Unwrap gives the sentinel
 // and the SDK's error.
-type Error struct {
-	msg      string
-	sentinel error
-	cause    error
-}
-
-func (e *Error) Error() string   { return e.msg }
-func (e *Error) Unwrap() []error { return []error{e.sentinel, e.cause} }
+type Error = awserr.Error
 
 func mapErr(group, stream string, err error) error {
 	var nf *types.ResourceNotFoundException
 	var apiErr smithy.APIError
 	switch {
 	case errors.As(err, &nf):
-		return &Error{sentinel: ErrNotFound, cause: err,
-			msg: fmt.Sprintf("reading log stream %s/%s: it does not exist (yet)", group, stream)}
+		return &Error{Sentinel: ErrNotFound, Cause: err,
+			Msg: fmt.Sprintf("reading log stream %s/%s: it does not exist (yet)", group, stream)}
 	case errors.As(err, &apiErr) && apiErr.ErrorCode() == "AccessDeniedException":
-		return &Error{sentinel: ErrAccessDenied, cause: err,
-			msg: fmt.Sprintf("reading log stream %s/%s: access denied: the caller's role needs logs:GetLogEvents on the log group %s (AWS: %s)",
+		return &Error{Sentinel: ErrAccessDenied, Cause: err,
+			Msg: fmt.Sprintf("reading log stream %s/%s: access denied: the caller's role needs logs:GetLogEvents on the log group %s (AWS: %s)",
 				group, stream, group, apiErr.ErrorMessage())}
 	}
 	return fmt.Errorf("reading log stream %s/%s: %w", group, stream, err)

@@ -95,8 +95,8 @@ func (c *Client) BucketRegion(ctx context.Context, bucket string) (string, error
 	if err != nil {
 		var ae smithy.APIError
 		if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchBucket" {
-			return "", &Error{URL: "s3://" + bucket, sentinel: ErrNotFound, cause: err,
-				msg: fmt.Sprintf("bucket %s does not exist: create it or fix backup.bucket", bucket)}
+			return "", &Error{Sentinel: ErrNotFound, Cause: err,
+				Msg: fmt.Sprintf("bucket %s does not exist: create it or fix backup.bucket", bucket)}
 		}
 		return "", c.mapErr("locating", "s3:GetBucketLocation", bucket, "", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"io"
 	"os"
 	"strings"
@@ -63,15 +64,7 @@ func (c *Client) Open(ctx context.Context, bucket, key string) (io.ReadCloser, i
 
 // Error is a mapped S3 failure: Error() is the advice, Unwrap gives the sentinel and the SDK's
 // error.
-type Error struct {
-	URL      string // s3://bucket/key
-	msg      string
-	sentinel error
-	cause    error
-}
-
-func (e *Error) Error() string   { return e.msg }
-func (e *Error) Unwrap() []error { return []error{e.sentinel, e.cause} }
+type Error = awserr.Error
 
 // mapErr turns an SDK error of an operation on s3://bucket/key into advice:
 // verb says what was being done ("reading"), perm the IAM action it needs.
@@ -85,19 +78,19 @@ func (c *Client) mapErr(verb, perm, bucket, key string, err error) error {
 	switch {
 	// GetObject does not model NoSuchBucket: it arrives as a generic APIError with that code.
 	case errors.As(err, &nsb) || hasAPI && apiErr.ErrorCode() == "NoSuchBucket":
-		return &Error{URL: url, sentinel: ErrNotFound, cause: err,
-			msg: fmt.Sprintf("%s %s: bucket %s does not exist: fix the bucket name in the config", verb, url, bucket)}
+		return &Error{Sentinel: ErrNotFound, Cause: err,
+			Msg: fmt.Sprintf("%s %s: bucket %s does not exist: fix the bucket name in the config", verb, url, bucket)}
 	case errors.As(err, &nsk) || errors.As(err, &nf):
-		return &Error{URL: url, sentinel: ErrNotFound, cause: err,
-			msg: fmt.Sprintf("%s %s: no object %s in bucket %s: upload it (aws s3 cp FILE %s) or fix the key in the config", verb, url, key, bucket, url)}
+		return &Error{Sentinel: ErrNotFound, Cause: err,
+			Msg: fmt.Sprintf("%s %s: no object %s in bucket %s: upload it (aws s3 cp FILE %s) or fix the key in the config", verb, url, key, bucket, url)}
 	case hasAPI && (apiErr.ErrorCode() == "AccessDenied" || apiErr.ErrorCode() == "KMS.AccessDeniedException") && strings.Contains(apiErr.ErrorMessage(), "kms:"):
-		return &Error{URL: url, sentinel: ErrAccessDenied, cause: err,
-			msg: fmt.Sprintf("%s %s: the KMS key may not be used: the instance profile needs kms:GenerateDataKey and kms:Decrypt on it, and the key policy must allow the role (AWS: %s)", verb, url, apiErr.ErrorMessage())}
+		return &Error{Sentinel: ErrAccessDenied, Cause: err,
+			Msg: fmt.Sprintf("%s %s: the KMS key may not be used: the instance profile needs kms:GenerateDataKey and kms:Decrypt on it, and the key policy must allow the role (AWS: %s)", verb, url, apiErr.ErrorMessage())}
 	case hasAPI && apiErr.ErrorCode() == "AccessDenied":
 		// S3 answers 403 rather than 404 for a missing key when the caller may not list the
 		// bucket, so "denied" may also mean "missing".
-		return &Error{URL: url, sentinel: ErrAccessDenied, cause: err,
-			msg: fmt.Sprintf("%s %s: access denied: the instance profile needs %s on arn:aws:s3:::%s/%s (without s3:ListBucket S3 also says this when the object does not exist)", verb, url, perm, bucket, key)}
+		return &Error{Sentinel: ErrAccessDenied, Cause: err,
+			Msg: fmt.Sprintf("%s %s: access denied: the instance profile needs %s on arn:aws:s3:::%s/%s (without s3:ListBucket S3 also says this when the object does not exist)", verb, url, perm, bucket, key)}
 	}
 	return fmt.Errorf("%s %s: %w", verb, url, err)
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"regexp"
 	"strings"
 
@@ -87,15 +88,7 @@ func (c *Client) Put(ctx context.Context, name, value string, secure bool) (chan
 
 // Error is a mapped SSM failure: Error() is the advice, Unwrap gives the sentinel and the SDK's
 // error.
-type Error struct {
-	Name     string // parameter name
-	msg      string
-	sentinel error
-	cause    error
-}
-
-func (e *Error) Error() string   { return e.msg }
-func (e *Error) Unwrap() []error { return []error{e.sentinel, e.cause} }
+type Error = awserr.Error
 
 // kmsMarkers are substrings of the AccessDeniedException messages SSM relays from KMS when
 // decrypting a SecureString fails, as opposed to IAM refusing the SSM action itself. The
@@ -124,8 +117,8 @@ var (
 func (c *Client) mapErr(name, action string, err error) error {
 	var nf *types.ParameterNotFound
 	if errors.As(err, &nf) {
-		return &Error{Name: name, sentinel: ErrNotFound, cause: err,
-			msg: fmt.Sprintf("SSM parameter %s does not exist in %s: "+notFoundHint, name, c.region, name)}
+		return &Error{Sentinel: ErrNotFound, Cause: err,
+			Msg: fmt.Sprintf("SSM parameter %s does not exist in %s: "+notFoundHint, name, c.region, name)}
 	}
 	var apiErr smithy.APIError
 	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "AccessDeniedException" {
@@ -139,8 +132,8 @@ func (c *Client) mapErr(name, action string, err error) error {
 	lower := strings.ToLower(strings.ReplaceAll(awsMsg, name, ""))
 	for _, m := range kmsMarkers {
 		if strings.Contains(lower, m) {
-			return &Error{Name: name, sentinel: decryptDenied{}, cause: err,
-				msg: fmt.Sprintf("cannot decrypt SecureString %s: the instance profile needs kms:Decrypt on the parameter's KMS key (alias/aws/ssm unless the parameter names another key)%s",
+			return &Error{Sentinel: decryptDenied{}, Cause: err,
+				Msg: fmt.Sprintf("cannot decrypt SecureString %s: the instance profile needs kms:Decrypt on the parameter's KMS key (alias/aws/ssm unless the parameter names another key)%s",
 					name, awsSaid(awsMsg))}
 		}
 	}
@@ -148,8 +141,8 @@ func (c *Client) mapErr(name, action string, err error) error {
 	if action == "ssm:PutParameter" {
 		verb = "write"
 	}
-	return &Error{Name: name, sentinel: ErrAccessDenied, cause: err,
-		msg: fmt.Sprintf("the instance profile may not %s %s: it needs %s on %s%s", verb, name, action, c.paramARN(name, awsMsg), awsSaid(awsMsg))}
+	return &Error{Sentinel: ErrAccessDenied, Cause: err,
+		Msg: fmt.Sprintf("the instance profile may not %s %s: it needs %s on %s%s", verb, name, action, c.paramARN(name, awsMsg), awsSaid(awsMsg))}
 }
 
 // decryptDenied matches both ErrDecryptDenied and ErrAccessDenied.

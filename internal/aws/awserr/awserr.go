@@ -1,0 +1,23 @@
+// Package awserr is the one error shape of glbootstrap's AWS wrappers: a
+// message that says what failed and what to do, a sentinel callers test with
+// errors.Is (not found, access denied, ...), and the SDK's own error, still
+// reachable with errors.As.
+package awserr
+
+// Error is a mapped AWS failure: Error() is the advice, Unwrap gives the
+// sentinel and the SDK's error (Cause may be nil).
+type Error struct {
+	Msg      string
+	Sentinel error
+	Cause    error
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Unwrap returns the sentinel and, when there is one, the cause.
+func (e *Error) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{e.Sentinel}
+	}
+	return []error{e.Sentinel, e.Cause}
+}
