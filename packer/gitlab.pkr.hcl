@@ -1,0 +1,94 @@
+# The GitLab host AMI: Debian 12, GitLab Omnibus from GitLab's package repository at a pinned
+# version (installed without EXTERNAL_URL, so the package does not configure GitLab at bake), and
+# glbootstrap. First boot: glbootstrap apply --role gitlab --config ssm:/glbootstrap/gitlab/config
+#
+#   packer init packer/ && packer build -var glbootstrap_binary=bin/glbootstrap packer/gitlab.pkr.hcl
+
+packer {
+  required_plugins {
+    amazon = {
+      version = ">= 1.3.0"
+      source  = "github.com/hashicorp/amazon"
+    }
+  }
+}
+
+variable "region" {
+  type    = string
+  default = "us-east-2"
+}
+
+variable "instance_type" {
+  type    = string
+  default = "m6i.xlarge" # GitLab's docs ask for 4 vCPU / 8 GB and warn against burstable types
+}
+
+variable "edition" {
+  type    = string
+  default = "ee"
+}
+
+variable "gitlab_version" {
+  type        = string
+  default     = "18.5.1-ee.0"
+  description = "the Omnibus package version (gitlab.version in the config must match: a restore needs the same version)"
+}
+
+variable "glbootstrap_binary" {
+  type = string
+}
+
+source "amazon-ebs" "gitlab" {
+  region        = var.region
+  instance_type = var.instance_type
+  ssh_username  = "admin"
+  ami_name      = "glbootstrap-gitlab-{{timestamp}}"
+  source_ami_filter {
+    filters = {
+      name                = "debian-12-amd64-*"
+      virtualization-type = "hvm"
+      root-device-type    = "ebs"
+    }
+    owners      = ["136693071363"] # Debian
+    most_recent = true
+  }
+  launch_block_device_mappings {
+    device_name = "/dev/xvda"
+    volume_size = 100 # backups are written locally before they go to S3
+    volume_type = "gp3"
+  }
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+}
+
+build {
+  sources = ["source.amazon-ebs.gitlab"]
+
+  provisioner "file" {
+    source      = var.glbootstrap_binary
+    destination = "/tmp/glbootstrap"
+  }
+
+  provisioner "shell" {
+    inline = [
+      "set -eu",
+      "sudo install -m 0755 /tmp/glbootstrap /usr/local/bin/glbootstrap",
+      "curl -fsSL https://packages.gitlab.com/install/repositories/gitlab/gitlab-${var.edition}/script.deb.sh | sudo bash",
+      "sudo apt-get install -y gitlab-${var.edition}=${var.gitlab_version}",
+      "sudo apt-mark hold gitlab-${var.edition}",
+    ]
+  }
+
+  # No machine identity: each instance makes its own SSH host keys and machine-id.
+  provisioner "shell" {
+    inline = [
+      "sudo rm -f /etc/ssh/ssh_host_*",
+      "sudo truncate -s 0 /etc/machine-id",
+      "sudo rm -f /var/lib/dbus/machine-id",
+      "sudo rm -rf /var/lib/glbootstrap",
+    ]
+  }
+}

@@ -1,0 +1,76 @@
+// Package packer holds the HCL2 templates of both AMIs; this test parses them with
+// hashicorp/hcl/v2 (what packer itself parses with) and checks what the bake must and must not
+// leave in an image.
+package packer
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+var templateSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+	{Type: "packer"}, {Type: "variable", LabelNames: []string{"name"}},
+	{Type: "source", LabelNames: []string{"type", "name"}}, {Type: "build"},
+}}
+
+func TestTemplatesParseAndLeaveNoIdentity(t *testing.T) {
+	for file, must := range map[string][]string{
+		"runner.pkr.hcl": {
+			"gitlab-runner=${var.gitlab_runner_version}",
+			"--phase directories,fargate-driver",
+			"rm -f /etc/gitlab-runner/.runner_system_id",
+			"truncate -s 0 /etc/machine-id",
+			"rm -rf /var/lib/glbootstrap",
+		},
+		"gitlab.pkr.hcl": {
+			"gitlab-${var.edition}=${var.gitlab_version}",
+			"truncate -s 0 /etc/machine-id",
+			"rm -f /etc/ssh/ssh_host_*",
+		},
+	} {
+		t.Run(file, func(t *testing.T) {
+			p := hclparse.NewParser()
+			f, diags := p.ParseHCLFile(file)
+			if diags.HasErrors() {
+				t.Fatal(diags.Error())
+			}
+			content, diags := f.Body.Content(templateSchema)
+			if diags.HasErrors() {
+				t.Fatal(diags.Error())
+			}
+			kinds := map[string]int{}
+			for _, b := range content.Blocks {
+				kinds[b.Type]++
+				if b.Type == "source" && b.Labels[0] != "amazon-ebs" {
+					t.Errorf("source %v: want amazon-ebs", b.Labels)
+				}
+			}
+			if kinds["packer"] != 1 || kinds["source"] != 1 || kinds["build"] != 1 || kinds["variable"] < 2 {
+				t.Errorf("blocks = %v", kinds)
+			}
+			text, _ := os.ReadFile(file)
+			for _, want := range must {
+				if !strings.Contains(string(text), want) {
+					t.Errorf("%s lacks %q", file, want)
+				}
+			}
+			if !strings.Contains(string(text), `http_tokens                 = "required"`) {
+				t.Errorf("%s does not require IMDSv2", file)
+			}
+			// Debian's packer (1.6) predates required_plugins; a newer one validates for real.
+			if pk, err := exec.LookPath("packer"); err == nil {
+				out, err := exec.Command(pk, "version").Output()
+				if err == nil && !strings.Contains(string(out), "v1.6") {
+					if out, err := exec.Command(pk, "validate", "-syntax-only", file).CombinedOutput(); err != nil {
+						t.Errorf("packer validate -syntax-only: %v\n%s", err, out)
+					}
+				}
+			}
+		})
+	}
+}
