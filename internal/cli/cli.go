@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,10 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	log            *slog.Logger
+	// json is set by commands run with --output json: an error that ends the run is then
+	// also printed on stdout as a JSON line, with the configuration's problems.
+	json     bool
+	problems []string
 }
 
 // Main runs glbootstrap with args (without the program name) and returns the
@@ -92,6 +97,15 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if errors.As(err, &xe) {
 		if xe.err != nil {
 			fmt.Fprintf(stderr, "error: %v\n", xe.err)
+			if e.json {
+				b, _ := json.Marshal(struct {
+					Type     string   `json:"type"`
+					ExitCode int      `json:"exit_code"`
+					Error    string   `json:"error"`
+					Problems []string `json:"problems,omitempty"`
+				}{"error", xe.code, xe.err.Error(), e.problems})
+				fmt.Fprintln(stdout, string(b))
+			}
 		}
 		return xe.code
 	}

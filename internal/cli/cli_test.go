@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,5 +83,29 @@ func TestValidateFromStdinAndFile(t *testing.T) {
 	code, _, stderr = run(t, "", "validate", "--role", "runner", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
 	if code != ExitInvalidConfig || !strings.Contains(stderr, "missing.yaml") {
 		t.Errorf("missing file: %d %s", code, stderr)
+	}
+}
+
+// TestJSONErrorLine: with --output json an error that ends the run is one
+// JSON line on stdout too, so SSM and CloudWatch consumers see why.
+func TestJSONErrorLine(t *testing.T) {
+	code, out, _ := run(t, "version: 1\nrunner:\n  concurent: 1\n", "plan", "--role", "runner", "--config", "-", "-o", "json")
+	if code != ExitInvalidConfig {
+		t.Fatalf("exit %d", code)
+	}
+	var line struct {
+		Type     string   `json:"type"`
+		ExitCode int      `json:"exit_code"`
+		Problems []string `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(out), &line); err != nil {
+		t.Fatalf("stdout is not one JSON line: %q", out)
+	}
+	found := false
+	for _, p := range line.Problems {
+		found = found || strings.Contains(p, `runner.concurent (line 3): unknown key; did you mean "concurrent"?`)
+	}
+	if line.Type != "error" || line.ExitCode != 3 || !found {
+		t.Errorf("line = %+v", line)
 	}
 }

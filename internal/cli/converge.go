@@ -167,6 +167,7 @@ func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source s
 	if errs := problems.Errors(); len(errs) > 0 {
 		for _, p := range errs {
 			fmt.Fprintln(e.stderr, "error: "+p.String())
+			e.problems = append(e.problems, p.String())
 		}
 		return nil, &exitError{code: ExitInvalidConfig, err: fmt.Errorf("the configuration from %s has %d problem(s); nothing was changed", source, len(errs))}
 	}
@@ -174,6 +175,7 @@ func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source s
 }
 
 func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error {
+	e.json = f.output == "json"
 	if err := checkCommon(f.role, f.source, f.output); err != nil {
 		return err
 	}

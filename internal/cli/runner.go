@@ -21,6 +21,7 @@ func newRunnerCmd(e *env) *cobra.Command {
 		Short: "Delete this front's runner from GitLab and its token from the host (a shared token from SSM needs --force)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			e.json = output == "json"
 			if err := checkCommon(runner.Name, source, output); err != nil {
 				return err
 			}
