@@ -46,6 +46,9 @@ func newConvergeCmd(e *env, verb string) *cobra.Command {
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("phase") && len(f.only) == 0 {
+				return exitf(ExitUsage, "--phase is empty: name the phases to run (glbootstrap phases --role %s lists them)", f.role)
+			}
 			return converge(cmd.Context(), e, f, verb == "plan")
 		},
 	}

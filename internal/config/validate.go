@@ -447,6 +447,9 @@ func (c checker) driver(d *Driver) {
 	case !driverVersionRE.MatchString(d.Version):
 		c.errf("fargate.driver.version", "%q is not a release tag such as v0.5.1", d.Version)
 	}
+	if d.SHA256 == strings.Repeat("0", 64) {
+		c.warnf("fargate.driver.sha256", "is the example's placeholder (64 zeros): put the SHA-256 of the driver release here, or the fargate-driver phase fails")
+	}
 	switch {
 	case d.SHA256 == "":
 		c.errf("fargate.driver.sha256", "is required: the SHA-256 of the driver binary (sha256sum fargate-linux-amd64), since GitLab publishes none")

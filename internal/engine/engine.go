@@ -108,6 +108,9 @@ func Select(phases []Phase, opts Options) ([]Phase, error) {
 		names[i] = p.Name
 	}
 	for _, n := range append(slices.Clone(opts.Only), opts.Skip...) {
+		if n == "" {
+			return nil, &UsageError{"an empty phase name in --phase or --skip-phases; phases of this role: " + strings.Join(names, ", ")}
+		}
 		if !slices.Contains(names, n) {
 			return nil, &UsageError{fmt.Sprintf("unknown phase %q; phases of this role: %s", n, strings.Join(names, ", "))}
 		}

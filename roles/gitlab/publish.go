@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/glbootstrap/glbootstrap/internal/engine"
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/ssm"
 	"github.com/glbootstrap/glbootstrap/internal/host"
@@ -16,8 +17,7 @@ import (
 func (r *Role) publishPrivateURL(ctx context.Context) ([]host.Step, error) {
 	param := r.cfg.GitLab.PublishPrivateURLParameter
 	if param == "" {
-		return []host.Step{{Kind: "note", Target: "private URL",
-			Summary: "gitlab.publish_private_url_parameter is not set: nothing published"}}, nil
+		return nil, engine.Skip("not configured (gitlab.publish_private_url_parameter is not set): nothing published")
 	}
 	st := host.Step{Kind: "remote", Target: "ssm:" + param}
 	if r.d.Host.DryRun {
