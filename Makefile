@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X github.com/glbootstrap/glbootstrap/internal/cli.Version=$(V
 BIN      := bin/glbootstrap
 MOCK     := bin/ec2-metadata-mock
 
-.PHONY: build demo test bench lint tools clean
+.PHONY: build demo test bench lint tools clean system-test
 
 build: $(BIN)
 
@@ -24,6 +24,13 @@ demo: build tools
 
 test: tools
 	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 ./...
+
+# Opt-in system test of the live D-Bus systemd path (internal/systemd Live) in a booted
+# systemd-nspawn container; needs root, systemd-container and debootstrap. Not part of test.
+NSPAWN_ROOT ?= /var/tmp/glb-nspawn
+system-test:
+	@test -x $(NSPAWN_ROOT)/usr/lib/systemd/systemd || debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv bookworm $(NSPAWN_ROOT) http://deb.debian.org/debian
+	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) $(GO) test -count=1 -v -run '^TestLiveSystemd$$' ./internal/systemd
 
 # Go benchmarks, including a whole-process no-op apply next to an Ansible playbook doing the same
 # file converge (bench/noop-playbook.yml; needs Debian's ansible-core, skipped without it).

@@ -73,11 +73,9 @@ func findRole(name string) (roleDef, bool) {
 
 func prepareRunner(ctx context.Context, rt runtime) (prepared, error) {
 	return runner.Prepare(ctx, runner.Deps{
-		Host:   rt.host,
-		Config: rt.config,
-		Facts: runner.Facts{Region: rt.facts.Region, InstanceID: rt.facts.InstanceID,
-			PrivateIPv4: rt.facts.PrivateIPv4, SubnetID: rt.facts.SubnetID,
-			VPCID: rt.facts.VPCID, SecurityGroups: rt.facts.SecurityGroups},
+		Host:    rt.host,
+		Config:  rt.config,
+		Facts:   runnerFacts(rt.facts),
 		Params:  rt.aws,
 		Objects: rt.aws,
 		NewPreflight: func(region string) (runner.AWSReaders, error) {

@@ -14,7 +14,7 @@ import (
 func demoDoctor(stack *testenv.Stack, root string, glb func(want int, args ...string) error) error {
 	doctor := []string{"doctor", "--role", "runner", "--config", "ssm:" + testenv.StackConfigParam, "--root", root}
 
-	section("4. glbootstrap doctor: read-only checks of what the Fargate driver needs (ECS, EC2, ECR, IAM stand-ins)")
+	section("Runner front: glbootstrap doctor, read-only checks of what the Fargate driver needs (ECS, EC2, ECR, IAM stand-ins)")
 	if err := glb(0, doctor...); err != nil {
 		return err
 	}

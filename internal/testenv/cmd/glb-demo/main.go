@@ -103,11 +103,11 @@ func run(ctx context.Context, bin, sandbox, serve string) error {
 	}
 	apply := []string{"apply", "--role", "runner", "--config", "ssm:" + testenv.StackConfigParam, "--root", root}
 
-	section("1. first boot: user-data runs apply")
+	section("Runner front: first boot, user-data runs apply")
 	if err := glb(0, apply...); err != nil {
 		return err
 	}
-	section("rendered files")
+	section("Runner front: rendered files")
 	for _, f := range []string{"/etc/gitlab-runner/config.toml", "/etc/gitlab-runner/fargate.toml"} {
 		b, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
@@ -117,12 +117,12 @@ func run(ctx context.Context, bin, sandbox, serve string) error {
 		fmt.Printf("\n--- %s (mode %04o)\n%s", f, info.Mode().Perm(), indent(tokenRE.ReplaceAllString(string(b), "[MASKED]")))
 	}
 
-	section("2. reboot or SSM Run Command: apply again changes nothing")
+	section("Runner front: reboot or SSM Run Command, apply again changes nothing")
 	if err := glb(0, apply...); err != nil {
 		return err
 	}
 
-	section("3. someone edits fargate.toml by hand; plan shows the drift and exits 10")
+	section("Runner front: someone edits fargate.toml by hand; plan shows the drift (exit 10), apply repairs it")
 	ft := filepath.Join(root, "etc/gitlab-runner/fargate.toml")
 	b, err := os.ReadFile(ft)
 	if err != nil {
@@ -139,7 +139,7 @@ func run(ctx context.Context, bin, sandbox, serve string) error {
 		return err
 	}
 
-	section("GitLab's side")
+	section("Runner front: what GitLab sees")
 	for _, r := range stack.GitLab.Runners() {
 		fmt.Printf("  runner #%d %q type=%s tags=%v managers=%v\n", r.ID, r.Description, r.RunnerType, r.Tags, r.SystemIDs)
 	}
