@@ -25,12 +25,13 @@ demo: build tools
 test: tools
 	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 ./...
 
-# Opt-in system test of the live D-Bus systemd path (internal/systemd Live) in a booted
-# systemd-nspawn container; needs root, systemd-container and debootstrap. Not part of test.
+# Opt-in system tests in booted systemd-nspawn containers: the live D-Bus systemd path
+# (internal/systemd Live) and apply --role runner on the live system against the stand-ins;
+# needs root, systemd-container and debootstrap. Not part of test.
 NSPAWN_ROOT ?= /var/tmp/glb-nspawn
-system-test:
+system-test: tools
 	@test -x $(NSPAWN_ROOT)/usr/lib/systemd/systemd || debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv bookworm $(NSPAWN_ROOT) http://deb.debian.org/debian
-	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) $(GO) test -count=1 -v -run '^TestLiveSystemd$$' ./internal/systemd
+	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive)$$' ./internal/systemd ./cmd/glbootstrap
 
 # Go benchmarks, including a whole-process no-op apply next to an Ansible playbook doing the same
 # file converge (bench/noop-playbook.yml; needs Debian's ansible-core, skipped without it).

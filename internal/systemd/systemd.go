@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/dbus"
 
@@ -153,11 +154,12 @@ func (l *Live) Start(ctx context.Context, unit string) (host.Step, error) {
 		st.Summary = "running"
 		return st, nil
 	}
-	st.Changed, st.Summary = true, "started"
+	st.Changed = true
 	if l.dry {
 		st.Summary = "would be started"
 		return st, nil
 	}
+	st.Summary = "failed to start"
 	done := make(chan string, 1)
 	if _, err := c.StartUnitContext(ctx, unit, "replace", done); err != nil {
 		return st, fmt.Errorf("starting %s: %w", unit, err)
@@ -165,7 +167,42 @@ func (l *Live) Start(ctx context.Context, unit string) (host.Step, error) {
 	if res := <-done; res != "done" {
 		return st, fmt.Errorf("starting %s: job %s; see journalctl -u %s", unit, res, unit)
 	}
+	// A Type=simple service (gitlab-runner's package unit) counts as started as soon as its
+	// process is forked; one that dies at once then sits in "activating (auto-restart)" and the
+	// job still said done. Watch it settle briefly before calling it started.
+	if err := l.settled(ctx, c, unit); err != nil {
+		return st, err
+	}
+	st.Summary = "started"
 	return st, nil
+}
+
+// settleTime is how long a started unit must stay active to count as started.
+const settleTime = 1500 * time.Millisecond
+
+// settled waits settleTime and fails unless unit is still active (active/running for a
+// service, active/waiting for a timer), naming its state and where to look.
+func (l *Live) settled(ctx context.Context, c *dbus.Conn, unit string) error {
+	deadline := time.Now().Add(settleTime)
+	for {
+		props, err := c.GetUnitPropertiesContext(ctx, unit)
+		if err != nil {
+			return fmt.Errorf("reading the state of %s: %w", unit, err)
+		}
+		active, _ := props["ActiveState"].(string)
+		sub, _ := props["SubState"].(string)
+		if active != "active" {
+			return fmt.Errorf("%s did not stay up after starting (state %s/%s): its process exits or crashes; see journalctl -u %s", unit, active, sub, unit)
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // Restart runs daemon-reload, then restarts unit and waits for the job.
