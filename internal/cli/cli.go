@@ -55,12 +55,15 @@ type env struct {
 	// also printed on stdout as a JSON line, with the configuration's problems.
 	json     bool
 	problems []string
+	// unchanged ends the message of an error raised before anything was touched, for the
+	// commands that change things ("" for validate and doctor, which never do).
+	unchanged string
 }
 
 // Main runs glbootstrap with args (without the program name) and returns the
 // process exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, unchanged: "\nnothing was changed"}
 	root := &cobra.Command{
 		Use:   "glbootstrap",
 		Short: "Converge an EC2 instance into a self-hosted GitLab host or a GitLab Runner front for AWS Fargate",

@@ -75,7 +75,7 @@ func TestValidateFromStdinAndFile(t *testing.T) {
 	if code != ExitInvalidConfig {
 		t.Fatalf("exit %d, want 3; %s", code, stderr)
 	}
-	for _, want := range []string{"runner.concurrent (line ", "must be > 0", "fargate.security_group (line ", "2 problem(s); nothing was changed"} {
+	for _, want := range []string{"runner.concurrent (line ", "must be > 0", "fargate.security_group (line ", "2 problem(s)\n"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}

@@ -161,7 +161,7 @@ func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source s
 		if errors.Is(err, ssm.ErrAccessDenied) || errors.Is(err, imds.ErrUnreachable) || errors.Is(err, awscfg.ErrNoRegion) {
 			code = ExitFailed
 		}
-		return nil, exitf(code, "%v\nnothing was changed", err)
+		return nil, exitf(code, "%v%s", err, e.unchanged)
 	}
 	cfg, problems := config.Parse(data, role)
 	for _, p := range problems.Warnings() {
@@ -172,7 +172,7 @@ func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source s
 			fmt.Fprintln(e.stderr, "error: "+p.String())
 			e.problems = append(e.problems, p.String())
 		}
-		return nil, &exitError{code: ExitInvalidConfig, err: fmt.Errorf("the configuration from %s has %d problem(s); nothing was changed", source, len(errs))}
+		return nil, &exitError{code: ExitInvalidConfig, err: fmt.Errorf("the configuration from %s has %d problem(s)%s", source, len(errs), strings.ReplaceAll(e.unchanged, "\n", "; "))}
 	}
 	return cfg, nil
 }

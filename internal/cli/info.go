@@ -16,6 +16,7 @@ func newValidateCmd(e *env) *cobra.Command {
 			if err := checkCommon(role, source, "text"); err != nil {
 				return err
 			}
+			e.unchanged = ""
 			clients := newAWSClients(cmd.Context())
 			if _, err := loadConfig(cmd.Context(), e, clients, role, source); err != nil {
 				return err
