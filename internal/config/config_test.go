@@ -122,7 +122,7 @@ fargate:
 		`runner.concurent (line 7): unknown key; did you mean "concurrent"?`,
 		`runner.concurrent (line 8): must be an integer, got "abc"`,
 		"runner.limit (line 9): must be >= 0 (0 = unlimited), got -1",
-		"runner.token_parameter (line 10): holds what looks like a runner authentication token (glrt-********); secrets never go in the configuration: store it in an SSM SecureString parameter and put the parameter's name in runner.token_parameter",
+		"runner.token_parameter (line 10): holds what looks like a runner authentication token (glrt-********); secrets never go in the configuration: store it in an SSM SecureString parameter and put the parameter's name here",
 		`runner.tags[1] (line 11): "b,c" contains a comma; write each tag as its own list item`,
 		"warning: runner.tags (line 11): is ignored with a glrt- runner authentication token (runner.token_parameter): tags, run-untagged and locked are set on the runner in GitLab (Admin area > CI/CD > Runners > Edit)",
 		"warning: runner.locked (line 12): is ignored with a glrt- runner authentication token (runner.token_parameter): tags, run-untagged and locked are set on the runner in GitLab (Admin area > CI/CD > Runners > Edit)",

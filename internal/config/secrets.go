@@ -90,7 +90,12 @@ func (p *parser) scanSecrets(n *yaml.Node, path string) {
 		}
 		k := secretKindOf(m[1])
 		where := "an SSM SecureString parameter and put the parameter's name in the config"
-		if k.field != "" {
+		switch {
+		case strings.HasSuffix(path, "_parameter"):
+			where = "an SSM SecureString parameter and put the parameter's name here"
+		case strings.HasPrefix(path, "gitlab.settings"):
+			where = "gitlab.rb on the host (gitlab.settings holds settings that are not secret)"
+		case k.field != "":
 			where = fmt.Sprintf("an SSM SecureString parameter and put the parameter's name in %s", k.field)
 		}
 		p.bad[path] = true
