@@ -26,12 +26,19 @@ test: tools
 	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 ./...
 
 # Opt-in system tests in booted systemd-nspawn containers: the live D-Bus systemd path
-# (internal/systemd Live) and apply --role runner on the live system against the stand-ins;
-# needs root, systemd-container and debootstrap. Not part of test.
+# (internal/systemd Live), apply --role runner and apply --role gitlab on the live system against
+# the stand-ins; needs root, systemd-container and debootstrap. Not part of test. ssh.service is
+# disabled in the rootfs (the containers share the host's network; the GitLab test starts sshd on
+# a loopback port of its own). The rootfs is made again (beside the old one, then swapped in)
+# when a cache from before openssh-server was included lacks /usr/sbin/sshd.
 NSPAWN_ROOT ?= /var/tmp/glb-nspawn
 system-test: tools
-	@test -x $(NSPAWN_ROOT)/usr/lib/systemd/systemd || debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv bookworm $(NSPAWN_ROOT) http://deb.debian.org/debian
-	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive)$$' ./internal/systemd ./cmd/glbootstrap
+	@test -x $(NSPAWN_ROOT)/usr/lib/systemd/systemd -a -x $(NSPAWN_ROOT)/usr/sbin/sshd || { \
+	  rm -rf $(NSPAWN_ROOT).new && \
+	  debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv,openssh-server bookworm $(NSPAWN_ROOT).new http://deb.debian.org/debian && \
+	  systemctl --root=$(NSPAWN_ROOT).new disable ssh.service && \
+	  rm -rf $(NSPAWN_ROOT) && mv $(NSPAWN_ROOT).new $(NSPAWN_ROOT); }
+	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive|TestSystemGitLabLive)$$' ./internal/systemd ./cmd/glbootstrap
 
 # Go benchmarks, including a whole-process no-op apply next to an Ansible playbook doing the same
 # file converge (bench/noop-playbook.yml; needs Debian's ansible-core, skipped without it).

@@ -5,9 +5,12 @@
 // It needs root, systemd-nspawn (Debian package systemd-container), nsenter
 // (util-linux) and a rootfs made by
 //
-//	debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv bookworm DIR http://deb.debian.org/debian
+//	debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv,openssh-server bookworm DIR http://deb.debian.org/debian
+//	systemctl --root=DIR disable ssh.service
 //
-// at GLB_NSPAWN_ROOT (default /var/tmp/glb-nspawn). The rootfs is never
+// at GLB_NSPAWN_ROOT (default /var/tmp/glb-nspawn); openssh-server is for the
+// GitLab role's test (RequireRootfs), ssh.service is disabled because the
+// containers share the host's network. The rootfs is never
 // written: the container runs with --volatile=overlay, so everything a test
 // changes lives in a tmpfs and is gone at power-off. The host's PID 1 need
 // not be systemd: the container is started with --register=no --keep-unit,
@@ -35,7 +38,7 @@ import (
 const DefaultRoot = "/var/tmp/glb-nspawn"
 
 // debootstrapCmd is how the rootfs is made, for the messages.
-const debootstrapCmd = "debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv bookworm %s http://deb.debian.org/debian"
+const debootstrapCmd = "debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv,openssh-server bookworm %[1]s http://deb.debian.org/debian && systemctl --root=%[1]s disable ssh.service"
 
 // Prerequisites fails t unless containers can be booted here: root,
 // systemd-nspawn, nsenter, the extra host tools the test needs (tools), and a
@@ -58,10 +61,24 @@ func Prerequisites(t testing.TB, tools ...string) string {
 	}
 	for _, f := range []string{"/usr/lib/systemd/systemd", "/usr/bin/dbus-daemon", "/bin/sleep"} {
 		if _, err := os.Stat(filepath.Join(rootfs, f)); err != nil {
-			t.Fatalf("rootfs %s has no %s: create it with "+debootstrapCmd+" (make system-test does)", rootfs, f, rootfs)
+			t.Fatalf("rootfs %[1]s has no %[2]s: create it with "+debootstrapCmd+" (make system-test does)", rootfs, f)
 		}
 	}
 	return rootfs
+}
+
+// RequireRootfs fails t unless rootfs holds each of files (absolute paths in
+// the container, e.g. /usr/sbin/sshd of openssh-server), saying how to make
+// the rootfs again: a cache debootstrapped before a package was added lacks
+// it (make system-test replaces such a cache).
+func RequireRootfs(t testing.TB, rootfs string, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(rootfs, f)); err != nil {
+			t.Fatalf("rootfs %[1]s has no %[2]s (a cache made before openssh-server was included?): make it again with "+
+				"rm -rf %[1]s && "+debootstrapCmd+" (make system-test does)", rootfs, f)
+		}
+	}
 }
 
 // Option changes how Boot starts the container.
