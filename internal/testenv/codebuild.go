@@ -3,11 +3,8 @@ package testenv
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"time"
 )
@@ -347,49 +344,4 @@ func (c *CodeBuild) buildJSON(b *cbBuild) map[string]any {
 			"deepLink": "https://console.aws.amazon.com/cloudwatch/home?region=us-east-2#logEvent:group=" + group + ";stream=" + b.stream}
 	}
 	return out
-}
-
-// awsJSONError is an awsJson1_1 error answer: HTTP status and {"__type", "message"}.
-type awsJSONError struct {
-	status        int
-	code, message string
-}
-
-// readAWSJSON checks an awsJson1_1 request and returns the operation (the X-Amz-Target after
-// prefix) and the body.
-func readAWSJSON(r *http.Request, prefix string) (string, []byte, *awsJSONError) {
-	if r.Method != http.MethodPost || r.URL.Path != "/" {
-		return "", nil, &awsJSONError{status: http.StatusNotFound, code: "UnknownOperationException", message: "expected POST /"}
-	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-amz-json-1.1" {
-		return "", nil, &awsJSONError{status: http.StatusBadRequest, code: "SerializationException", message: "bad Content-Type " + r.Header.Get("Content-Type")}
-	}
-	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), prefix)
-	if !ok {
-		return "", nil, &awsJSONError{status: http.StatusBadRequest, code: "UnknownOperationException", message: r.Header.Get("X-Amz-Target")}
-	}
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return "", nil, &awsJSONError{status: http.StatusBadRequest, code: "SerializationException", message: err.Error()}
-	}
-	return op, body, nil
-}
-
-func writeAWSJSON(w http.ResponseWriter, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		writeAWSJSONError(w, &awsJSONError{status: http.StatusInternalServerError, code: "InternalServerError", message: err.Error()})
-		return
-	}
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.Header().Set("X-Amzn-RequestId", "00000000-0000-4000-8000-000000000001")
-	_, _ = w.Write(b)
-}
-
-func writeAWSJSONError(w http.ResponseWriter, e *awsJSONError) {
-	b, _ := json.Marshal(map[string]string{"__type": e.code, "message": e.message})
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.Header().Set("X-Amzn-RequestId", "00000000-0000-4000-8000-000000000001")
-	w.WriteHeader(e.status)
-	_, _ = w.Write(b)
 }

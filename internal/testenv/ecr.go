@@ -80,7 +80,7 @@ func (e *ECR) Calls(op string) int {
 
 // Handler is the protocol handler.
 func (e *ECR) Handler() http.Handler {
-	return awsJSONHandler("AmazonEC2ContainerRegistry_V20150921.", "ecr", func(op string, body []byte, region string) (any, *ssmError) {
+	return awsJSONHandler("AmazonEC2ContainerRegistry_V20150921.", "ecr", func(op string, body []byte, region string) (any, *awsJSONError) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		e.calls[op]++
@@ -90,11 +90,11 @@ func (e *ECR) Handler() http.Handler {
 		if op == "DescribeImages" {
 			return e.describeImages(body)
 		}
-		return nil, &ssmError{status: http.StatusBadRequest, code: "UnknownOperationException"}
+		return nil, &awsJSONError{status: http.StatusBadRequest, code: "UnknownOperationException"}
 	})
 }
 
-func (e *ECR) describeImages(body []byte) (any, *ssmError) {
+func (e *ECR) describeImages(body []byte) (any, *awsJSONError) {
 	var in struct {
 		RegistryID     string `json:"registryId"`
 		RepositoryName string `json:"repositoryName"`
@@ -112,7 +112,7 @@ func (e *ECR) describeImages(body []byte) (any, *ssmError) {
 	}
 	tags, ok := e.repos[in.RepositoryName]
 	if !ok || registry != awsAccount {
-		return nil, &ssmError{status: http.StatusBadRequest, code: "RepositoryNotFoundException",
+		return nil, &awsJSONError{status: http.StatusBadRequest, code: "RepositoryNotFoundException",
 			message: fmt.Sprintf("The repository with name '%s' does not exist in the registry with id '%s'", in.RepositoryName, registry)}
 	}
 	byDigest := map[string][]string{}
@@ -139,7 +139,7 @@ func (e *ECR) describeImages(body []byte) (any, *ssmError) {
 			digest = ""
 		}
 		if digest == "" {
-			return nil, &ssmError{status: http.StatusBadRequest, code: "ImageNotFoundException",
+			return nil, &awsJSONError{status: http.StatusBadRequest, code: "ImageNotFoundException",
 				message: fmt.Sprintf("The image with imageId {imageDigest:'%s', imageTag:'%s'} does not exist within the repository with name '%s' in the registry with id '%s'",
 					nullIfEmpty(id.ImageDigest), nullIfEmpty(id.ImageTag), in.RepositoryName, registry)}
 		}

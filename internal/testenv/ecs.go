@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -136,7 +135,7 @@ func (e *ECS) Calls(op string) int {
 
 // Handler is the protocol handler.
 func (e *ECS) Handler() http.Handler {
-	return awsJSONHandler("AmazonEC2ContainerServiceV20141113.", "ecs", func(op string, body []byte, region string) (any, *ssmError) {
+	return awsJSONHandler("AmazonEC2ContainerServiceV20141113.", "ecs", func(op string, body []byte, region string) (any, *awsJSONError) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		e.calls[op]++
@@ -149,11 +148,11 @@ func (e *ECS) Handler() http.Handler {
 		case "DescribeTaskDefinition":
 			return e.describeTaskDefinition(body, region)
 		}
-		return nil, &ssmError{status: http.StatusBadRequest, code: "UnknownOperationException"}
+		return nil, &awsJSONError{status: http.StatusBadRequest, code: "UnknownOperationException"}
 	})
 }
 
-func (e *ECS) describeClusters(body []byte, region string) (any, *ssmError) {
+func (e *ECS) describeClusters(body []byte, region string) (any, *awsJSONError) {
 	var in struct{ Clusters []string }
 	if err := decodeSSM(body, &in); err != nil {
 		return nil, err
@@ -186,12 +185,12 @@ func (e *ECS) describeClusters(body []byte, region string) (any, *ssmError) {
 
 var ecsTaskDefRE = regexp.MustCompile(`^(?:arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task-definition/)?([A-Za-z0-9_-]+)(?::(\d+))?$`)
 
-func (e *ECS) describeTaskDefinition(body []byte, region string) (any, *ssmError) {
+func (e *ECS) describeTaskDefinition(body []byte, region string) (any, *awsJSONError) {
 	var in struct{ TaskDefinition string }
 	if err := decodeSSM(body, &in); err != nil {
 		return nil, err
 	}
-	notFound := &ssmError{status: http.StatusBadRequest, code: "ClientException", message: "Unable to describe task definition."}
+	notFound := &awsJSONError{status: http.StatusBadRequest, code: "ClientException", message: "Unable to describe task definition."}
 	m := ecsTaskDefRE.FindStringSubmatch(in.TaskDefinition)
 	if m == nil {
 		return nil, notFound
@@ -261,46 +260,39 @@ func nonNil(s []string) []string {
 // awsJSONHandler serves one awsJson1_1 service: POST / with X-Amz-Target: <prefix><Op> and
 // Content-Type application/x-amz-json-1.1; handle returns the answer (marshalled to JSON) or an
 // error in the shape every awsJson service sends ({"__type": code, "message": text}).
-func awsJSONHandler(prefix, service string, handle func(op string, body []byte, region string) (any, *ssmError)) http.Handler {
+func awsJSONHandler(prefix, service string, handle func(op string, body []byte, region string) (any, *awsJSONError)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || r.URL.Path != "/" {
-			writeSSMError(w, &ssmError{status: http.StatusNotFound, code: "UnknownOperationException", message: "expected POST /"})
+			writeAWSJSONError(w, &awsJSONError{status: http.StatusNotFound, code: "UnknownOperationException", message: "expected POST /"})
 			return
 		}
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-amz-json-1.1" {
-			writeSSMError(w, &ssmError{status: http.StatusBadRequest, code: "SerializationException",
+			writeAWSJSONError(w, &awsJSONError{status: http.StatusBadRequest, code: "SerializationException",
 				message: "expected Content-Type application/x-amz-json-1.1, got " + r.Header.Get("Content-Type")})
 			return
 		}
 		op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), prefix)
 		if !ok {
-			writeSSMError(w, &ssmError{status: http.StatusBadRequest, code: "UnknownOperationException"})
+			writeAWSJSONError(w, &awsJSONError{status: http.StatusBadRequest, code: "UnknownOperationException"})
 			return
 		}
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
-			writeSSMError(w, &ssmError{status: http.StatusBadRequest, code: "SerializationException", message: err.Error()})
+			writeAWSJSONError(w, &awsJSONError{status: http.StatusBadRequest, code: "SerializationException", message: err.Error()})
 			return
 		}
 		out, serr := handle(op, body, sigV4Region(r.Header.Get("Authorization"), service))
 		if serr != nil {
-			writeSSMError(w, serr)
+			writeAWSJSONError(w, serr)
 			return
 		}
-		b, err := json.Marshal(out)
-		if err != nil {
-			writeSSMError(w, &ssmError{status: http.StatusInternalServerError, code: "InternalServerError", message: err.Error()})
-			return
-		}
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		w.Header().Set("X-Amzn-RequestId", "00000000-0000-4000-8000-000000000000")
-		_, _ = w.Write(b)
+		writeAWSJSON(w, out)
 	})
 }
 
 // awsJSONDenied is the AccessDeniedException AWS's authorization layer sends for action.
-func awsJSONDenied(action, resource string) *ssmError {
-	return &ssmError{status: http.StatusBadRequest, code: "AccessDeniedException", upper: true,
+func awsJSONDenied(action, resource string) *awsJSONError {
+	return &awsJSONError{status: http.StatusBadRequest, code: "AccessDeniedException", upper: true,
 		message: fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s because no identity-based policy allows the %s action",
 			awsPrincipal, action, resource, action)}
 }

@@ -142,33 +142,24 @@ func (s *SSM) Calls(op string) int {
 // Handler is the protocol handler, for mounting the stand-in in another server.
 func (s *SSM) Handler() http.Handler { return http.HandlerFunc(s.serve) }
 
-type ssmError struct {
-	status  int
-	code    string
-	message string
-	// upper selects "Message" as the JSON key, the casing AWS's authorization layer uses for
-	// AccessDeniedException; SSM's modeled errors use "message". The SDK accepts either.
-	upper bool
-}
-
 func (s *SSM) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || r.URL.Path != "/" {
-		writeSSMError(w, &ssmError{status: http.StatusNotFound, code: "UnknownOperationException", message: "expected POST /"})
+		writeAWSJSONError(w, &awsJSONError{status: http.StatusNotFound, code: "UnknownOperationException", message: "expected POST /"})
 		return
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-amz-json-1.1" {
-		writeSSMError(w, &ssmError{status: http.StatusBadRequest, code: "SerializationException",
+		writeAWSJSONError(w, &awsJSONError{status: http.StatusBadRequest, code: "SerializationException",
 			message: "expected Content-Type application/x-amz-json-1.1, got " + r.Header.Get("Content-Type")})
 		return
 	}
 	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "AmazonSSM.")
 	if !ok {
-		writeSSMError(w, &ssmError{status: http.StatusBadRequest, code: "UnknownOperationException"})
+		writeAWSJSONError(w, &awsJSONError{status: http.StatusBadRequest, code: "UnknownOperationException"})
 		return
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		writeSSMError(w, &ssmError{status: http.StatusBadRequest, code: "SerializationException", message: err.Error()})
+		writeAWSJSONError(w, &awsJSONError{status: http.StatusBadRequest, code: "SerializationException", message: err.Error()})
 		return
 	}
 	region := ssmSigV4Region(r.Header.Get("Authorization"))
@@ -176,7 +167,7 @@ func (s *SSM) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.calls[op]++
 	var out any
-	var serr *ssmError
+	var serr *awsJSONError
 	switch op {
 	case "GetParameter":
 		out, serr = s.getParameter(body, region)
@@ -187,35 +178,15 @@ func (s *SSM) serve(w http.ResponseWriter, r *http.Request) {
 	case "DeleteParameter":
 		out, serr = s.deleteParameter(body)
 	default:
-		serr = &ssmError{status: http.StatusBadRequest, code: "UnknownOperationException"}
+		serr = &awsJSONError{status: http.StatusBadRequest, code: "UnknownOperationException"}
 	}
 	s.mu.Unlock()
 
 	if serr != nil {
-		writeSSMError(w, serr)
+		writeAWSJSONError(w, serr)
 		return
 	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		writeSSMError(w, &ssmError{status: http.StatusInternalServerError, code: "InternalServerError", message: err.Error()})
-		return
-	}
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.Header().Set("X-Amzn-RequestId", "00000000-0000-4000-8000-000000000000")
-	_, _ = w.Write(b)
-}
-
-func writeSSMError(w http.ResponseWriter, e *ssmError) {
-	key := "message"
-	if e.upper {
-		key = "Message"
-	}
-	body := map[string]string{"__type": e.code, key: e.message}
-	b, _ := json.Marshal(body)
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.Header().Set("X-Amzn-RequestId", "00000000-0000-4000-8000-000000000000")
-	w.WriteHeader(e.status)
-	_, _ = w.Write(b)
+	writeAWSJSON(w, out)
 }
 
 var ssmSigV4RegionRE = regexp.MustCompile(`Credential=[^/]+/\d{8}/([a-z0-9-]+)/ssm/aws4_request`)
@@ -236,8 +207,8 @@ func ssmARN(region, name string) string {
 	return "arn:aws:ssm:" + region + ":" + ssmAccount + ":parameter" + name
 }
 
-func ssmReadDenied(action, region, name string) *ssmError {
-	return &ssmError{status: http.StatusBadRequest, code: "AccessDeniedException", upper: true,
+func ssmReadDenied(action, region, name string) *awsJSONError {
+	return &awsJSONError{status: http.StatusBadRequest, code: "AccessDeniedException", upper: true,
 		message: fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s because no identity-based policy allows the %s action",
 			ssmPrincipal, action, ssmARN(region, name), action)}
 }
@@ -263,7 +234,7 @@ func ssmCiphertextPlaceholder(name string, p *ssmParam) string {
 
 // readLocked applies the deny marks and the decryption rule shared by GetParameter(s).
 // found is false when the parameter does not exist.
-func (s *SSM) readLocked(action, region, name string, decrypt bool) (out *ssmParameterJSON, found bool, serr *ssmError) {
+func (s *SSM) readLocked(action, region, name string, decrypt bool) (out *ssmParameterJSON, found bool, serr *awsJSONError) {
 	p, ok := s.params[name]
 	if ok && p.denyRead {
 		return nil, true, ssmReadDenied(action, region, name)
@@ -274,7 +245,7 @@ func (s *SSM) readLocked(action, region, name string, decrypt bool) (out *ssmPar
 	value := p.value
 	if p.typ == "SecureString" {
 		if decrypt && p.denyDecrypt {
-			return nil, true, &ssmError{status: http.StatusBadRequest, code: "AccessDeniedException", upper: true, message: ssmKMSDeniedMessage}
+			return nil, true, &awsJSONError{status: http.StatusBadRequest, code: "AccessDeniedException", upper: true, message: ssmKMSDeniedMessage}
 		}
 		if !decrypt {
 			value = ssmCiphertextPlaceholder(name, p)
@@ -291,18 +262,18 @@ func (s *SSM) readLocked(action, region, name string, decrypt bool) (out *ssmPar
 	}, true, nil
 }
 
-func decodeSSM(body []byte, v any) *ssmError {
+func decodeSSM(body []byte, v any) *awsJSONError {
 	if err := json.Unmarshal(body, v); err != nil {
-		return &ssmError{status: http.StatusBadRequest, code: "SerializationException", message: err.Error()}
+		return &awsJSONError{status: http.StatusBadRequest, code: "SerializationException", message: err.Error()}
 	}
 	return nil
 }
 
-func ssmValidation(msg string) *ssmError {
-	return &ssmError{status: http.StatusBadRequest, code: "ValidationException", message: msg}
+func ssmValidation(msg string) *awsJSONError {
+	return &awsJSONError{status: http.StatusBadRequest, code: "ValidationException", message: msg}
 }
 
-func (s *SSM) getParameter(body []byte, region string) (any, *ssmError) {
+func (s *SSM) getParameter(body []byte, region string) (any, *awsJSONError) {
 	var in struct {
 		Name           string
 		WithDecryption bool
@@ -319,12 +290,12 @@ func (s *SSM) getParameter(body []byte, region string) (any, *ssmError) {
 	}
 	if !found {
 		// SSM sends no message text for ParameterNotFound on GetParameter.
-		return nil, &ssmError{status: http.StatusBadRequest, code: "ParameterNotFound"}
+		return nil, &awsJSONError{status: http.StatusBadRequest, code: "ParameterNotFound"}
 	}
 	return map[string]any{"Parameter": p}, nil
 }
 
-func (s *SSM) getParameters(body []byte, region string) (any, *ssmError) {
+func (s *SSM) getParameters(body []byte, region string) (any, *awsJSONError) {
 	var in struct {
 		Names          []string
 		WithDecryption bool
@@ -352,7 +323,7 @@ func (s *SSM) getParameters(body []byte, region string) (any, *ssmError) {
 	return map[string]any{"Parameters": params, "InvalidParameters": invalid}, nil
 }
 
-func (s *SSM) putParameter(body []byte) (any, *ssmError) {
+func (s *SSM) putParameter(body []byte) (any, *awsJSONError) {
 	var in struct {
 		Name      string
 		Value     *string
@@ -376,7 +347,7 @@ func (s *SSM) putParameter(body []byte) (any, *ssmError) {
 	p, exists := s.params[in.Name]
 	exists = exists && p.version > 0
 	if exists && !in.Overwrite {
-		return nil, &ssmError{status: http.StatusBadRequest, code: "ParameterAlreadyExists",
+		return nil, &awsJSONError{status: http.StatusBadRequest, code: "ParameterAlreadyExists",
 			message: "The parameter already exists. To overwrite this value, set the overwrite option in the request to true."}
 	}
 	typ := in.Type
@@ -390,14 +361,14 @@ func (s *SSM) putParameter(body []byte) (any, *ssmError) {
 	return map[string]any{"Tier": "Standard", "Version": p.version}, nil
 }
 
-func (s *SSM) deleteParameter(body []byte) (any, *ssmError) {
+func (s *SSM) deleteParameter(body []byte) (any, *awsJSONError) {
 	var in struct{ Name string }
 	if e := decodeSSM(body, &in); e != nil {
 		return nil, e
 	}
 	p, ok := s.params[in.Name]
 	if !ok || p.version == 0 {
-		return nil, &ssmError{status: http.StatusBadRequest, code: "ParameterNotFound"}
+		return nil, &awsJSONError{status: http.StatusBadRequest, code: "ParameterNotFound"}
 	}
 	delete(s.params, in.Name)
 	return map[string]any{}, nil
