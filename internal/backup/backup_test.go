@@ -64,13 +64,7 @@ func newRig(t *testing.T) *rig {
 		inner.ServeHTTP(w, req)
 	}))
 	t.Cleanup(proxy.Close)
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL_S3": proxy.URL, "AWS_REGION": "us-east-2", "AWS_ACCESS_KEY_ID": "AKIDTEST",
-		"AWS_SECRET_ACCESS_KEY": "secret", "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
-		"AWS_MAX_ATTEMPTS": "1",
-	} {
-		t.Setenv(k, v)
-	}
+	testenv.SetAWSEnv(t, map[string]string{"AWS_ENDPOINT_URL_S3": proxy.URL, "AWS_MAX_ATTEMPTS": "1"})
 	cfg, err := awscfg.Load(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)

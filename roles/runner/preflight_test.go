@@ -72,22 +72,16 @@ func newPFWorld(t *testing.T, withIMDS bool) *pfWorld {
 	if errs := problems.Errors(); len(errs) > 0 {
 		t.Fatalf("reference config: %v", errs)
 	}
-	none := filepath.Join(t.TempDir(), "none")
 	env := map[string]string{
-		"AWS_CONFIG_FILE": none, "AWS_SHARED_CREDENTIALS_FILE": none, "AWS_PROFILE": "",
-		"AWS_ACCESS_KEY_ID": "AKIDGLBOOTSTRAPTEST", "AWS_SECRET_ACCESS_KEY": "glbootstrap-test-secret", "AWS_SESSION_TOKEN": "",
-		"AWS_REGION": v.Region, "AWS_ENDPOINT_URL": "", "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "",
+		"AWS_REGION": v.Region, "AWS_MAX_ATTEMPTS": "1",
 		"AWS_ENDPOINT_URL_ECS": st.ECS.URL(), "AWS_ENDPOINT_URL_EC2": st.EC2.URL(),
 		"AWS_ENDPOINT_URL_ECR": st.ECR.URL(), "AWS_ENDPOINT_URL_IAM": st.IAM.URL(),
-		"AWS_EC2_METADATA_DISABLED": "true", "AWS_EC2_METADATA_SERVICE_ENDPOINT": "",
 	}
 	if withIMDS {
 		env["AWS_EC2_METADATA_DISABLED"] = ""
 		env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = sharedIMDS(t).Endpoint()
 	}
-	for k, val := range env {
-		t.Setenv(k, val)
-	}
+	testenv.SetAWSEnv(t, env)
 	root := t.TempDir()
 	if err := testenv.SeedRunnerRoot(root, nil); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -22,22 +21,7 @@ func newTestClient(t *testing.T) (*testenv.S3, *Client) {
 	t.Helper()
 	srv := testenv.NewS3()
 	t.Cleanup(srv.Close)
-	none := filepath.Join(t.TempDir(), "none")
-	for k, v := range map[string]string{
-		"AWS_CONFIG_FILE":                     none, // keep the machine's ~/.aws out of the test
-		"AWS_SHARED_CREDENTIALS_FILE":         none,
-		"AWS_PROFILE":                         "",
-		"AWS_ACCESS_KEY_ID":                   "AKIDGLBOOTSTRAPTEST",
-		"AWS_SECRET_ACCESS_KEY":               "glbootstrap-test-secret",
-		"AWS_SESSION_TOKEN":                   "",
-		"AWS_REGION":                          "us-east-2",
-		"AWS_EC2_METADATA_DISABLED":           "true",
-		"AWS_ENDPOINT_URL":                    "",
-		"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "",
-		"AWS_ENDPOINT_URL_S3":                 srv.URL(),
-	} {
-		t.Setenv(k, v)
-	}
+	testenv.SetAWSEnv(t, map[string]string{"AWS_ENDPOINT_URL_S3": srv.URL()})
 	cfg, err := awscfg.Load(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -118,11 +102,7 @@ func TestNewPathStyleFollowsEndpointVariables(t *testing.T) {
 		"AWS_ENDPOINT_URL":    {env: map[string]string{"AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}, want: true},
 	} {
 		t.Run(name, func(t *testing.T) {
-			none := filepath.Join(t.TempDir(), "none")
-			for k, v := range map[string]string{"AWS_CONFIG_FILE": none, "AWS_SHARED_CREDENTIALS_FILE": none, "AWS_PROFILE": "",
-				"AWS_REGION": "us-east-2", "AWS_ENDPOINT_URL_S3": "", "AWS_ENDPOINT_URL": ""} {
-				t.Setenv(k, v)
-			}
+			testenv.SetAWSEnv(t, map[string]string{"AWS_ENDPOINT_URL_S3": ""})
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}

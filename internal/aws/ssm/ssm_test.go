@@ -3,7 +3,6 @@ package ssm
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,24 +18,7 @@ func newTestClient(t *testing.T) (*testenv.SSM, *Client) {
 	t.Helper()
 	srv := testenv.NewSSM()
 	t.Cleanup(srv.Close)
-	none := filepath.Join(t.TempDir(), "none")
-	for k, v := range map[string]string{
-		"AWS_CONFIG_FILE":                     none, // keep the machine's ~/.aws out of the test
-		"AWS_SHARED_CREDENTIALS_FILE":         none,
-		"AWS_PROFILE":                         "",
-		"AWS_ACCESS_KEY_ID":                   "AKIDGLBOOTSTRAPTEST",
-		"AWS_SECRET_ACCESS_KEY":               "glbootstrap-test-secret",
-		"AWS_SESSION_TOKEN":                   "",
-		"AWS_REGION":                          "us-east-2",
-		"AWS_EC2_METADATA_DISABLED":           "true",
-		"AWS_ENDPOINT_URL":                    "",
-		"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "",
-		"AWS_MAX_ATTEMPTS":                    "",
-		"AWS_RETRY_MODE":                      "",
-		"AWS_ENDPOINT_URL_SSM":                srv.URL(),
-	} {
-		t.Setenv(k, v)
-	}
+	testenv.SetAWSEnv(t, map[string]string{"AWS_ENDPOINT_URL_SSM": srv.URL()})
 	cfg, err := awscfg.Load(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
