@@ -73,6 +73,7 @@ func backupSetup(ctx context.Context, e *env, source, root string) (*backup.Runn
 	if source == "" {
 		return nil, exitf(ExitUsage, "--config is required: the same source apply uses")
 	}
+	e.unchanged = "" // a backup changes no configuration
 	h, err := host.New(root, false)
 	if err != nil {
 		return nil, exitf(ExitUsage, "%v", err)
@@ -83,7 +84,7 @@ func backupSetup(ctx context.Context, e *env, source, root string) (*backup.Runn
 		return nil, err
 	}
 	if cfg.Backup == nil {
-		return nil, exitf(ExitInvalidConfig, "the configuration from %s has no backup section: add backup.bucket (see examples/gitlab.yaml)", source)
+		return nil, exitf(ExitInvalidConfig, "the configuration from %s has no backup section: add one with backup.bucket (see the commented backup section of examples/gitlab.yaml)", source)
 	}
 	region := cfg.Backup.Region
 	if region == "" {

@@ -155,10 +155,12 @@ func (a *awsClients) Open(ctx context.Context, bucket, key string) (io.ReadClose
 func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source string) (*config.Config, error) {
 	data, err := config.Read(ctx, source, e.stdin, clients, clients)
 	if err != nil {
-		// A source that does not exist is a configuration mistake (3); a
-		// denied read or unreachable metadata is the environment's (1).
+		// A file that is missing or unreadable, or a parameter or object that does not exist, is
+		// a configuration mistake (3); reading from AWS that fails otherwise (denied, no answer,
+		// no metadata) is the environment's (1).
 		code := ExitInvalidConfig
-		if errors.Is(err, ssm.ErrAccessDenied) || errors.Is(err, imds.ErrUnreachable) || errors.Is(err, awscfg.ErrNoRegion) {
+		remote := strings.HasPrefix(source, "ssm:") || strings.HasPrefix(source, "s3:")
+		if remote && !errors.Is(err, ssm.ErrNotFound) && !errors.Is(err, s3.ErrNotFound) {
 			code = ExitFailed
 		}
 		return nil, exitf(code, "%v%s", err, e.unchanged)
@@ -264,7 +266,14 @@ func openSession(ctx context.Context, e *env, verb string, def roleDef, source, 
 		return nil, exitf(code, "%v\nnothing was changed", err)
 	}
 	s.out.secrets = s.role.Secrets
-	s.out.header(verb, def.name, h)
+	if verb == "" {
+		verb = "apply"
+		if dryRun {
+			verb = "plan"
+		}
+		verb += " --role " + def.name
+	}
+	s.out.header(verb, h)
 	return s, nil
 }
 

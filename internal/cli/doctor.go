@@ -30,6 +30,7 @@ func newDoctorCmd(e *env) *cobra.Command {
 			if err := checkCommon(role, source, "text"); err != nil {
 				return err
 			}
+			e.unchanged = "" // doctor only reads
 			if role != runner.Name {
 				return exitf(ExitUsage, "doctor checks role runner only, not %q", role)
 			}

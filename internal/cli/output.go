@@ -43,23 +43,16 @@ func (p *printer) mask(s string) string { return host.Mask(s, p.secrets()) }
 
 func (p *printer) progress(msg string) { p.log.Info(p.mask(msg)) }
 
-// header names the command and where it runs; verb "" means apply, or
-// plan under dry-run.
-func (p *printer) header(verb, role string, h *host.Host) {
+// header names the command ("apply --role runner") and where it runs.
+func (p *printer) header(verb string, h *host.Host) {
 	if p.json {
 		return
-	}
-	if verb == "" {
-		verb = "apply"
-		if p.dryRun {
-			verb = "plan"
-		}
 	}
 	where := "the live system"
 	if !h.Live() {
 		where = "root " + h.Root
 	}
-	fmt.Fprintf(p.e.stdout, "glbootstrap %s --role %s on %s\n", verb, role, where)
+	fmt.Fprintf(p.e.stdout, "glbootstrap %s on %s\n", verb, where)
 }
 
 func (p *printer) phase(r engine.PhaseResult) {

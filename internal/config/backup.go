@@ -5,6 +5,7 @@ import (
 	"net"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -156,6 +157,8 @@ func (c checker) backup(b *Backup) {
 			c.errf("backup.prefix", "must not start with /: S3 keys are relative to the bucket, e.g. gitlab/")
 		case !strings.HasSuffix(pre, "/"):
 			c.errf("backup.prefix", "must end with /, e.g. %q", pre+"/")
+		case slices.Contains(strings.Split(strings.TrimSuffix(pre, "/"), "/"), "..") || slices.Contains(strings.Split(strings.TrimSuffix(pre, "/"), "/"), "."):
+			c.errf("backup.prefix", "must not contain . or .. segments: it becomes gitlab-backup's DIRECTORY and part of every key")
 		case !prefixRE.MatchString(pre) || strings.Contains(pre, "//"):
 			c.errf("backup.prefix", "%q has characters that are unsafe in S3 keys; use letters, digits and - _ . /", pre)
 		}

@@ -105,3 +105,42 @@ func TestRoleFit(t *testing.T) {
 		t.Errorf("gitlab config under role runner: no warning about gitlab.edition: %v", ps)
 	}
 }
+
+func TestPlacesAndNamesFromTheFreshUserReview(t *testing.T) {
+	data, err := os.ReadFile("../../examples/runner.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := string(data)
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"metadata dir is the builds dir", "metadata_dir: /opt/gitlab-runner/metadata", "metadata_dir: /opt/gitlab-runner/builds", "runner.builds_dir (line 59): is the same path as fargate.metadata_dir"},
+		{"driver is the cache dir", "path: /opt/gitlab-runner/fargate", "path: /opt/gitlab-runner/cache", "is the same path as runner.cache_dir"},
+		{"driver in /usr/local/bin is fine", "path: /opt/gitlab-runner/fargate", "path: /usr/local/bin/fargate", ""},
+		{"driver in /usr/bin is not", "path: /opt/gitlab-runner/fargate", "path: /usr/bin/fargate", "directory of the OS's own programs"},
+		{"name with an escape", "# name: fargate-front", "name: \"evil\\e[31m\"", "runner.name (line"},
+		{"name with a bidi override", "# name: fargate-front", "name: \"a\u202eb\"", "control or invisible characters"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := strings.Replace(base, tc.old, tc.new, 1)
+			if doc == base {
+				t.Fatalf("%q not in the example", tc.old)
+			}
+			_, ps := Parse([]byte(doc), RoleRunner)
+			got := ""
+			if err := ps.Err(); err != nil {
+				got = err.Error()
+			}
+			if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Errorf("problems = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	for _, pre := range []string{"../", "gitlab/../../etc/", "./x/"} {
+		_, ps := Parse([]byte(backupBase+"  prefix: "+pre+"\n"), RoleGitLab)
+		if err := ps.Err(); err == nil || !strings.Contains(err.Error(), "must not contain . or .. segments") {
+			t.Errorf("prefix %q: %v", pre, err)
+		}
+	}
+}

@@ -105,3 +105,16 @@ func TestGitLabSettingsValues(t *testing.T) {
 		t.Errorf("roles = %#v", r)
 	}
 }
+
+// TestSettingsRefuseAliases: nested aliases would be expanded value by value
+// ("billion laughs"); they are refused before anything is copied.
+func TestSettingsRefuseAliases(t *testing.T) {
+	doc := "version: 1\ngitlab:\n  url: https://gitlab.example.com\n  settings:\n    gitlab_rails:\n" +
+		"      a: &a [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n      b: &b [*a,*a,*a,*a,*a,*a,*a,*a]\n" +
+		"      c: &c [*b,*b,*b,*b,*b,*b,*b,*b]\n      d: &d [*c,*c,*c,*c,*c,*c,*c,*c]\n      e: &e [*d,*d,*d,*d,*d,*d,*d,*d]\n"
+	_, ps := Parse([]byte(doc), RoleGitLab)
+	err := ps.Err()
+	if err == nil || !strings.Contains(err.Error(), "gitlab.settings (line 7): YAML aliases (*name) are not allowed") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -141,6 +141,12 @@ func (p *parser) walkSettings(n *yaml.Node, path string) bool {
 
 // convertSettings turns the settings mapping into Settings, calling report for each problem.
 func convertSettings(n *yaml.Node, path string, report func(path string, line int, msg string)) (Settings, bool) {
+	// Aliases are refused here: settings are copied value by value, so nested aliases would
+	// multiply (a few hundred bytes of "billion laughs" YAML expand to gigabytes).
+	if a := firstAlias(n); a != nil {
+		report(path, a.Line, "YAML aliases (*name) are not allowed in gitlab.settings: write the values out")
+		return Settings{}, false
+	}
 	n = deref(n)
 	if isNull(n) {
 		return Settings{}, true
@@ -338,3 +344,16 @@ func IsHashRoot(root string) bool { return slices.Contains(GitLabRBHashRoots, ro
 
 // IsCallRoot reports whether root is one of GitLabRBCallRoots.
 func IsCallRoot(root string) bool { return slices.Contains(GitLabRBCallRoots, root) }
+
+// firstAlias returns the first alias node in n's subtree, without following any.
+func firstAlias(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode {
+		return n
+	}
+	for _, c := range n.Content {
+		if a := firstAlias(c); a != nil {
+			return a
+		}
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // applyDefaults fills what the document leaves out. Numbers are defaulted only when their key is
@@ -82,6 +83,7 @@ func validate(cfg *Config, role string, p *parser) {
 	c.gitlab(&cfg.GitLab, role)
 
 	roleFit(c, cfg, role)
+	defer c.distinctPaths(cfg.Runner, cfg.Fargate)
 	if role == RoleRunner {
 		if cfg.Runner == nil {
 			c.errf("runner", "the runner section is required for role runner (see examples/runner.yaml)")
@@ -256,6 +258,11 @@ func systemPath(p string) bool {
 var userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
 
 func (c checker) runner(r *Runner) {
+	if strings.IndexFunc(r.Name, func(ch rune) bool { return unicode.IsControl(ch) || unicode.Is(unicode.Cf, ch) }) >= 0 {
+		c.errf("runner.name", "contains control or invisible characters (newline, escape, bidi override, zero-width); use plain text")
+	} else if len(r.Name) > 255 {
+		c.errf("runner.name", "is %d bytes long; keep it under 255 (it is the runner's description in GitLab)", len(r.Name))
+	}
 	if !validUserName(r.User) {
 		c.errf("runner.user", "%q is not a valid user name (lower-case letters, digits, _ and -, at most 32)", r.User)
 	}
@@ -461,9 +468,42 @@ func (c checker) driver(d *Driver) {
 	if d.URL != "" {
 		c.driverURL(d.URL)
 	}
-	c.absDir("fargate.driver.path", d.Path)
-	if !systemPath(d.Path) && strings.HasPrefix(d.Path, "/etc/") || strings.HasPrefix(d.Path, "/proc/") || strings.HasPrefix(d.Path, "/sys/") || strings.HasPrefix(d.Path, "/dev/") {
-		c.errf("fargate.driver.path", "%q is not a place for a program; the default is %s", d.Path, DefaultDriverPath)
+	c.programPath("fargate.driver.path", d.Path)
+}
+
+// programPath checks where a managed program goes: absolute, clean, not a system directory, and
+// not in the OS's own program or settings directories (/usr/local/bin is fine).
+func (c checker) programPath(field, p string) {
+	parent := path.Dir(p)
+	switch {
+	case !path.IsAbs(p):
+		c.errf(field, "must be an absolute path, got %q", p)
+	case path.Clean(p) != p:
+		c.errf(field, "must be a clean path; write %q instead of %q", path.Clean(p), p)
+	case systemDirs[p]:
+		c.errf(field, "%q is a system directory, not a file name; the default is %s", p, DefaultDriverPath)
+	case parent == "/usr/local/bin" || parent == "/usr/local/sbin":
+	case systemPath(p) || strings.HasPrefix(p, "/etc/") || strings.HasPrefix(p, "/proc/") || strings.HasPrefix(p, "/sys/") || strings.HasPrefix(p, "/dev/"):
+		c.errf(field, "%q is in a directory of the OS's own programs or settings; use %s or /usr/local/bin/fargate", p, DefaultDriverPath)
+	}
+}
+
+// distinctPaths refuses two managed places that are the same: one directory cannot be 0700
+// task metadata and 0750 builds at once, and the driver cannot be a directory.
+func (c checker) distinctPaths(r *Runner, f *Fargate) {
+	if r == nil || f == nil {
+		return
+	}
+	places := []struct{ field, path string }{
+		{"fargate.metadata_dir", f.MetadataDir}, {"runner.builds_dir", r.BuildsDir},
+		{"runner.cache_dir", r.CacheDir}, {"fargate.driver.path", f.Driver.Path},
+	}
+	for i, a := range places {
+		for _, b := range places[:i] {
+			if a.path != "" && a.path == b.path {
+				c.errf(a.field, "is the same path as %s (%s); each needs its own", b.field, a.path)
+			}
+		}
 	}
 }
 

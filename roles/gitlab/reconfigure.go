@@ -112,7 +112,7 @@ func (r *Role) reconfigure(ctx context.Context) ([]host.Step, error) {
 	if err != nil {
 		return steps, err
 	}
-	if st, err := h.EnsureAbsent(RootPasswordFile, "used by the first reconfigure"); err != nil || st.Changed {
+	if st, err := h.EnsureAbsent(RootPasswordFile, "only the first reconfigure needs it"); err != nil || st.Changed {
 		steps = append(steps, st)
 		if err != nil {
 			return steps, err

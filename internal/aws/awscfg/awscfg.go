@@ -25,14 +25,16 @@ import (
 )
 
 // Retry policy when the environment does not choose one: a first boot races IAM instance
-// profile propagation and API throttling, so allow a few more attempts than the SDK's 3, but keep
-// the backoff short so a wrong endpoint fails within seconds rather than minutes.
+// profile propagation and API throttling, so allow a few more attempts than the SDK's 3 with a
+// short backoff. Every attempt is bounded (dial and TLS 5 s, response headers 8 s; AWS APIs answer
+// in milliseconds), so an endpoint that never answers fails in under a minute (5 × 8 s plus
+// backoff), not never.
 const (
 	maxAttempts = 5
-	maxBackoff  = 5 * time.Second
+	maxBackoff  = 3 * time.Second
 
-	dialTimeout   = 10 * time.Second
-	headerTimeout = 20 * time.Second
+	dialTimeout   = 5 * time.Second
+	headerTimeout = 8 * time.Second
 )
 
 // ErrNoRegion is returned by Load when neither the caller nor the environment names a region.

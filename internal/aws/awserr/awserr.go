@@ -4,6 +4,12 @@
 // reachable with errors.As.
 package awserr
 
+import "errors"
+
+// ErrUnreachable marks a call that got no answer from the service at all (connection refused,
+// timeouts, DNS): a network path problem, not a problem with the request.
+var ErrUnreachable = errors.New("AWS service not reachable")
+
 // Error is a mapped AWS failure: Error() is the advice, Unwrap gives the
 // sentinel and the SDK's error (Cause may be nil).
 type Error struct {

@@ -121,11 +121,16 @@ func (c *Client) mapErr(name, action string, err error) error {
 			Msg: fmt.Sprintf("SSM parameter %s does not exist in %s: "+notFoundHint, name, c.region, name)}
 	}
 	var apiErr smithy.APIError
-	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "AccessDeniedException" {
-		verb := "reading"
-		if action == "ssm:PutParameter" {
-			verb = "writing"
-		}
+	verb := "reading"
+	if action == "ssm:PutParameter" {
+		verb = "writing"
+	}
+	if !errors.As(err, &apiErr) {
+		// No answer at all: the network path, not the request.
+		return &Error{Sentinel: awserr.ErrUnreachable, Cause: err,
+			Msg: fmt.Sprintf("%s SSM parameter %s: SSM in %s did not answer (%v); the instance needs outbound HTTPS to SSM: a NAT gateway, or an interface VPC endpoint com.amazonaws.%s.ssm with private DNS", verb, name, c.region, err, c.region)}
+	}
+	if apiErr.ErrorCode() != "AccessDeniedException" {
 		return fmt.Errorf("%s SSM parameter %s: %w", verb, name, err)
 	}
 	awsMsg := apiErr.ErrorMessage()
@@ -137,12 +142,12 @@ func (c *Client) mapErr(name, action string, err error) error {
 					name, awsSaid(awsMsg))}
 		}
 	}
-	verb := "read"
+	may := "read"
 	if action == "ssm:PutParameter" {
-		verb = "write"
+		may = "write"
 	}
 	return &Error{Sentinel: ErrAccessDenied, Cause: err,
-		Msg: fmt.Sprintf("the instance profile may not %s %s: it needs %s on %s%s", verb, name, action, c.paramARN(name, awsMsg), awsSaid(awsMsg))}
+		Msg: fmt.Sprintf("the instance profile may not %s %s: it needs %s on %s%s", may, name, action, c.paramARN(name, awsMsg), awsSaid(awsMsg))}
 }
 
 // decryptDenied matches both ErrDecryptDenied and ErrAccessDenied.

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 	"github.com/glbootstrap/glbootstrap/internal/testenv/standin"
@@ -35,7 +36,8 @@ func main() {
 	sandbox := flag.String("sandbox", "sandbox", "directory for the demo roots (recreated)")
 	serve := flag.String("serve", "", "after the demo, keep the stand-ins running and write to this file the environment (export lines) that points glbootstrap at them; stop with Ctrl-C")
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// SIGTERM too, so the deferred Close stops the metadata mock child process.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, *bin, *sandbox, *serve); err != nil {
 		fmt.Fprintf(os.Stderr, "demo failed: %v\n", err)
@@ -50,7 +52,7 @@ func run(ctx context.Context, bin, sandbox, serve string) error {
 	if err != nil {
 		return err
 	}
-	section("starting stand-ins: amazon-ec2-metadata-mock (IMDSv2), gofakes3 (S3), SSM, GitLab API")
+	section("starting stand-ins: amazon-ec2-metadata-mock (IMDSv2), gofakes3 (S3), SSM, GitLab API, ECS, EC2, ECR, IAM")
 	stack, err := testenv.StartStack(ctx, testenv.IMDSValues{})
 	if err != nil {
 		return err
@@ -145,11 +147,11 @@ func run(ctx context.Context, bin, sandbox, serve string) error {
 	}
 	fmt.Printf("  %d runner(s) on GitLab after 4 applies; POST /api/v4/user/runners called %d time(s)\n",
 		len(stack.GitLab.Runners()), stack.GitLab.Requests("POST", "/api/v4/user/runners"))
-	fmt.Printf("\ndemo root left in %s\n", root)
 	if err := demoDoctor(stack, root, glb); err != nil {
 		return err
 	}
 	section("demo done: every command above exited as expected (the exit 1 just above is the doctor's deliberate failure)")
+	fmt.Printf("  the converged roots are left in %s and %s\n", filepath.Join(sandbox, "gitlab"), root)
 	if serve == "" {
 		return nil
 	}
