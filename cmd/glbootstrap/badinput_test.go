@@ -6,11 +6,13 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -660,4 +662,44 @@ func TestBadInputEmptyRoot(t *testing.T) {
 	r := w.run("apply", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam, "--root", "")
 	wantCode(t, r, 2)
 	wantIn(t, "stderr", r.stderr, r, "--root is empty")
+}
+
+// TestBadInputSSMNeverAnswers: an SSM endpoint that accepts connections and
+// never answers (a broken NAT or endpoint policy) fails the run with exit 1
+// and the network fix, instead of hanging the boot.
+func TestBadInputSSMNeverAnswers(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, h := range held {
+					h.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	for i, kv := range w.env {
+		if strings.HasPrefix(kv, "AWS_ENDPOINT_URL_SSM=") {
+			w.env[i] = "AWS_ENDPOINT_URL_SSM=http://" + ln.Addr().String()
+		}
+	}
+	w.env = append(w.env, "AWS_MAX_ATTEMPTS=1") // one bounded attempt keeps the test short
+	before := w.snapshot()
+	start := time.Now()
+	r := w.apply()
+	wantCode(t, r, 1)
+	wantIn(t, "stderr", r.stderr, r, "did not answer", "VPC endpoint com.amazonaws.us-east-2.ssm", "nothing was changed")
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("took %s", d)
+	}
+	w.sameTree(before)
 }
