@@ -200,9 +200,15 @@ func TestSystemGitLabLive(t *testing.T) {
 		t.Fatalf("before apply, sshd offers %q; want Debian's default with password", got)
 	}
 	// "Reloaded" lines of ssh.service in the journal; sshd logs its SIGHUP.
-	reloads := func() int {
+	// The journal is written asynchronously, so wait up to 3 s for the count to reach want.
+	reloads := func(want int) int {
 		t.Helper()
-		return strings.Count(c.Sh(t, "journalctl -u ssh.service --no-pager -o cat"), "Received SIGHUP; restarting.")
+		for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			n := strings.Count(c.Sh(t, "journalctl --sync; journalctl -u ssh.service --no-pager -o cat"), "Received SIGHUP; restarting.")
+			if n == want || time.Now().After(deadline) {
+				return n
+			}
+		}
 	}
 	calls := func() []string {
 		t.Helper()
@@ -322,7 +328,7 @@ func TestSystemGitLabLive(t *testing.T) {
 			t.Errorf("sshd -T lacks %q", want)
 		}
 	}
-	if n := reloads(); n != 1 {
+	if n := reloads(1); n != 1 {
 		t.Errorf("ssh.service was reloaded %d times by the first apply, want 1\n%s", n, c.Sh(t, "journalctl -u ssh.service --no-pager"))
 	}
 	if got := c.Show(t, "ssh.service", "MainPID"); got != sshPID {
@@ -364,7 +370,7 @@ func TestSystemGitLabLive(t *testing.T) {
 	if n := readiness(); n != 2 {
 		t.Errorf("second apply probed readiness: %d probes in all, want still 2", n)
 	}
-	if n := reloads(); n != 1 {
+	if n := reloads(1); n != 1 {
 		t.Errorf("second apply reloaded ssh.service (%d reloads in all)", n)
 	}
 	if got := c.Show(t, liveBackupTimer, "ActiveEnterTimestampMonotonic"); got != timerSince {
@@ -454,7 +460,7 @@ func TestSystemGitLabLive(t *testing.T) {
 	if got := strings.Fields(c.Sh(t, "ls -A /etc/ssh/sshd_config.d")); strings.Join(got, " ") != "00-glbootstrap.conf 10-glb-test-listen.conf" {
 		t.Errorf("sshd_config.d after the failed check: %q, want no temp file left", got)
 	}
-	if n := reloads(); n != 1 {
+	if n := reloads(1); n != 1 {
 		t.Errorf("ssh.service reloaded after a failed check (%d reloads in all)", n)
 	}
 	ctlAfterBroken := len(calls())
@@ -472,7 +478,7 @@ func TestSystemGitLabLive(t *testing.T) {
 	if n := len(calls()); n != ctlAfterBroken {
 		t.Errorf("apply after fixing sshd_config ran gitlab-ctl again (%d calls, want %d)", n, ctlAfterBroken)
 	}
-	if n := reloads(); n != 2 {
+	if n := reloads(2); n != 2 {
 		t.Errorf("ssh.service reloads in all: %d, want 2", n)
 	}
 	if !regexp.MustCompile(`(?m)^allowusers gitlab$`).MatchString(c.Sh(t, "sshd -T")) {

@@ -260,7 +260,16 @@ func TestSystemRunnerLive(t *testing.T) {
 		!strings.Contains(broken.stdout, "0 changed, 6 unchanged, 1 failed") {
 		t.Errorf("apply with a failing ExecStart: want exit 1, the service phase failed with %q: %s", hint, broken)
 	}
-	if journal := c.Sh(t, hint+" --no-pager"); !strings.Contains(journal, "gitlab-runner-missing") {
+	// The journal is written asynchronously: give it a moment. Either systemd's own line
+	// naming the missing binary or the exec failure status (203/EXEC) says what failed.
+	var journal string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		journal = c.Sh(t, hint+" --no-pager")
+		if strings.Contains(journal, "gitlab-runner-missing") || strings.Contains(journal, "status=203/EXEC") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !strings.Contains(journal, "gitlab-runner-missing") && !strings.Contains(journal, "status=203/EXEC") {
 		t.Errorf("%s does not say what failed:\n%s", hint, journal)
 	}
 	if n := len(w.stack.GitLab.Runners()); n != 1 {
