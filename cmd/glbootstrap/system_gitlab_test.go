@@ -15,9 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -87,12 +85,7 @@ func TestSystemGitLabLive(t *testing.T) {
 	nspawn.RequireRootfs(t, rootfs, "/usr/sbin/sshd", "/usr/bin/ssh")
 	begin := time.Now()
 
-	share := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(share, "glbootstrap"), ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building glbootstrap: %v\n%s", err, out)
-	}
+	share := staticBinaryDir(t)
 
 	// The stand-ins: the GitLab config, the initial root password and no
 	// private URL in SSM; the backup bucket in us-east-2 (the IMDS region).
@@ -150,25 +143,7 @@ func TestSystemGitLabLive(t *testing.T) {
 	c := nspawn.Boot(t, rootfs, nspawn.BindRO(share, "/glb-test"))
 	booted := time.Now()
 
-	endpoints := []string{nginx.URL()}
-	for _, kv := range env {
-		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_E") && strings.HasPrefix(v, "http") {
-			endpoints = append(endpoints, v)
-		}
-	}
-	for _, e := range endpoints {
-		u, err := url.Parse(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, port, err := net.SplitHostPort(u.Host)
-		if err != nil {
-			t.Fatalf("endpoint %s: %v", e, err)
-		}
-		if _, stderr, code := c.Exec(nil, "bash", "-c", `exec 3<>"/dev/tcp/$0/$1"`, h, port); code != 0 {
-			t.Fatalf("the container cannot reach the stand-in at %s (it should share the host's network namespace): %s", e, stderr)
-		}
-	}
+	requireReachable(t, c, env, nginx.URL())
 
 	// What the AMI bake leaves: Omnibus (manifest, gitlab-ctl, gitlab.rb),
 	// glbootstrap, and sshd running with Debian's configuration (here on a

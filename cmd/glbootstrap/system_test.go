@@ -51,13 +51,7 @@ func TestSystemRunnerLive(t *testing.T) {
 	rootfs := nspawn.Prerequisites(t, "go")
 	begin := time.Now()
 
-	// The binary is static here: the container's libc need not be the host's.
-	share := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(share, "glbootstrap"), ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building glbootstrap: %v\n%s", err, out)
-	}
+	share := staticBinaryDir(t)
 	// newWorld starts the stand-ins, puts the reference config in SSM and
 	// seeds a baked runner tree; the unit and the CA are taken from that tree.
 	w := newWorld(t, testenv.IMDSValues{})
@@ -73,27 +67,7 @@ func TestSystemRunnerLive(t *testing.T) {
 	c := nspawn.Boot(t, rootfs, nspawn.BindRO(share, "/glb-test"))
 	booted := time.Now()
 
-	// 127.0.0.1 in the container is the test process's: every stand-in the
-	// binary is pointed at must be reachable from inside.
-	endpoints := []string{w.stack.GitLab.URL()}
-	for _, kv := range env {
-		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_E") && strings.HasPrefix(v, "http") {
-			endpoints = append(endpoints, v)
-		}
-	}
-	for _, e := range endpoints {
-		u, err := url.Parse(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, port, err := net.SplitHostPort(u.Host)
-		if err != nil {
-			t.Fatalf("endpoint %s: %v", e, err)
-		}
-		if _, stderr, code := c.Exec(nil, "bash", "-c", `exec 3<>"/dev/tcp/$0/$1"`, h, port); code != 0 {
-			t.Fatalf("the container cannot reach the stand-in at %s (it should share the host's network namespace): %s", e, stderr)
-		}
-	}
+	requireReachable(t, c, env, w.stack.GitLab.URL())
 
 	// What the AMI bake leaves: the package's user, binary and unit, and
 	// the CA user-data drops. Not enabled, not running.
@@ -277,4 +251,43 @@ func TestSystemRunnerLive(t *testing.T) {
 	}
 	t.Logf("build and stand-ins %s, boot %s, setup, applies and checks %s", prepared.Sub(begin).Round(time.Millisecond),
 		booted.Sub(prepared).Round(time.Millisecond), time.Since(booted).Round(time.Millisecond))
+}
+
+// staticBinaryDir builds glbootstrap statically (the container's libc need
+// not be the host's) into a new directory for the container to bind-mount.
+func staticBinaryDir(t *testing.T) string {
+	t.Helper()
+	share := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(share, "glbootstrap"), ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building glbootstrap: %v\n%s", err, out)
+	}
+	return share
+}
+
+// requireReachable fails the test unless every AWS endpoint in env and each
+// extra URL is reachable from inside c: 127.0.0.1 in the container is the
+// test process's, since the container shares the host's network namespace.
+func requireReachable(t *testing.T, c *nspawn.Container, env []string, extra ...string) {
+	t.Helper()
+	endpoints := append([]string(nil), extra...)
+	for _, kv := range env {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_E") && strings.HasPrefix(v, "http") {
+			endpoints = append(endpoints, v)
+		}
+	}
+	for _, e := range endpoints {
+		u, err := url.Parse(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, port, err := net.SplitHostPort(u.Host)
+		if err != nil {
+			t.Fatalf("endpoint %s: %v", e, err)
+		}
+		if _, stderr, code := c.Exec(nil, "bash", "-c", `exec 3<>"/dev/tcp/$0/$1"`, h, port); code != 0 {
+			t.Fatalf("the container cannot reach the stand-in at %s (it should share the host's network namespace): %s", e, stderr)
+		}
+	}
 }
