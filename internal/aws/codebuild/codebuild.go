@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/codebuild"
 	"github.com/aws/aws-sdk-go-v2/service/codebuild/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 )
 
 // Sentinels for callers; match them with errors.Is. The SDK's error stays in the chain.

@@ -7,13 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 )
 
 // Sentinels for callers; match them with errors.Is. The SDK's error stays in the chain.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"io"
 	"os"
 	"strings"
@@ -14,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 )
 
 // Sentinels for callers that map errors to exit codes; match them with errors.Is. The SDK's

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"regexp"
 	"strings"
 
@@ -17,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 )
 
 // Sentinels for callers that map errors to exit codes; match them with errors.Is. The SDK's own
