@@ -548,7 +548,7 @@ func TestBadInputTokenKeptOrReplaced(t *testing.T) {
 		before := w.snapshot()
 		p := w.plan("--output", "json")
 		wantCode(t, p, 10)
-		wantIn(t, "plan stdout", p.stdout, p, "would be created")
+		wantIn(t, "plan stdout", p.stdout, p, "would create runner")
 		w.sameTree(before)
 		if n := w.stack.GitLab.Requests("POST", "/api/v4/user/runners"); n != 1 {
 			t.Errorf("plan created a runner (POST /user/runners called %d times)", n)

@@ -15,7 +15,12 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 )
 
+// reconfigureLine is the reconfigure step under --root: gitlab-ctl cannot run there, so the
+// state records the fragment as pending for the first apply on the live system.
 const reconfigureLine = "command  /opt/gitlab/bin/gitlab-ctl reconfigure: not run"
+
+// pendingLine ends reconfigureLine's summary.
+const pendingLine = "recorded as pending: the first apply on the live system runs it"
 
 // newGitLabWorld is a stack and a root seeded as a baked GitLab AMI, the GitLab config in SSM
 // and no private URL published yet.
@@ -60,7 +65,7 @@ func TestGitLabApplyConvergesThenChangesNothing(t *testing.T) {
 	w := newGitLabWorld(t)
 
 	plan := w.gitlab("plan")
-	if plan.code != 10 || !strings.Contains(plan.stdout, "would run: GitLab was never configured") {
+	if plan.code != 10 || !strings.Contains(plan.stdout, "is not the live system): GitLab was never configured") {
 		t.Fatalf("plan on a fresh host: %s", plan)
 	}
 	noSecret(t, plan)
@@ -70,7 +75,7 @@ func TestGitLabApplyConvergesThenChangesNothing(t *testing.T) {
 		t.Fatalf("first apply: %s", first)
 	}
 	noSecret(t, first)
-	for _, want := range []string{"[gitlab] gitlab-fragment", reconfigureLine, "published https://10.0.1.20", "6 changed, 1 unchanged, 0 failed"} {
+	for _, want := range []string{"[gitlab] gitlab-fragment", reconfigureLine, pendingLine, "ssm:/glbootstrap/gitlab/private-url: created: https://10.0.1.20", "6 changed, 1 unchanged, 0 failed"} {
 		if !strings.Contains(first.stdout, want) {
 			t.Errorf("first apply output lacks %q:\n%s", want, first)
 		}
@@ -105,14 +110,17 @@ func TestGitLabApplyConvergesThenChangesNothing(t *testing.T) {
 			t.Errorf("%s: %v %v, want mode %04o", p, info, err, mode)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(w.root, "etc/gitlab/glbootstrap-initial-root-password.rb")); !os.IsNotExist(err) {
-		t.Errorf("the initial root password file is still there after the first reconfigure: %v", err)
+	// Under --root reconfigure did not run: the password file stays for the first live apply,
+	// and the state says pending, never configured.
+	if _, err := os.Stat(filepath.Join(w.root, "etc/gitlab/glbootstrap-initial-root-password.rb")); err != nil {
+		t.Errorf("the initial root password file is gone although reconfigure never ran: %v", err)
 	}
 	var st struct {
 		Configured bool   `json:"configured"`
 		SHA        string `json:"fragment_sha256"`
+		Pending    string `json:"reconfigure_pending_sha256"`
 	}
-	if err := json.Unmarshal([]byte(w.read("var/lib/glbootstrap/gitlab.json")), &st); err != nil || !st.Configured || len(st.SHA) != 64 {
+	if err := json.Unmarshal([]byte(w.read("var/lib/glbootstrap/gitlab.json")), &st); err != nil || st.Configured || st.SHA != "" || len(st.Pending) != 64 {
 		t.Errorf("state: %+v %v", st, err)
 	}
 	if v, _ := w.stack.SSM.Value(testenv.StackPrivateURL); v != "https://10.0.1.20" {
@@ -139,7 +147,10 @@ func TestGitLabApplyConvergesThenChangesNothing(t *testing.T) {
 	}
 }
 
-func TestGitLabSettingChangeReconfiguresOnce(t *testing.T) {
+// TestGitLabSettingChangeStaysPending: under --root a setting change updates the fragment and
+// the pending record, and nothing else; the live reconfigure-once behaviour is in the system
+// test (system_gitlab_test.go).
+func TestGitLabSettingChangeStaysPending(t *testing.T) {
 	w := newGitLabWorld(t)
 	if r := w.gitlab("apply"); r.code != 0 {
 		t.Fatal(r)
@@ -147,7 +158,7 @@ func TestGitLabSettingChangeReconfiguresOnce(t *testing.T) {
 	w.setGitLabConfig(strings.Replace(w.stack.GitLabConfig("", ""), "time_zone: UTC", "time_zone: Europe/Berlin", 1))
 
 	plan := w.gitlab("plan")
-	for _, want := range []string{"-gitlab_rails['time_zone'] = 'UTC'", "+gitlab_rails['time_zone'] = 'Europe/Berlin'", "would run: the managed fragment changed", "2 to change"} {
+	for _, want := range []string{"-gitlab_rails['time_zone'] = 'UTC'", "+gitlab_rails['time_zone'] = 'Europe/Berlin'", reconfigureLine, "2 to change"} {
 		if !strings.Contains(plan.stdout, want) {
 			t.Errorf("plan lacks %q:\n%s", want, plan)
 		}
@@ -156,13 +167,11 @@ func TestGitLabSettingChangeReconfiguresOnce(t *testing.T) {
 		t.Fatalf("plan: %s", plan)
 	}
 	r := w.gitlab("apply")
-	if r.code != 0 || strings.Count(r.stdout, reconfigureLine) != 1 || !strings.Contains(r.stdout, "2 changed, 5 unchanged") {
-		t.Fatalf("apply after a setting change must reconfigure exactly once: %s", r)
+	if r.code != 0 || strings.Count(r.stdout, pendingLine) != 1 || !strings.Contains(r.stdout, "2 changed, 5 unchanged") ||
+		!strings.Contains(r.stdout, "file     /var/lib/glbootstrap/gitlab.json: updated") {
+		t.Fatalf("apply after a setting change must record the new fragment as pending: %s", r)
 	}
-	if _, err := os.Stat(filepath.Join(w.root, "etc/gitlab/glbootstrap-initial-root-password.rb")); !os.IsNotExist(err) {
-		t.Error("a later reconfigure wrote the initial root password again")
-	}
-	if r := w.gitlab("apply"); r.code != 0 || strings.Contains(r.stdout, reconfigureLine) || !strings.Contains(r.stdout, "0 changed") {
+	if r := w.gitlab("apply"); r.code != 0 || !strings.Contains(r.stdout, "0 changed") {
 		t.Fatalf("apply after that: %s", r)
 	}
 }
@@ -197,7 +206,7 @@ func TestGitLabAdminLinesSurvive(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = w.gitlab("apply")
-	if r.code != 0 || strings.Count(r.stdout, reconfigureLine) != 1 {
+	if r.code != 0 || strings.Count(r.stdout, reconfigureLine) != 1 || !strings.Contains(r.stdout, "1 changed") {
 		t.Fatalf("apply after the from_file line was removed: %s", r)
 	}
 	got := w.read("etc/gitlab/gitlab.rb")
@@ -265,7 +274,7 @@ func TestRunnerFindsPublishedPrivateURL(t *testing.T) {
 	w.stack.SeedGitLabSSM()
 	w.stack.SSM.Put(testenv.StackGitLabConfigParam, w.stack.GitLabConfig(w.stack.GitLab.URL(), ""), true)
 	r := w.run("apply", "--role", "gitlab", "--config", "ssm:"+testenv.StackGitLabConfigParam, "--root", groot)
-	if r.code != 0 || !strings.Contains(r.stdout, "published "+w.stack.GitLab.URL()) {
+	if r.code != 0 || !strings.Contains(r.stdout, "created: "+w.stack.GitLab.URL()) {
 		t.Fatalf("gitlab apply: %s", r)
 	}
 	if r := w.apply(); r.code != 0 {

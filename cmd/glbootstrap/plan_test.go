@@ -19,8 +19,8 @@ func TestPlanOnFreshRootWritesNothing(t *testing.T) {
 	for _, want := range []string{
 		"would be created", // directories and files
 		"would be installed v0.5.1",
-		`would be created: runner "fargate-front"`,
-		"would be written once the runner is registered",
+		`would create runner "fargate-front"`,
+		"file     /etc/gitlab-runner/config.toml: would be created",
 		"would be enabled offline",
 	} {
 		if !strings.Contains(r.stdout, want) {

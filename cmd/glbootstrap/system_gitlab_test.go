@@ -247,7 +247,7 @@ func TestSystemGitLabLive(t *testing.T) {
 		liveBackupTimer+": enabled",
 		liveBackupTimer+": started",
 		"ssh.service: reloaded",
-		"published https://10.0.1.20",
+		"ssm:/glbootstrap/gitlab/private-url: created: https://10.0.1.20",
 	)
 	// The progress of the wait: one 503 while GitLab starts.
 	if !strings.Contains(first.stderr, "GitLab is not ready yet (attempt 1, 0s elapsed): HTTP 503") {

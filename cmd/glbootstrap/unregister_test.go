@@ -37,7 +37,7 @@ func TestUnregisterCreatedRunner(t *testing.T) {
 	}
 
 	w.stack.GitLab.AddAccessToken(testenv.StackAccessTokenVal, "create_runner", "manage_runner")
-	if r := w.unregister("--dry-run"); r.code != 0 || !strings.Contains(r.stdout, "would be deleted runner #1") || len(w.stack.GitLab.Runners()) != 2 {
+	if r := w.unregister("--dry-run"); r.code != 0 || !strings.Contains(r.stdout, "would delete runner #1") || len(w.stack.GitLab.Runners()) != 2 {
 		t.Fatalf("dry run: %s", r)
 	}
 	r = w.unregister()

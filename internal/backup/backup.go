@@ -208,8 +208,7 @@ func (r *Runner) verify(ctx context.Context, key string, size int64, what string
 
 // archives lists the application archives in ArchiveDir with their sizes.
 func (r *Runner) archives() (map[string]int64, error) {
-	dir := r.Host.Path(ArchiveDir)
-	ents, err := os.ReadDir(dir)
+	ents, err := r.Host.ReadDir(ArchiveDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s does not exist: is GitLab installed and configured (gitlab-ctl reconfigure)?", ArchiveDir)
 	}
@@ -256,7 +255,11 @@ func (r *Runner) checkDisk(existing map[string]int64) error {
 	if free == nil {
 		free = statfsFree
 	}
-	have, err := free(r.Host.Path(ArchiveDir))
+	dir, err := r.Host.Resolve(ArchiveDir)
+	if err != nil {
+		return err
+	}
+	have, err := free(dir)
 	if err != nil {
 		return fmt.Errorf("checking free space on %s: %w", ArchiveDir, err)
 	}
@@ -269,8 +272,12 @@ func (r *Runner) checkDisk(existing map[string]int64) error {
 // uploadConfig streams a gzipped tar of /etc/gitlab into S3 (no temp file)
 // and returns the bytes uploaded.
 func (r *Runner) uploadConfig(ctx context.Context, key string) (int64, error) {
+	dir, err := r.Host.Resolve(EtcGitLab)
+	if err != nil {
+		return 0, err
+	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeTar(pw, r.Host.Path(EtcGitLab))) }()
+	go func() { pw.CloseWithError(writeTar(pw, dir)) }()
 	n, err := r.Store.Upload(ctx, r.Config.Bucket, key, pr, int64(r.Config.ChunkSize), s3.SSE{KMSKeyID: r.Config.KMSKeyID})
 	pr.CloseWithError(err) // stops the writer if the upload gave up first
 	return n, err

@@ -70,12 +70,16 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	r.store = s3.New(cfg)
-	r.h = &host.Host{Root: t.TempDir()}
+	h, err := host.New(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.h = h
 	prefix := "gitlab/"
 	r.cfg = &config.Backup{Bucket: bucket, Prefix: &prefix, ChunkSize: config.MinChunkSize}
 	r.write(t, EtcGitLab+"/gitlab.rb", "external_url 'https://gitlab.example.com'\n")
 	r.write(t, EtcGitLab+"/gitlab-secrets.json", `{"gitlab_rails":{"secret_key_base":"s"}}`)
-	if err := os.MkdirAll(r.h.Path(ArchiveDir), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(r.h.Root, ArchiveDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -83,7 +87,7 @@ func newRig(t *testing.T) *rig {
 
 func (r *rig) write(t *testing.T, p, s string) {
 	t.Helper()
-	full := r.h.Path(p)
+	full := filepath.Join(r.h.Root, p)
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +109,7 @@ func (r *rig) gitlabBackup(t *testing.T, calls *[]string, upload bool, exitErr e
 		archive := "1764468000_2026_11_30_18.5.1-ee" + archiveSuffix
 		data := make([]byte, 3<<20)
 		_, _ = rand.Read(data)
-		if err := os.WriteFile(filepath.Join(r.h.Path(ArchiveDir), archive), data, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(filepath.Join(r.h.Root, ArchiveDir), archive), data, 0o600); err != nil {
 			return nil, err
 		}
 		if upload {
@@ -198,7 +202,7 @@ func TestRunFailuresNameTheStepAndRecordNoSuccess(t *testing.T) {
 		{name: "no space", step: StepDisk, contains: "a backup needs at least",
 			setup: func(t *testing.T, r *rig) {}},
 		{name: "secrets missing", step: StepDisk, contains: "gitlab-secrets.json is missing", upload: true,
-			setup: func(t *testing.T, r *rig) { os.Remove(r.h.Path(EtcGitLab + "/gitlab-secrets.json")) }},
+			setup: func(t *testing.T, r *rig) { os.Remove(filepath.Join(r.h.Root, EtcGitLab+"/gitlab-secrets.json")) }},
 		{name: "gitlab-backup fails", step: StepCreate, contains: "pg_dump: connection refused", exitErr: errors.New("exit status 1"),
 			setup: func(t *testing.T, r *rig) {}},
 		{name: "omnibus did not upload", step: StepVerify, contains: "application archive (uploaded by gitlab-backup",

@@ -9,6 +9,7 @@ import (
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/s3"
 	"github.com/glbootstrap/glbootstrap/internal/config"
+	"github.com/glbootstrap/glbootstrap/internal/host"
 )
 
 // PreflightStore is the part of S3 the preflight uses.
@@ -51,4 +52,51 @@ func Preflight(ctx context.Context, store PreflightStore, b *config.Backup, regi
 		return fmt.Errorf("deleting the test object: %w (grant s3:DeleteObject on arn:aws:s3:::%s/%s%s, or remove the object by hand)", err, b.Bucket, prefix, MarkerKey)
 	}
 	return nil
+}
+
+// Checker is the backup-preflight phase's check of the bucket, returning the step that says
+// what was checked.
+type Checker interface {
+	Check(ctx context.Context, b *config.Backup, region string) (host.Step, error)
+}
+
+// ApplyCheck returns the full Checker (Preflight: region, then a marker written and deleted)
+// on the S3 client newStore returns for the bucket's region.
+func ApplyCheck(newStore func(region string) (PreflightStore, error)) Checker {
+	return checker{newStore: newStore, write: true}
+}
+
+// PlanCheck returns the Checker for plan: it reads the bucket's region and writes nothing, in
+// S3 either.
+func PlanCheck(newStore func(region string) (PreflightStore, error)) Checker {
+	return checker{newStore: newStore}
+}
+
+type checker struct {
+	newStore func(region string) (PreflightStore, error)
+	write    bool
+}
+
+func (c checker) Check(ctx context.Context, b *config.Backup, region string) (host.Step, error) {
+	st := host.Step{Kind: "check", Target: "s3://" + b.Bucket + "/" + b.PrefixOrDefault()}
+	store, err := c.newStore(region)
+	if err != nil {
+		return st, err
+	}
+	if c.write {
+		if err := Preflight(ctx, store, b, region); err != nil {
+			return st, err
+		}
+		st.Summary = "bucket in " + region + ", instance profile may write and delete there"
+		return st, nil
+	}
+	got, err := store.BucketRegion(ctx, b.Bucket)
+	if err != nil {
+		return st, fmt.Errorf("backup bucket %s: %w", b.Bucket, err)
+	}
+	if got != region {
+		return st, fmt.Errorf("backup bucket %s is in %s, not %s: set backup.region: %s", b.Bucket, got, region, got)
+	}
+	st.Summary = "bucket in " + region + " (the write check runs at apply: plan writes nothing, in S3 either)"
+	return st, nil
 }

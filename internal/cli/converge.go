@@ -225,6 +225,7 @@ func (s *session) close() {
 	if s.unlock != nil {
 		s.unlock()
 	}
+	_ = s.host.Close()
 }
 
 // openSession does what every command that converges does first, in the
@@ -256,7 +257,7 @@ func openSession(ctx context.Context, e *env, verb string, def roleDef, source, 
 		return nil, exitf(ExitFailed, "reading instance facts: %v\nnothing was changed", err)
 	}
 	s.out = newPrinter(e, output, dryRun)
-	s.role, err = def.prepare(ctx, runtime{host: h, config: cfg, facts: facts, aws: clients, progress: s.out.progress, source: absSource(source), bakeOnly: bakeOnly})
+	s.role, err = def.prepare(ctx, runtime{host: h, config: cfg, facts: facts, aws: clients, progress: s.out.progress, source: absSource(source), bakeOnly: bakeOnly, plan: dryRun})
 	if err != nil {
 		s.close()
 		code := ExitFailed

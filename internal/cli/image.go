@@ -12,6 +12,7 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecr"
 	"github.com/glbootstrap/glbootstrap/internal/codebuild"
 	"github.com/glbootstrap/glbootstrap/internal/config"
+	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/image"
 	"github.com/glbootstrap/glbootstrap/roles/runner"
 )
@@ -154,22 +155,16 @@ func (l *lazyCoordinator) get() (*image.Coordinator, error) {
 	return l.c, l.err
 }
 
-func (l *lazyCoordinator) Repository() string { return l.rt.config.Coordinator.Repository }
-
-func (l *lazyCoordinator) Check(ctx context.Context) (image.State, error) {
+// Converge builds and pushes the image when needed, or under plan says whether it would.
+func (l *lazyCoordinator) Converge(ctx context.Context) (host.Step, error) {
 	c, err := l.get()
 	if err != nil {
-		return image.State{}, err
+		return host.Step{Kind: "remote", Target: l.rt.config.Coordinator.Repository}, err
 	}
-	return c.Check(ctx)
-}
-
-func (l *lazyCoordinator) Ensure(ctx context.Context) (image.State, bool, error) {
-	c, err := l.get()
-	if err != nil {
-		return image.State{}, false, err
+	if l.rt.plan {
+		return image.Plan(c).Converge(ctx)
 	}
-	return c.Ensure(ctx)
+	return image.Apply(c).Converge(ctx)
 }
 
 // progressWriter turns build log output into progress lines.

@@ -76,7 +76,7 @@ func (p *printer) phase(r engine.PhaseResult) {
 	}
 	fmt.Fprintf(p.e.stdout, "[%s] %-19s %-13s %s\n", r.Role, r.Phase, status, fmtDur(r.Duration))
 	for _, s := range r.Steps {
-		if s.Changed || s.Warning != "" || s.Kind == "remote" || s.Kind == "service" {
+		if s.Changed || s.Warning != "" || s.Kind == "remote" || s.Kind == "service" || s.Kind == "command" {
 			fmt.Fprintf(p.e.stdout, "    %-8s %s: %s\n", s.Kind, s.Target, s.Summary)
 		}
 		if s.Warning != "" {

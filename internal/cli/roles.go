@@ -29,6 +29,9 @@ type runtime struct {
 	source string
 	// bakeOnly is true when every selected phase is a bake phase.
 	bakeOnly bool
+	// plan wires the implementations of every effect (host, systemd, GitLab, SSM, S3,
+	// CodeBuild) that only read and record; roles never see it.
+	plan bool
 }
 
 // prepared is a role ready to converge.
@@ -82,9 +85,16 @@ func prepareRunner(ctx context.Context, rt runtime) (prepared, error) {
 			return rt.aws.preflightReaders(region)
 		},
 		NewGitLab: func(baseURL string, caPEM []byte) (runner.GitLab, error) {
-			return gitlabapi.New(baseURL, caPEM)
+			c, err := gitlabapi.New(baseURL, caPEM)
+			if err != nil {
+				return nil, err
+			}
+			if rt.plan {
+				return gitlabapi.Plan(c), nil
+			}
+			return gitlabapi.Apply(c), nil
 		},
-		Units:       systemd.For(rt.host),
+		Units:       systemd.For(rt.host, rt.plan),
 		Progress:    rt.progress,
 		Coordinator: coordinatorFor(rt),
 		BakeOnly:    rt.bakeOnly,
@@ -98,31 +108,50 @@ func prepareGitLab(ctx context.Context, rt runtime) (prepared, error) {
 		binary, _ = os.Executable()
 	}
 	return gitlab.Prepare(ctx, gitlab.Deps{
-		Host:     rt.host,
-		Config:   rt.config,
-		Facts:    gitlab.Facts{PrivateIPv4: rt.facts.PrivateIPv4, VPCCIDR: rt.facts.VPCCIDR, Region: rt.facts.Region},
-		Params:   rt.aws,
-		Progress: rt.progress,
-		NewBackupStore: func(region string) (backup.PreflightStore, error) {
-			return rt.aws.s3For(region)
-		},
-		Units:        systemd.For(rt.host),
+		Host:         rt.host,
+		Config:       rt.config,
+		Facts:        gitlab.Facts{PrivateIPv4: rt.facts.PrivateIPv4, VPCCIDR: rt.facts.VPCCIDR, Region: rt.facts.Region},
+		Params:       &ssmParams{a: rt.aws, plan: rt.plan},
+		Progress:     rt.progress,
+		BackupCheck:  backupCheck(rt),
+		Units:        systemd.For(rt.host, rt.plan),
 		ConfigSource: rt.source,
 		Binary:       binary,
 	})
 }
 
-// Put writes an SSM parameter only when its value differs (the gitlab role publishes its
-// private URL with it). Under --root it still runs: SSM is AWS, not the host.
-func (a *awsClients) Put(ctx context.Context, name, value string, secure bool) (bool, error) {
-	if a.ssm == nil {
-		c, err := a.config()
+// ssmParams is the gitlab role's Parameters: reads through the lazily made SSM client; Put
+// writes only when the value differs, or under plan only reads (SSM is AWS, not the host, so
+// --root alone does not stop it).
+type ssmParams struct {
+	a    *awsClients
+	plan bool
+}
+
+func (p *ssmParams) Get(ctx context.Context, name string) (string, error) { return p.a.Get(ctx, name) }
+
+func (p *ssmParams) Put(ctx context.Context, name, value string, secure bool) (host.Step, error) {
+	if p.a.ssm == nil {
+		c, err := p.a.config()
 		if err != nil {
-			return false, err
+			return host.Step{Kind: "remote", Target: "ssm:" + name}, err
 		}
-		a.ssm = ssm.New(c)
+		p.a.ssm = ssm.New(c)
 	}
-	return a.ssm.Put(ctx, name, value, secure)
+	if p.plan {
+		return p.a.ssm.PlanPutStep(ctx, name, value, secure)
+	}
+	return p.a.ssm.PutStep(ctx, name, value, secure)
+}
+
+// backupCheck is the backup-preflight check for rt: the full write check, or under plan the
+// region check only.
+func backupCheck(rt runtime) backup.Checker {
+	newStore := func(region string) (backup.PreflightStore, error) { return rt.aws.s3For(region) }
+	if rt.plan {
+		return backup.PlanCheck(newStore)
+	}
+	return backup.ApplyCheck(newStore)
 }
 
 // s3For returns an S3 client for region (the backup bucket's, which may

@@ -1,108 +1,255 @@
-// Package host is the target machine as glbootstrap sees it: a root
-// directory that every path is resolved under, a dry-run switch, atomic file
-// writes with owners and modes, command execution that only happens on the
-// live system, and the run lock.
+// Package host is the target machine as glbootstrap sees it: a root directory that is a
+// boundary, atomic file writes with owners and modes, command execution that only happens on
+// the live system, and the run lock.
 //
-// Every write in the project goes through a Host, so "--root DIR" and "plan"
-// (dry-run) hold for all of them at once.
+// Every file operation goes through Go's os.Root opened on the root directory, after the path
+// was resolved inside the root the way a chroot would see it (resolve.go): a symbolic link in
+// the tree, absolute or relative, is followed within the root and never takes a read or a
+// write outside it.
+//
+// A Host is made for apply or for plan (New). Reads are the same in both; every change goes
+// through a mutator: apply's acts, plan's only records the action. Code that asks a Host for a
+// change never needs to know which one it has, so a plan cannot change the tree by
+// construction.
 package host
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Host is the machine being converged.
 type Host struct {
-	// Root is the directory every absolute path is resolved under; "/" is the
-	// live system. With any other root nothing is executed on this machine:
-	// commands become reported actions.
+	// Root is the absolute directory every target path is resolved under; "/" is the live
+	// system. With any other root nothing is executed on this machine: commands become
+	// reported actions.
 	Root string
-	// DryRun makes every mutating call report what it would do and do
-	// nothing (the "plan" command).
-	DryRun bool
+
+	root *os.Root
+	m    mutator
+	log  *actionLog
 }
 
-// New returns a Host for root (made absolute and clean) in the given mode.
-func New(root string, dryRun bool) (*Host, error) {
+// ErrNoRoot means --root names a directory that does not exist (or is not a directory): a
+// usage error, and nothing is created.
+var ErrNoRoot = errors.New("no such root directory")
+
+// New opens root (made absolute and clean) as the target tree, for apply (plan false: changes
+// are made) or for plan (changes are only recorded). The root must be an existing directory:
+// a --root that does not exist is refused (errors wrap ErrNoRoot) and nothing creates it.
+// The Host holds the root open; Close releases it.
+func New(root string, plan bool) (*Host, error) {
 	if root == "" {
 		// An empty --root "$UNSET" must never silently mean the live system.
-		return nil, errors.New(`--root is empty: give a directory, or "/" for the live system`)
+		return nil, fmt.Errorf(`%w: --root is empty: give a directory, or "/" for the live system`, ErrNoRoot)
 	}
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("resolving root %q: %w", root, err)
 	}
-	if info, err := os.Stat(abs); err == nil && !info.IsDir() {
-		return nil, fmt.Errorf("--root %s is not a directory", root)
+	info, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%w: --root %s does not exist: create the directory first (glbootstrap never creates a root)", ErrNoRoot, root)
+	case err != nil:
+		return nil, fmt.Errorf("--root %s: %w", root, err)
+	case !info.IsDir():
+		return nil, fmt.Errorf("%w: --root %s is not a directory", ErrNoRoot, root)
 	}
-	return &Host{Root: abs, DryRun: dryRun}, nil
+	r, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("opening --root %s: %w", root, err)
+	}
+	h := &Host{Root: abs, root: r, log: &actionLog{}}
+	if plan {
+		h.m = h.planMutator()
+	} else {
+		h.m = &applyMutator{h: h}
+	}
+	return h, nil
 }
 
-// Live reports whether the host is the running system (root "/"), where
-// services may be started and commands run.
+// Close releases the root directory. The Host must not be used afterwards.
+func (h *Host) Close() error { return h.root.Close() }
+
+// AsPlan returns a Host on the same root that only records changes (a plan), whatever h is:
+// for a check that wants to know what a change would be without making it.
+func (h *Host) AsPlan() *Host {
+	p := &Host{Root: h.Root, root: h.root, log: &actionLog{}}
+	p.m = p.planMutator()
+	return p
+}
+
+func (h *Host) planMutator() planMutator {
+	pm := planMutator{log: h.log}
+	if !h.Live() {
+		pm.offline = h.offline()
+	}
+	return pm
+}
+
+// Planned returns the changes a plan Host recorded, in order (none for an apply Host).
+func (h *Host) Planned() []Action { return h.log.list() }
+
+// Live reports whether the host is the running system (root "/"), where services may be
+// started and commands run.
 func (h *Host) Live() bool { return h.Root == "/" }
 
-// Path resolves an absolute target path under the root. Relative paths and
-// ".." components cannot escape the root.
-func (h *Host) Path(p string) string {
-	clean := filepath.Clean("/" + p)
-	if h.Root == "/" {
-		return clean
-	}
-	return filepath.Join(h.Root, clean)
-}
-
-// ReadFile reads the target file p (resolved under the root). A missing file
-// returns an error that satisfies errors.Is(err, fs.ErrNotExist).
+// ReadFile reads the target file p. A missing file returns an error that satisfies
+// errors.Is(err, fs.ErrNotExist).
 func (h *Host) ReadFile(p string) ([]byte, error) {
-	return os.ReadFile(h.Path(p))
+	rel, err := h.resolve(p, true)
+	if err != nil {
+		return nil, err
+	}
+	b, err := h.root.ReadFile(rel)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, h.explain("reading", p, err)
+	}
+	return b, err
 }
 
-// Exists reports whether the target path exists (without following a final
-// symlink).
+// Open opens the target file p for reading.
+func (h *Host) Open(p string) (*os.File, error) {
+	rel, err := h.resolve(p, true)
+	if err != nil {
+		return nil, err
+	}
+	f, err := h.root.Open(rel)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, h.explain("opening", p, err)
+	}
+	return f, err
+}
+
+// Stat returns the file info of the target path p, following links within the root.
+func (h *Host) Stat(p string) (fs.FileInfo, error) {
+	rel, err := h.resolve(p, true)
+	if err != nil {
+		return nil, err
+	}
+	return h.root.Stat(rel)
+}
+
+// Lstat returns the file info of the target path p without following a final link.
+func (h *Host) Lstat(p string) (fs.FileInfo, error) {
+	rel, err := h.resolve(p, false)
+	if err != nil {
+		return nil, err
+	}
+	return h.root.Lstat(rel)
+}
+
+// Exists reports whether the target path exists (without following a final symlink).
 func (h *Host) Exists(p string) bool {
-	_, err := os.Lstat(h.Path(p))
+	_, err := h.Lstat(p)
 	return err == nil
 }
 
-// Action is what a step did or, in dry-run or under a non-live root, would
-// do: a command that was (or would be) run, a service that was (or would be)
-// started.
-type Action struct {
-	Command []string
-	Ran     bool
+// ReadDir lists the target directory p (names sorted).
+func (h *Host) ReadDir(p string) ([]fs.DirEntry, error) {
+	f, err := h.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.ReadDir(-1)
 }
 
-// Run executes name with args on the live system and returns its combined
-// output. Under dry-run or a root other than "/", nothing runs and Ran is
-// false in the returned Action. Secrets must never be passed in args: use
-// stdin.
-func (h *Host) Run(ctx context.Context, stdin io.Reader, name string, args ...string) (Action, []byte, error) {
-	act := Action{Command: append([]string{name}, args...)}
-	if h.DryRun || !h.Live() {
-		return act, nil, nil
+// FileSHA256 returns the lower-case hex SHA-256 of the target file, or "" with a nil error
+// when it does not exist.
+func (h *Host) FileSHA256(p string) (string, error) {
+	f, err := h.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
 	}
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = stdin
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	err := cmd.Run()
-	act.Ran = true
 	if err != nil {
-		return act, out.Bytes(), fmt.Errorf("running %s: %w\n%s", name, err, tail(out.Bytes(), 20))
+		return "", err
 	}
-	return act, out.Bytes(), nil
+	defer f.Close()
+	sum := sha256.New()
+	if _, err := io.Copy(sum, f); err != nil {
+		return "", fmt.Errorf("reading %s: %w", p, err)
+	}
+	return hex.EncodeToString(sum.Sum(nil)), nil
 }
+
+// Action is a change a plan Host recorded, or a command a Host ran or did not run.
+type Action struct {
+	// Kind is write, mkdir, chmod, chown, remove or run.
+	Kind string `json:"kind"`
+	// Target is the path, or the command line for run.
+	Target string `json:"target"`
+	// Command is the argv of a run action.
+	Command []string `json:"command,omitempty"`
+	// Ran is true when the command was executed.
+	Ran bool `json:"ran,omitempty"`
+	// NotRun says why a command was not executed: "would run" (plan) or
+	// "not run (--root DIR is not the live system)".
+	NotRun string `json:"not_run,omitempty"`
+}
+
+// Planned reports whether the action was only planned (a plan Host), as opposed to
+// executed or skipped under a --root.
+func (a Action) Planned() bool { return !a.Ran && a.NotRun == wouldRun }
+
+// Summary describes what happened to a command for a step: "ran: why", "would run: why" or
+// "not run (...): why".
+func (a Action) Summary(why string) string {
+	if a.Ran {
+		return "ran: " + why
+	}
+	return a.NotRun + ": " + why
+}
+
+const wouldRun = "would run"
+
+type actionLog struct {
+	mu sync.Mutex
+	a  []Action
+}
+
+func (l *actionLog) add(a Action) {
+	l.mu.Lock()
+	l.a = append(l.a, a)
+	l.mu.Unlock()
+}
+
+func (l *actionLog) list() []Action {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Action(nil), l.a...)
+}
+
+// Run executes name with args on the live system and returns its combined output. A plan
+// Host records it instead ("would run"); under a root other than "/" it is not run either
+// (the command belongs to the machine the tree is for). Secrets must never be passed in
+// args: use stdin.
+func (h *Host) Run(ctx context.Context, stdin io.Reader, name string, args ...string) (Action, []byte, error) {
+	return h.m.run(ctx, stdin, append([]string{name}, args...))
+}
+
+// Check runs a read-only command (sshd -t, systemd-analyze verify) on this machine whatever
+// the Host's mode, since it changes nothing; under a root other than "/" it is not run and
+// the returned Action says so.
+func (h *Host) Check(ctx context.Context, stdin io.Reader, name string, args ...string) (Action, []byte, error) {
+	argv := append([]string{name}, args...)
+	if !h.Live() {
+		return Action{Kind: "run", Target: strings.Join(argv, " "), Command: argv, NotRun: h.offline()}, nil, nil
+	}
+	return execute(ctx, stdin, argv)
+}
+
+func (h *Host) offline() string { return "not run (--root " + h.Root + " is not the live system)" }
 
 // tail returns the last n lines of b, for error messages.
 func tail(b []byte, n int) string {
@@ -112,10 +259,6 @@ func tail(b []byte, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-// ErrNotInstalled marks a missing program or file that an earlier stage
-// (the AMI bake) should have put in place.
-var ErrNotInstalled = errors.New("not installed")
 
 // IsNotExist reports whether err means a file does not exist.
 func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -22,23 +22,6 @@ func newRoot(t *testing.T) *Host {
 	return h
 }
 
-func TestPathStaysUnderRoot(t *testing.T) {
-	h := &Host{Root: "/srv/root"}
-	for in, want := range map[string]string{
-		"/etc/x":          "/srv/root/etc/x",
-		"etc/x":           "/srv/root/etc/x",
-		"/../../etc/x":    "/srv/root/etc/x",
-		"/a/../../../etc": "/srv/root/etc",
-	} {
-		if got := h.Path(in); got != want {
-			t.Errorf("Path(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if got := (&Host{Root: "/"}).Path("etc/x"); got != "/etc/x" {
-		t.Errorf("live Path = %q", got)
-	}
-}
-
 func TestEnsureFileCreateUpdateUnchanged(t *testing.T) {
 	h := newRoot(t)
 	f := File{Path: "/etc/app/config.toml", Data: []byte("token = \"s3cret\"\n"), Mode: 0o600, Secrets: []string{"s3cret"}}
@@ -52,7 +35,7 @@ func TestEnsureFileCreateUpdateUnchanged(t *testing.T) {
 	if strings.Contains(st.Diff, "s3cret") || !strings.Contains(st.Diff, "[MASKED]") {
 		t.Fatalf("diff leaks the secret or lacks the mask:\n%s", st.Diff)
 	}
-	info, err := os.Stat(h.Path(f.Path))
+	info, err := os.Stat(filepath.Join(h.Root, f.Path))
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("mode = %v, %v", info.Mode(), err)
 	}
@@ -71,15 +54,18 @@ func TestEnsureFileCreateUpdateUnchanged(t *testing.T) {
 		t.Fatalf("update: %+v %v", st, err)
 	}
 	// No temp files left behind.
-	entries, _ := os.ReadDir(filepath.Dir(h.Path(f.Path)))
+	entries, _ := os.ReadDir(filepath.Dir(filepath.Join(h.Root, f.Path)))
 	if len(entries) != 1 {
 		t.Fatalf("directory has %d entries, want 1", len(entries))
 	}
 }
 
 func TestDryRunWritesNothing(t *testing.T) {
-	h := newRoot(t)
-	h.DryRun = true
+	dir := t.TempDir()
+	h, err := New(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	st, err := h.EnsureFile(File{Path: "/etc/x", Data: []byte("a\n"), Mode: 0o644})
 	if err != nil || !st.Changed || !strings.HasPrefix(st.Summary, "would be") {
 		t.Fatalf("%+v %v", st, err)
@@ -95,7 +81,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 
 func TestEnsureFileRefusesDirectory(t *testing.T) {
 	h := newRoot(t)
-	if err := os.MkdirAll(h.Path("/etc/x"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(h.Root, "/etc/x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	_, err := h.EnsureFile(File{Path: "/etc/x", Data: []byte("a"), Mode: 0o644})
@@ -107,8 +93,8 @@ func TestEnsureFileRefusesDirectory(t *testing.T) {
 func TestOwnerResolvedUnderRoot(t *testing.T) {
 	h := newRoot(t)
 	uid, gid := os.Getuid(), os.Getgid()
-	mustWrite(t, h.Path("/etc/passwd"), fmt.Sprintf("svc:x:%d:%d::/:/bin/sh\n", uid, gid))
-	mustWrite(t, h.Path("/etc/group"), fmt.Sprintf("svc:x:%d:\n", gid))
+	mustWrite(t, filepath.Join(h.Root, "/etc/passwd"), fmt.Sprintf("svc:x:%d:%d::/:/bin/sh\n", uid, gid))
+	mustWrite(t, filepath.Join(h.Root, "/etc/group"), fmt.Sprintf("svc:x:%d:\n", gid))
 	st, err := h.EnsureDir("/opt/svc", 0o750, Owner{User: "svc", Group: "svc"})
 	if err != nil || !st.Changed {
 		t.Fatalf("%+v %v", st, err)
@@ -128,17 +114,17 @@ func TestOwnerResolvedUnderRoot(t *testing.T) {
 
 func TestWriteAtomicVerifyFailureKeepsOld(t *testing.T) {
 	h := newRoot(t)
-	mustWrite(t, h.Path("/bin/tool"), "old")
+	mustWrite(t, filepath.Join(h.Root, "/bin/tool"), "old")
 	boom := errors.New("checksum mismatch")
 	err := h.WriteAtomic("/bin/tool", strings.NewReader("new"), 0o755, Owner{}, func(string) error { return boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("err = %v", err)
 	}
-	b, _ := os.ReadFile(h.Path("/bin/tool"))
+	b, _ := os.ReadFile(filepath.Join(h.Root, "/bin/tool"))
 	if string(b) != "old" {
 		t.Fatalf("content = %q", b)
 	}
-	entries, _ := os.ReadDir(h.Path("/bin"))
+	entries, _ := os.ReadDir(filepath.Join(h.Root, "/bin"))
 	if len(entries) != 1 {
 		t.Fatalf("temp file left: %d entries", len(entries))
 	}
@@ -170,7 +156,10 @@ func TestLockHelper(t *testing.T) {
 	if root == "" {
 		t.Skip("helper process for TestLockSecondHolderFails")
 	}
-	h := &Host{Root: root}
+	h, err := New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := h.Lock(); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +187,7 @@ func TestKillDuringWriteLeavesOldOrNew(t *testing.T) {
 		time.Sleep(time.Duration(5+i*7) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
-		got, err := os.ReadFile(h.Path(target))
+		got, err := os.ReadFile(filepath.Join(h.Root, target))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,7 +212,10 @@ func TestWriterHelper(t *testing.T) {
 	if root == "" {
 		t.Skip("helper process for TestKillDuringWriteLeavesOldOrNew")
 	}
-	h := &Host{Root: root}
+	h, err := New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for {
 		if _, err := h.EnsureFile(File{Path: "/etc/gitlab-runner/config.toml", Data: bytes.Repeat([]byte("n"), 8<<20), Mode: 0o600}); err != nil {
 			t.Fatal(err)
@@ -261,7 +253,7 @@ func TestEnsureDirParentsStayReachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for p, want := range map[string]os.FileMode{"/opt": 0o755, "/opt/gitlab-runner": 0o755, "/opt/gitlab-runner/metadata": 0o700} {
-		info, err := os.Stat(h.Path(p))
+		info, err := os.Stat(filepath.Join(h.Root, p))
 		if err != nil || info.Mode().Perm() != want {
 			t.Errorf("%s: %v %v, want %04o", p, info, err, want)
 		}

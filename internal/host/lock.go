@@ -4,11 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 	"strconv"
 	"strings"
-
-	"github.com/gofrs/flock"
+	"syscall"
 )
 
 // LockPath is where the run lock lives under the root.
@@ -17,34 +16,44 @@ const LockPath = "/run/glbootstrap.lock"
 // ErrLocked means another glbootstrap run holds the lock.
 var ErrLocked = errors.New("another glbootstrap run holds the lock")
 
-// Lock takes the host's run lock (an flock(2) on /run/glbootstrap.lock under
-// the root) without waiting, so user-data and an SSM Run Command cannot
-// converge the same host at once. The returned function releases it. When
-// another process holds it, the error wraps ErrLocked and names that
-// process's PID as recorded in the file.
+// Lock takes the host's run lock without waiting: an flock(2) (exclusive, non-blocking) on
+// /run/glbootstrap.lock under the root, opened through the root like every other file, so
+// user-data, an SSM Run Command and the backup timer cannot work on the same host at once.
+// The kernel drops the lock when the process dies, however it dies. The returned function
+// releases it. When another process holds it, the error wraps ErrLocked and names that
+// process's PID as recorded in the file. The lock file is created when missing, so plan,
+// which must leave the tree as it is, does not take it.
 func (h *Host) Lock() (func(), error) {
-	p := h.Path(LockPath)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", filepath.Dir(LockPath), err)
-	}
-	fl := flock.New(p)
-	ok, err := fl.TryLock()
+	rel, err := h.resolve(LockPath, true)
 	if err != nil {
-		return nil, fmt.Errorf("taking %s: %w", LockPath, err)
+		return nil, err
 	}
-	if !ok {
+	if err := h.root.MkdirAll(path.Dir(rel), 0o755); err != nil {
+		return nil, h.explain("creating", path.Dir(LockPath), err)
+	}
+	f, err := h.root.OpenFile(rel, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, h.explain("opening", LockPath, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("taking %s: %w", LockPath, err)
+		}
 		holder := "another process"
-		if b, err := os.ReadFile(p); err == nil {
+		if b, err := h.root.ReadFile(rel); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 				holder = "process " + strconv.Itoa(pid)
 			}
 		}
-		return nil, fmt.Errorf("%w: %s holds %s; wait for it to finish (user-data and SSM Run Command may overlap) and run again", ErrLocked, holder, p)
+		return nil, fmt.Errorf("%w: %s holds %s; wait for it to finish (user-data, SSM Run Command and the backup timer may overlap) and run again", ErrLocked, holder, path.Join(h.Root, LockPath))
 	}
 	// The PID is only a hint for the message above; the flock is the lock.
-	if f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0o644); err == nil {
-		_, _ = f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
-		_ = f.Close()
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return func() { _ = fl.Unlock() }, nil
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+	}, nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -40,7 +39,7 @@ func (h *Host) lookupOwner(o Owner) (uid, gid int, err error) {
 // lookupDB finds name in a colon-separated database file under the root
 // and returns the numeric fields at positions idA and idB (-1 = unused).
 func (h *Host) lookupDB(file, name string, idA, idB int) (int, int, error) {
-	f, err := os.Open(h.Path(file))
+	f, err := h.Open(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return -1, -1, fmt.Errorf("%w: %s is missing under %s", ErrNoSuchUser, file, h.Root)
 	}

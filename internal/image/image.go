@@ -21,6 +21,7 @@ import (
 
 	cb "github.com/glbootstrap/glbootstrap/internal/aws/codebuild"
 	"github.com/glbootstrap/glbootstrap/internal/codebuild"
+	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/templates/buildspec"
 	"github.com/glbootstrap/glbootstrap/templates/coordinator"
 )
@@ -245,4 +246,68 @@ func (c *Coordinator) Check(ctx context.Context) (State, error) { return c.Push.
 // Ensure builds and pushes the image unless it is already latest (or Force).
 func (c *Coordinator) Ensure(ctx context.Context) (State, bool, error) {
 	return c.Push.Ensure(ctx, c.Context, c.Force)
+}
+
+// Converger keeps ECR's latest the coordinator image of the current build context and
+// returns the step saying what it did (Apply) or would do (Plan).
+type Converger interface {
+	Converge(ctx context.Context) (host.Step, error)
+}
+
+// Source is what a Converger needs of a Coordinator.
+type Source interface {
+	Check(ctx context.Context) (State, error)
+	Ensure(ctx context.Context) (State, bool, error)
+}
+
+// Apply returns the Converger that builds and pushes through CodeBuild when needed.
+func Apply(c *Coordinator) Converger { return ApplyTo(c.Repository(), c) }
+
+// Plan returns the Converger that only reads the repository and says what apply would do.
+func Plan(c *Coordinator) Converger { return PlanTo(c.Repository(), c) }
+
+// ApplyTo is Apply for any Source of the repository URI repo.
+func ApplyTo(repo string, s Source) Converger { return applyConv{repo, s} }
+
+// PlanTo is Plan for any Source of the repository URI repo.
+func PlanTo(repo string, s Source) Converger { return planConv{repo, s} }
+
+type applyConv struct {
+	repo string
+	c    Source
+}
+
+func (a applyConv) Converge(ctx context.Context) (host.Step, error) {
+	target := a.repo + ":" + LatestTag
+	st, built, err := a.c.Ensure(ctx)
+	if err != nil {
+		return host.Step{Kind: "remote", Target: target, Changed: built}, fmt.Errorf("coordinator image %s: %w", st.Tag, err)
+	}
+	if !built {
+		return host.Step{Kind: "remote", Target: target, Summary: "up to date (" + st.Tag + ", " + st.LatestDigest + ")"}, nil
+	}
+	return host.Step{Kind: "remote", Target: target, Changed: true,
+		Summary: fmt.Sprintf("built %s with CodeBuild and pushed it as latest (%s)", st.Tag, st.LatestDigest)}, nil
+}
+
+type planConv struct {
+	repo string
+	c    Source
+}
+
+func (p planConv) Converge(ctx context.Context) (host.Step, error) {
+	target := p.repo + ":" + LatestTag
+	st, err := p.c.Check(ctx)
+	if err != nil {
+		return host.Step{Kind: "remote", Target: target}, fmt.Errorf("coordinator image %s: %w", st.Tag, err)
+	}
+	force := false
+	if f, ok := p.c.(*Coordinator); ok {
+		force = f.Force
+	}
+	if st.Current() && !force {
+		return host.Step{Kind: "remote", Target: target, Summary: "up to date (" + st.Tag + ", " + st.LatestDigest + ")"}, nil
+	}
+	return host.Step{Kind: "remote", Target: target, Changed: true,
+		Summary: fmt.Sprintf("would build %s with CodeBuild and push it as latest (latest is now %s)", st.Tag, orNone(st.LatestDigest))}, nil
 }

@@ -18,22 +18,28 @@ import (
 )
 
 // Manager enables and starts units, each call reading the unit's state
-// first and acting only on a difference.
+// first and acting only on a difference. The returned step's summary is the
+// implementation's: what it did, or under plan what it would do.
 type Manager interface {
 	Enable(ctx context.Context, unit string) (host.Step, error)
 	Start(ctx context.Context, unit string) (host.Step, error)
 	// Restart reloads systemd's view of changed unit files (daemon-reload)
-	// and restarts unit, for when its file changed. Offline it does nothing.
+	// and restarts unit, for when its file or its configuration changed.
+	// Offline it does nothing.
 	Restart(ctx context.Context, unit string) (host.Step, error)
+	// Reload asks a running unit to reread its configuration (ExecReload,
+	// e.g. sshd). Offline it does nothing.
+	Reload(ctx context.Context, unit string) (host.Step, error)
 }
 
 // For returns the manager that fits h: D-Bus on the live system, offline
-// systemctl --root otherwise.
-func For(h *host.Host) Manager {
+// systemctl --root otherwise. With plan, it reads the units' state like the
+// other and records what it would change instead of changing it.
+func For(h *host.Host, plan bool) Manager {
 	if h.Live() {
-		return &Live{dry: h.DryRun}
+		return &Live{plan: plan}
 	}
-	return &Offline{Root: h.Root, DryRun: h.DryRun}
+	return &Offline{Host: h, Plan: plan}
 }
 
 // unitDirs are where unit files may live (systemd.unit(5), system units).
@@ -45,15 +51,17 @@ var ErrNoUnit = errors.New("unit file not installed")
 // Offline enables units in a root directory with "systemctl --root=DIR"
 // (which only creates the [Install] symlinks) and never starts anything.
 type Offline struct {
-	Root   string
-	DryRun bool
+	// Host is the tree; unit files are looked up in it.
+	Host *host.Host
+	// Plan makes Enable report what it would do and do nothing.
+	Plan bool
 }
 
 // Enable runs "systemctl --root=DIR enable UNIT" unless is-enabled already
 // says enabled.
 func (o *Offline) Enable(ctx context.Context, unit string) (host.Step, error) {
 	st := host.Step{Kind: "service", Target: unit}
-	h := &host.Host{Root: o.Root}
+	h, root := o.Host, o.Host.Root
 	found := false
 	for _, d := range unitDirs {
 		if h.Exists(d + "/" + unit) {
@@ -61,7 +69,7 @@ func (o *Offline) Enable(ctx context.Context, unit string) (host.Step, error) {
 			break
 		}
 	}
-	if !found && o.DryRun {
+	if !found && o.Plan {
 		// Under plan an earlier step of the same phase may only have said it
 		// would install the unit.
 		st.Changed, st.Summary = true, "would be enabled offline once its unit file is installed"
@@ -69,21 +77,21 @@ func (o *Offline) Enable(ctx context.Context, unit string) (host.Step, error) {
 	}
 	if !found {
 		return st, fmt.Errorf("%w: %s is in none of %s under %s; the package that provides it (for gitlab-runner: \"gitlab-runner install\") should have put it there",
-			ErrNoUnit, unit, strings.Join(unitDirs, ", "), o.Root)
+			ErrNoUnit, unit, strings.Join(unitDirs, ", "), root)
 	}
-	out, _ := exec.CommandContext(ctx, "systemctl", "--root="+o.Root, "is-enabled", unit).CombinedOutput()
+	out, _ := exec.CommandContext(ctx, "systemctl", "--root="+root, "is-enabled", unit).CombinedOutput()
 	if strings.TrimSpace(string(out)) == "enabled" {
 		st.Summary = "enabled (offline)"
 		return st, nil
 	}
 	st.Changed = true
 	st.Summary = "enabled offline (systemctl --root)"
-	if o.DryRun {
+	if o.Plan {
 		st.Summary = "would be " + st.Summary
 		return st, nil
 	}
-	if out, err := exec.CommandContext(ctx, "systemctl", "--root="+o.Root, "enable", unit).CombinedOutput(); err != nil {
-		return st, fmt.Errorf("systemctl --root=%s enable %s: %w: %s", o.Root, unit, err, strings.TrimSpace(string(out)))
+	if out, err := exec.CommandContext(ctx, "systemctl", "--root="+root, "enable", unit).CombinedOutput(); err != nil {
+		return st, fmt.Errorf("systemctl --root=%s enable %s: %w: %s", root, unit, err, strings.TrimSpace(string(out)))
 	}
 	return st, nil
 }
@@ -92,16 +100,24 @@ func (o *Offline) Enable(ctx context.Context, unit string) (host.Step, error) {
 // unit in. The step says so and is not a change, so a converged root
 // reports 0 changed.
 func (o *Offline) Start(ctx context.Context, unit string) (host.Step, error) {
-	return host.Step{Kind: "service", Target: unit, Summary: "not started: --root " + o.Root + " is not the live system"}, nil
+	return host.Step{Kind: "service", Target: unit, Summary: "not started: --root " + o.Host.Root + " is not the live system"}, nil
 }
 
 // Restart does nothing under a root: the next boot reads the new unit.
 func (o *Offline) Restart(ctx context.Context, unit string) (host.Step, error) {
-	return host.Step{Kind: "service", Target: unit, Summary: "not restarted: --root " + o.Root + " is not the live system"}, nil
+	return host.Step{Kind: "service", Target: unit, Summary: "not restarted: --root " + o.Host.Root + " is not the live system"}, nil
+}
+
+// Reload does nothing under a root: the next boot reads the new configuration.
+func (o *Offline) Reload(ctx context.Context, unit string) (host.Step, error) {
+	return host.Step{Kind: "service", Target: unit, Summary: "not reloaded: --root " + o.Host.Root + " is not the live system"}, nil
 }
 
 // Live talks to the running systemd over D-Bus.
-type Live struct{ dry bool }
+type Live struct {
+	// plan reads states and reports what would change, changing nothing.
+	plan bool
+}
 
 func (l *Live) conn(ctx context.Context) (*dbus.Conn, error) {
 	c, err := dbus.NewSystemConnectionContext(ctx)
@@ -128,7 +144,7 @@ func (l *Live) Enable(ctx context.Context, unit string) (host.Step, error) {
 		return st, nil
 	}
 	st.Changed, st.Summary = true, "enabled"
-	if l.dry {
+	if l.plan {
 		st.Summary = "would be enabled"
 		return st, nil
 	}
@@ -155,7 +171,7 @@ func (l *Live) Start(ctx context.Context, unit string) (host.Step, error) {
 		return st, nil
 	}
 	st.Changed = true
-	if l.dry {
+	if l.plan {
 		st.Summary = "would be started"
 		return st, nil
 	}
@@ -164,8 +180,8 @@ func (l *Live) Start(ctx context.Context, unit string) (host.Step, error) {
 	if _, err := c.StartUnitContext(ctx, unit, "replace", done); err != nil {
 		return st, fmt.Errorf("starting %s: %w", unit, err)
 	}
-	if res := <-done; res != "done" {
-		return st, fmt.Errorf("starting %s: job %s; see journalctl -u %s", unit, res, unit)
+	if err := waitJob(ctx, done, "starting", unit); err != nil {
+		return st, err
 	}
 	// A Type=simple service (gitlab-runner's package unit) counts as started as soon as its
 	// process is forked; one that dies at once then sits in "activating (auto-restart)" and the
@@ -208,7 +224,7 @@ func (l *Live) settled(ctx context.Context, c *dbus.Conn, unit string) error {
 // Restart runs daemon-reload, then restarts unit and waits for the job.
 func (l *Live) Restart(ctx context.Context, unit string) (host.Step, error) {
 	st := host.Step{Kind: "service", Target: unit, Changed: true, Summary: "restarted (unit file changed)"}
-	if l.dry {
+	if l.plan {
 		st.Summary = "would be restarted (unit file changed)"
 		return st, nil
 	}
@@ -224,8 +240,46 @@ func (l *Live) Restart(ctx context.Context, unit string) (host.Step, error) {
 	if _, err := c.RestartUnitContext(ctx, unit, "replace", done); err != nil {
 		return st, fmt.Errorf("restarting %s: %w", unit, err)
 	}
-	if res := <-done; res != "done" {
-		return st, fmt.Errorf("restarting %s: job %s; see journalctl -u %s", unit, res, unit)
+	if err := waitJob(ctx, done, "restarting", unit); err != nil {
+		return st, err
 	}
 	return st, nil
+}
+
+// Reload reloads unit (its ExecReload) and waits for the job.
+func (l *Live) Reload(ctx context.Context, unit string) (host.Step, error) {
+	st := host.Step{Kind: "service", Target: unit, Changed: true, Summary: "reloaded"}
+	if l.plan {
+		st.Summary = "would be reloaded"
+		return st, nil
+	}
+	c, err := l.conn(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer c.Close()
+	done := make(chan string, 1)
+	if _, err := c.ReloadUnitContext(ctx, unit, "replace", done); err != nil {
+		st.Summary = "reload failed"
+		return st, fmt.Errorf("reloading %s: %w", unit, err)
+	}
+	if err := waitJob(ctx, done, "reloading", unit); err != nil {
+		st.Summary = "reload failed"
+		return st, err
+	}
+	return st, nil
+}
+
+// waitJob waits for a systemd job's result, or for ctx (an interrupted run stops waiting;
+// the job itself goes on in systemd).
+func waitJob(ctx context.Context, done <-chan string, verb, unit string) error {
+	select {
+	case res := <-done:
+		if res != "done" {
+			return fmt.Errorf("%s %s: job %s; see journalctl -u %s", verb, unit, res, unit)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s %s: stopped waiting for the systemd job: %w", verb, unit, ctx.Err())
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/glbootstrap/glbootstrap/internal/host"
 )
 
 func needSystemctl(t *testing.T) {
@@ -34,11 +36,15 @@ func TestOfflineEnable(t *testing.T) {
 	needSystemctl(t)
 	root := t.TempDir()
 	ctx := context.Background()
-	m := &Offline{Root: root}
+	h, err := host.New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Offline{Host: h}
 	if _, err := m.Enable(ctx, "demo.service"); !errors.Is(err, ErrNoUnit) || !strings.Contains(err.Error(), "demo.service is in none of") {
 		t.Fatalf("missing unit: %v", err)
 	}
-	dry := &Offline{Root: root, DryRun: true}
+	dry := &Offline{Host: h.AsPlan(), Plan: true}
 	if st, err := dry.Enable(ctx, "demo.service"); err != nil || !st.Changed || !strings.HasPrefix(st.Summary, "would be") {
 		t.Fatalf("dry run before the unit exists: %+v %v", st, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/glbootstrap/glbootstrap/internal/backup"
 	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/host"
@@ -74,38 +73,18 @@ func backupStatements(cfg *config.Config, f Facts) ([]string, error) {
 // backupPreflight checks with the instance profile that the bucket is in
 // the expected region and that a marker object can be written (with the
 // configured encryption) and deleted, so a nightly backup does not fail at
-// 2 a.m. for a reason visible now. Under plan only the region is checked:
-// plan writes nothing, in S3 either.
+// 2 a.m. for a reason visible now. Under plan the checker wired in
+// (backup.PlanCheck) reads the region only: plan writes nothing, in S3 either.
 func (r *Role) backupPreflight(ctx context.Context) ([]host.Step, error) {
 	b := r.cfg.Backup
 	if b == nil {
 		return nil, engine.Skip(notConfigured)
 	}
-	if r.d.NewBackupStore == nil {
+	if r.d.BackupCheck == nil {
 		return nil, fmt.Errorf("no S3 client for the backup checks")
 	}
-	region := backupRegion(b, r.d.Facts)
-	store, err := r.d.NewBackupStore(region)
-	if err != nil {
-		return nil, err
-	}
-	st := host.Step{Kind: "check", Target: "s3://" + b.Bucket + "/" + b.PrefixOrDefault()}
-	if r.d.Host.DryRun {
-		got, err := store.BucketRegion(ctx, b.Bucket)
-		if err != nil {
-			return nil, fmt.Errorf("backup bucket %s: %w", b.Bucket, err)
-		}
-		if got != region {
-			return nil, fmt.Errorf("backup bucket %s is in %s, not %s: set backup.region: %s", b.Bucket, got, region, got)
-		}
-		st.Summary = "bucket in " + region + " (write check skipped under plan)"
-		return []host.Step{st}, nil
-	}
-	if err := backup.Preflight(ctx, store, b, region); err != nil {
-		return nil, err
-	}
-	st.Summary = "bucket in " + region + ", instance profile may write and delete there"
-	return []host.Step{st}, nil
+	st, err := r.d.BackupCheck.Check(ctx, b, backupRegion(b, r.d.Facts))
+	return []host.Step{st}, err
 }
 
 // unitData fills the backup unit templates.

@@ -72,8 +72,11 @@ func TestBackupUnitsVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := t.TempDir()
-	h := &host.Host{Root: root}
-	r := &Role{cfg: parse(t, backupDoc), d: Deps{Host: h, Units: systemd.For(h), ConfigSource: "ssm:/glbootstrap/gitlab/config", Binary: self}}
+	h, err := host.New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Role{cfg: parse(t, backupDoc), d: Deps{Host: h, Units: systemd.For(h, false), ConfigSource: "ssm:/glbootstrap/gitlab/config", Binary: self}}
 	steps, err := r.backupTimer(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -123,9 +126,12 @@ func TestBackupUnitsVerify(t *testing.T) {
 }
 
 func TestBackupTimerRefusesStdinSource(t *testing.T) {
-	h := &host.Host{Root: t.TempDir()}
-	r := &Role{cfg: parse(t, backupDoc), d: Deps{Host: h, Units: systemd.For(h), ConfigSource: "-"}}
-	_, err := r.backupTimer(context.Background())
+	h, err := host.New(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Role{cfg: parse(t, backupDoc), d: Deps{Host: h, Units: systemd.For(h, false), ConfigSource: "-"}}
+	_, err = r.backupTimer(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "cannot come from stdin") {
 		t.Fatalf("err = %v", err)
 	}

@@ -158,7 +158,7 @@ func (r *Role) gitlabRBInclude(ctx context.Context) ([]host.Step, error) {
 	case includeRE.Match(old):
 		return []host.Step{{Kind: "file", Target: GitLabRB, Summary: "loads " + FragmentPath}}, nil
 	default:
-		if info, err := statTarget(h, GitLabRB); err == nil {
+		if info, err := h.Stat(GitLabRB); err == nil {
 			mode = info.Mode().Perm()
 		}
 		data = append([]byte(nil), old...)

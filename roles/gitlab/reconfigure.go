@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
-	"os"
 	"time"
 
 	"github.com/glbootstrap/glbootstrap/internal/host"
@@ -64,9 +62,11 @@ func (r *Role) reconfigureReason() string {
 // reconfigure runs gitlab-ctl reconfigure when reconfigureReason says so, records what it applied
 // in the state file, removes the initial root password, and waits for /-/readiness.
 //
-// Under plan it is a "would run" step. Under a --root other than / it is a reported action that
-// counts as a change and is recorded like a real run, so the tree converges (a second apply
-// reports 0 changed); nothing is waited for.
+// The command goes through the Host: under plan it is only recorded ("would run"). Under a
+// --root other than / it cannot run (it belongs to the machine the tree is for): the state then
+// records the fragment as pending, never as configured, and the root password file stays, so
+// the first apply on the live system runs it. A second apply under the same root changes
+// nothing.
 func (r *Role) reconfigure(ctx context.Context) ([]host.Step, error) {
 	h := r.d.Host
 	why := r.reconfigureReason()
@@ -75,36 +75,36 @@ func (r *Role) reconfigure(ctx context.Context) ([]host.Step, error) {
 		return []host.Step{{Kind: "command", Target: cmd,
 			Summary: "not needed: the applied fragment is current (sha256 " + r.fragmentSHA256()[:12] + ")"}}, nil
 	}
-	act := host.Step{Kind: "command", Target: cmd, Changed: true}
-	switch {
-	case h.DryRun:
-		act.Summary = "would run: " + why
-		return []host.Step{act}, nil
-	case !h.Live():
-		act.Summary = "not run (--root " + h.Root + " is not the live system): " + why
-	default:
-		if r.d.Progress != nil {
-			r.d.Progress("running gitlab-ctl reconfigure (" + why + "); the first one takes several minutes")
-		}
-		if _, _, err := h.Run(ctx, nil, GitLabCtl, "reconfigure"); err != nil {
-			steps := []host.Step{act}
-			if r.state.Configured {
-				// Forget what was applied, so the next apply reconfigures even if nothing changes.
-				failed := r.state
-				failed.FragmentSHA256 = ""
-				st, werr := r.writeState(failed)
-				steps = append(steps, st)
-				if werr != nil {
-					return steps, fmt.Errorf("%w; recording the failure: %v", err, werr)
-				}
-			}
-			act.Summary = "failed: " + why
-			steps[0] = act
-			return steps, fmt.Errorf("gitlab-ctl reconfigure failed; fix the cause (the output above, /var/log/gitlab/reconfigure/) and run apply again: %w", err)
-		}
-		act.Summary = "ran: " + why
+	if r.d.Progress != nil && h.Live() {
+		r.d.Progress("gitlab-ctl reconfigure (" + why + "); the first one takes several minutes")
 	}
-	steps := []host.Step{act}
+	act, _, err := h.Run(ctx, nil, GitLabCtl, "reconfigure")
+	step := host.Step{Kind: "command", Target: cmd, Changed: act.Ran || act.Planned(), Summary: act.Summary(why)}
+	switch {
+	case act.Planned():
+		return []host.Step{step}, nil
+	case !act.Ran:
+		step.Summary += "; recorded as pending: the first apply on the live system runs it"
+		pending := r.state
+		pending.PendingSHA256 = r.fragmentSHA256()
+		st, err := r.writeState(pending)
+		return []host.Step{step, st}, err
+	case err != nil:
+		steps := []host.Step{step}
+		if r.state.Configured {
+			// Forget what was applied, so the next apply reconfigures even if nothing changes.
+			failed := r.state
+			failed.FragmentSHA256 = ""
+			st, werr := r.writeState(failed)
+			steps = append(steps, st)
+			if werr != nil {
+				return steps, fmt.Errorf("%w; recording the failure: %v", err, werr)
+			}
+		}
+		steps[0].Summary = "failed: " + why
+		return steps, fmt.Errorf("gitlab-ctl reconfigure failed; fix the cause (the output above, /var/log/gitlab/reconfigure/) and run apply again: %w", err)
+	}
+	steps := []host.Step{step}
 	wasConfigured := r.state.Configured
 	r.state = State{Configured: true, FragmentSHA256: r.fragmentSHA256(), ReconfiguredAt: time.Now().UTC().Truncate(time.Second)}
 	st, err := r.writeState(r.state)
@@ -128,9 +128,6 @@ func (r *Role) reconfigure(ctx context.Context) ([]host.Step, error) {
 			}
 		}
 	}
-	if !h.Live() {
-		return steps, nil
-	}
 	wait := r.d.WaitReady
 	if wait == nil {
 		wait = loopbackReadiness(r.cfg).wait
@@ -142,5 +139,3 @@ func (r *Role) reconfigure(ctx context.Context) ([]host.Step, error) {
 	steps = append(steps, host.Step{Kind: "remote", Target: "/-/readiness", Summary: fmt.Sprintf("ready after %s", time.Since(t).Round(time.Second))})
 	return steps, nil
 }
-
-func statTarget(h *host.Host, p string) (fs.FileInfo, error) { return os.Stat(h.Path(p)) }

@@ -63,9 +63,10 @@ type Facts struct {
 type Parameters interface {
 	// Get returns a parameter's value, decrypted; errors wrap ssm.ErrNotFound when it is missing.
 	Get(ctx context.Context, name string) (string, error)
-	// Put makes name hold value (String, or SecureString when secure) and reports whether it
-	// wrote, reading first so an unchanged value is not written again.
-	Put(ctx context.Context, name, value string, secure bool) (changed bool, err error)
+	// Put makes name hold value (String, or SecureString when secure), reading first so an
+	// unchanged value is not written again, and returns the step that says what it did (or,
+	// under plan, would do). A SecureString's value is never in the step.
+	Put(ctx context.Context, name, value string, secure bool) (host.Step, error)
 }
 
 // Deps are what the role needs from the outside world; each phase uses a few of them.
@@ -80,8 +81,9 @@ type Deps struct {
 	WaitReady func(ctx context.Context, timeout time.Duration, progress func(string)) error
 	// Progress receives human progress lines (waiting for GitLab...).
 	Progress func(string)
-	// NewBackupStore returns an S3 client for the backup bucket's region (backup-preflight).
-	NewBackupStore func(region string) (backup.PreflightStore, error)
+	// BackupCheck checks the backup bucket (backup-preflight): backup.ApplyCheck, or
+	// backup.PlanCheck under plan.
+	BackupCheck backup.Checker
 	// Units enables and starts the backup timer.
 	Units systemd.Manager
 	// ConfigSource is the --config apply was given; the backup service reads it again.
@@ -107,10 +109,14 @@ type Role struct {
 // State is /var/lib/glbootstrap/gitlab.json: what the last successful gitlab-ctl reconfigure
 // applied. A reconfigure that fails clears FragmentSHA256, so the next apply tries again.
 type State struct {
-	// Configured is true once a reconfigure has run (or, under --root, been reported).
+	// Configured is true once a reconfigure has run on the live system.
 	Configured bool `json:"configured"`
 	// FragmentSHA256 is the hex SHA-256 of the fragment that reconfigure applied.
 	FragmentSHA256 string `json:"fragment_sha256"`
+	// PendingSHA256 is the fragment an apply under --root wanted applied but could not run
+	// gitlab-ctl reconfigure for ("reconfigure pending"); the first apply on the live system
+	// runs it.
+	PendingSHA256 string `json:"reconfigure_pending_sha256,omitempty"`
 	// ReconfiguredAt is when (UTC).
 	ReconfiguredAt time.Time `json:"reconfigured_at"`
 }

@@ -1,12 +1,10 @@
 package gitlab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"regexp"
-	"strings"
 
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/render"
@@ -24,49 +22,36 @@ func renderSSHDropIn(gitUser string) ([]byte, error) {
 	return render.Template(templates.FS, sshdTemplate, funcs, struct{ Header, GitUser string }{render.Header, gitUser})
 }
 
-// sshd installs the drop-in that keeps git over SSH for the git user only. On the live system the
-// new file is checked with "sshd -t" on a configuration that reads it first and then the host's
-// whole sshd_config, before it replaces the old one: a failing check leaves the old drop-in in
-// place and fails the phase with sshd's words. sshd is reloaded only when the file changed, and
-// only on the live system; under --root neither the check nor the reload runs (the drop-in's
-// text is fixed but for the user name, and the tests check it with sshd -t).
+// sshd installs the drop-in that keeps git over SSH for the git user only. The new file is
+// checked with "sshd -t" on a configuration that reads it first and then the host's whole
+// sshd_config, before it replaces the old one: a failing check leaves the old drop-in in place
+// and fails the phase with sshd's words. sshd is reloaded only when the file changed. Under a
+// --root other than / neither the check nor the reload runs on this machine (the Host and the
+// unit manager say so in their steps; the tests check the drop-in's text with sshd -t).
 func (r *Role) sshd(ctx context.Context) ([]host.Step, error) {
 	h := r.d.Host
 	data, err := renderSSHDropIn(r.gitUser)
 	if err != nil {
 		return nil, err
 	}
-	f := host.File{Path: SSHDropIn, Data: data, Mode: 0o644}
-	// The same comparison and diff as EnsureFile, without writing: the write needs a check.
-	dry := *h
-	dry.DryRun = true
-	st, err := dry.EnsureFile(f)
-	if err != nil || !st.Changed || h.DryRun {
-		if st.Changed {
-			return []host.Step{st, {Kind: "service", Target: "sshd", Changed: true, Summary: "would be reloaded"}}, err
-		}
-		return []host.Step{st}, err
-	}
-	st.Summary = strings.TrimPrefix(st.Summary, "would be ")
-	var verify func(string) error
-	if h.Live() {
-		verify = func(tmp string) error { return r.checkSSHD(ctx, tmp) }
-	}
-	if err := h.WriteAtomic(SSHDropIn, bytes.NewReader(data), f.Mode, f.Owner, verify); err != nil {
+	st, err := h.EnsureFileChecked(host.File{Path: SSHDropIn, Data: data, Mode: 0o644},
+		func(tmp string) error { return r.checkSSHD(ctx, tmp) })
+	if err != nil {
 		st.Changed, st.Summary, st.Diff = false, "kept the old drop-in", ""
 		return []host.Step{st}, err
 	}
-	if !h.Live() {
-		return []host.Step{st, {Kind: "service", Target: "sshd",
-			Summary: "not checked with sshd -t nor reloaded: --root " + h.Root + " is not the live system"}}, nil
+	if !st.Changed {
+		return []host.Step{st}, nil
 	}
 	unit := "ssh.service" // Debian and Ubuntu
 	if !h.Exists("/lib/systemd/system/ssh.service") && !h.Exists("/usr/lib/systemd/system/ssh.service") {
 		unit = "sshd.service" // Amazon Linux, RHEL
 	}
-	rl := host.Step{Kind: "service", Target: unit, Changed: true, Summary: "reloaded"}
-	if _, _, err := h.Run(ctx, nil, "systemctl", "reload", unit); err != nil {
-		rl.Summary = "reload failed"
+	if r.d.Units == nil {
+		return []host.Step{st}, fmt.Errorf("no systemd manager available")
+	}
+	rl, err := r.d.Units.Reload(ctx, unit)
+	if err != nil {
 		return []host.Step{st, rl}, fmt.Errorf("the new drop-in passed sshd -t but reloading sshd failed; run systemctl reload %s: %w", unit, err)
 	}
 	return []host.Step{st, rl}, nil
@@ -85,7 +70,7 @@ func (r *Role) checkSSHD(ctx context.Context, candidate string) error {
 	if err := cfg.Close(); err != nil {
 		return fmt.Errorf("checking the sshd drop-in: %w", err)
 	}
-	if _, _, err := r.d.Host.Run(ctx, nil, SSHD, "-t", "-f", cfg.Name()); err != nil {
+	if _, _, err := r.d.Host.Check(ctx, nil, SSHD, "-t", "-f", cfg.Name()); err != nil {
 		return fmt.Errorf("sshd -t rejected the new %s, so the old one stays in place: %w", SSHDropIn, err)
 	}
 	return nil

@@ -18,9 +18,8 @@ type fakeImage struct {
 	ensured int
 }
 
-func (f *fakeImage) Repository() string {
-	return "123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator"
-}
+// Check and Ensure make fakeImage an image.Coordinator-like source for image.Apply/Plan's
+// step wording, which the phase passes through unchanged.
 func (f *fakeImage) Check(context.Context) (image.State, error) { return f.st, f.err }
 func (f *fakeImage) Ensure(context.Context) (image.State, bool, error) {
 	f.ensured++
@@ -33,6 +32,8 @@ func (f *fakeImage) Ensure(context.Context) (image.State, bool, error) {
 	f.st.HashDigest, f.st.LatestDigest = "sha256:new", "sha256:new"
 	return f.st, true, nil
 }
+
+const fakeRepo = "123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator"
 
 func TestCoordinatorImagePhase(t *testing.T) {
 	coord := &config.Coordinator{Repository: "123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator", CodeBuildProject: "p", Bucket: "b"}
@@ -63,7 +64,11 @@ func TestCoordinatorImagePhase(t *testing.T) {
 				t.Fatal(err)
 			}
 			fake := &fakeImage{st: tc.st, err: tc.err}
-			r := &Role{cfg: &config.Config{Coordinator: tc.section}, d: Deps{Host: h, Coordinator: fake}}
+			var conv CoordinatorImage = image.ApplyTo(fakeRepo, fake)
+			if tc.dryRun {
+				conv = image.PlanTo(fakeRepo, fake)
+			}
+			r := &Role{cfg: &config.Config{Coordinator: tc.section}, d: Deps{Host: h, Coordinator: conv}}
 			var got engine.PhaseResult
 			_, _ = engine.Run(context.Background(), Name, r.Phases(), engine.Options{Stage: engine.Boot, Only: []string{"coordinator-image"},
 				Observe: func(pr engine.PhaseResult) { got = pr }})

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
-	"os"
 	"runtime"
 	"strings"
 
@@ -35,7 +34,7 @@ func (r *Role) fargateDriver(ctx context.Context) ([]host.Step, error) {
 	src := drv.DownloadURL(runtime.GOARCH)
 	if have == drv.SHA256 {
 		// Right bytes; make sure it is still executable.
-		mst, err := r.ensureMode(drv.Path, 0o755)
+		mst, err := r.d.Host.EnsureMode(drv.Path, 0o755)
 		if err != nil || mst.Changed {
 			return []host.Step{mst}, err
 		}
@@ -45,30 +44,29 @@ func (r *Role) fargateDriver(ctx context.Context) ([]host.Step, error) {
 	if have != "" {
 		// Never replace something that is not a program: a mistyped driver.path must not
 		// overwrite a config file or a database.
-		if info, err := os.Stat(r.d.Host.Path(drv.Path)); err == nil && info.Mode().Perm()&0o111 == 0 {
+		if info, err := r.d.Host.Stat(drv.Path); err == nil && info.Mode().Perm()&0o111 == 0 {
 			return nil, fmt.Errorf("%s exists and is not executable, so it is not an earlier driver: refusing to replace it; move it away or fix fargate.driver.path", drv.Path)
 		}
 	}
-	st.Changed = true
 	if have == "" {
 		st.Summary = fmt.Sprintf("installed %s from %s", drv.Version, src)
 	} else {
 		st.Summary = fmt.Sprintf("replaced (sha256 %s) with %s from %s", have[:12], drv.Version, src)
 	}
-	if r.d.Host.DryRun {
-		st.Summary = "would be " + st.Summary
-		return []host.Step{st}, nil
-	}
-	body, err := r.openDriver(ctx, src)
-	if err != nil {
-		return nil, fmt.Errorf("downloading the Fargate driver %s: %w", drv.Version, err)
-	}
+	// The download starts on the first read: a plan reads nothing, so it downloads nothing.
+	body := &lazyBody{open: func() (io.ReadCloser, error) {
+		rc, err := r.openDriver(ctx, src)
+		if err != nil {
+			return nil, fmt.Errorf("downloading the Fargate driver %s: %w", drv.Version, err)
+		}
+		return rc, nil
+	}}
 	defer body.Close()
 	sum := sha256.New()
 	in := io.TeeReader(io.LimitReader(body, maxDriverBytes+1), sum)
 	var n int64
 	counted := &countingReader{r: in, n: &n}
-	err = r.d.Host.WriteAtomic(drv.Path, counted, 0o755, host.Owner{}, func(string) error {
+	st, err = r.d.Host.Replace(st, drv.Path, counted, 0o755, host.Owner{}, func(string) error {
 		if n > maxDriverBytes {
 			return fmt.Errorf("%s is larger than %d MiB: is fargate.driver.url the driver binary?", src, maxDriverBytes>>20)
 		}
@@ -90,6 +88,30 @@ func (r *Role) fargateDriver(ctx context.Context) ([]host.Step, error) {
 	return []host.Step{st}, nil
 }
 
+// lazyBody opens its source on the first Read.
+type lazyBody struct {
+	open func() (io.ReadCloser, error)
+	rc   io.ReadCloser
+}
+
+func (l *lazyBody) Read(p []byte) (int, error) {
+	if l.rc == nil {
+		rc, err := l.open()
+		if err != nil {
+			return 0, err
+		}
+		l.rc = rc
+	}
+	return l.rc.Read(p)
+}
+
+func (l *lazyBody) Close() error {
+	if l.rc == nil {
+		return nil
+	}
+	return l.rc.Close()
+}
+
 // openDriver opens https://, s3://bucket/key or file:// (a path under the
 // root) sources.
 func (r *Role) openDriver(ctx context.Context, src string) (io.ReadCloser, error) {
@@ -105,7 +127,7 @@ func (r *Role) openDriver(ctx context.Context, src string) (io.ReadCloser, error
 		rc, _, err := r.d.Objects.Open(ctx, u.Host, strings.TrimPrefix(u.Path, "/"))
 		return rc, err
 	case "file":
-		return os.Open(r.d.Host.Path(u.Path))
+		return r.d.Host.Open(u.Path)
 	case "https":
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
 		if err != nil {
@@ -127,25 +149,6 @@ func (r *Role) openDriver(ctx context.Context, src string) (io.ReadCloser, error
 	default:
 		return nil, fmt.Errorf("unsupported scheme %q in %s", u.Scheme, src)
 	}
-}
-
-// ensureMode fixes only the permission bits of an existing file.
-func (r *Role) ensureMode(p string, mode fs.FileMode) (host.Step, error) {
-	st := host.Step{Kind: "file", Target: p}
-	info, err := os.Stat(r.d.Host.Path(p))
-	if err != nil {
-		return st, err
-	}
-	if info.Mode().Perm() == mode {
-		return st, nil
-	}
-	st.Changed = true
-	st.Summary = fmt.Sprintf("mode %04o -> %04o", info.Mode().Perm(), mode)
-	if r.d.Host.DryRun {
-		st.Summary = "would be " + st.Summary
-		return st, nil
-	}
-	return st, os.Chmod(r.d.Host.Path(p), mode)
 }
 
 type countingReader struct {

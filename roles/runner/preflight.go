@@ -173,9 +173,30 @@ func (r *Role) preflight(ctx context.Context) ([]host.Step, error) {
 		return nil, err
 	}
 	findings := p.Run(ctx)
+	// Under plan, the directories and fargate-driver phases only recorded what they would
+	// do; what they recorded is not a failure of this plan. (An apply Host records nothing.)
+	pending := map[string]bool{}
+	for _, a := range r.d.Host.Planned() {
+		pending[a.Target] = true
+	}
+	isPending := func(check string) bool {
+		paths := []string{r.cfg.Fargate.Driver.Path}
+		if check == "directories" {
+			paths = nil
+			for _, d := range runnerDirs(r.cfg) {
+				paths = append(paths, d.path)
+			}
+		}
+		for _, p := range paths {
+			if pending[p] {
+				return true
+			}
+		}
+		return false
+	}
 	var steps []host.Step
 	for i, f := range findings {
-		if r.d.Host.DryRun && f.Status == CheckFail && (f.Check == "directories" || f.Check == "driver") {
+		if f.Status == CheckFail && (f.Check == "directories" || f.Check == "driver") && isPending(f.Check) {
 			f.Status, f.Problem = CheckSkip, "pending: "+f.Problem+" (an earlier phase would fix it at apply)"
 			findings[i] = f
 		}
@@ -826,8 +847,7 @@ func lessVersion(a, b [3]int) bool {
 // checkDirectories: the metadata, builds and cache directories exist with the runner user as
 // owner and the modes the directories phase sets (asked of the host in dry-run: nothing changes).
 func checkDirectories(ctx context.Context, in checkInput) Finding {
-	h := *in.host
-	h.DryRun = true
+	h := in.host.AsPlan()
 	owner := host.Owner{User: in.cfg.Runner.User, Group: in.cfg.Runner.User}
 	var fs findings
 	var paths []string

@@ -91,7 +91,6 @@ func (r *Role) existingToken() (tok string, obtained, expires time.Time, err err
 // records the new token in the state file before anything else.
 func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	var steps []host.Step
-	h := r.d.Host
 	st, err := r.loadState()
 	if err != nil {
 		return nil, err
@@ -112,10 +111,7 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 			if err != nil {
 				return out, err
 			}
-			step.Summary = sysChange
-			if r.d.Host.DryRun {
-				step.Summary = "would be " + sysChange
-			}
+			step.Summary += " (" + sysChange + ")"
 			out = append(out, step)
 		}
 		s, err := r.saveState(st)
@@ -196,21 +192,14 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		opts.RunnerType, opts.GroupID, opts.ProjectID = rc.Create.RunnerType, rc.Create.GroupID, rc.Create.ProjectID
 		verb = "created"
 	}
-	target := r.privateURL + "/api/v4/user/runners"
-	if rc.Create == nil {
-		target = r.privateURL + "/api/v4/runners"
-	}
-	step := host.Step{Kind: "remote", Target: target, Changed: true}
-	if h.DryRun {
-		step.Summary = fmt.Sprintf("would be %s: runner %q (no runner token verified)", verb, r.name)
-		ps, err := persist(st)
-		return append(append(steps, step), ps...), err
-	}
-	var reg gitlabapi.Registered
+	var (
+		reg  gitlabapi.Registered
+		step host.Step
+	)
 	if rc.Create != nil {
-		reg, err = gl.CreateRunner(ctx, r.secret, opts)
+		reg, step, err = gl.Create(ctx, r.secret, opts)
 	} else {
-		reg, err = gl.RegisterLegacy(ctx, r.secret, opts)
+		reg, step, err = gl.Register(ctx, r.secret, opts)
 	}
 	if err != nil {
 		if rc.Create == nil {
@@ -230,7 +219,6 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		st.Source = "registration"
 	}
 	// The token is shown once: keep it before doing anything else.
-	step.Summary = fmt.Sprintf("%s runner #%d %q", verb, reg.ID, r.name)
 	steps = append(steps, step)
 	ps, err := persist(st)
 	if err != nil {
@@ -259,11 +247,11 @@ func (r *Role) systemID(st State) (id, change string, err error) {
 	}
 	switch {
 	case cur == "":
-		change = "created (new runner manager " + id + ")"
+		change = "new runner manager " + id
 	case st.InstanceID != "" && st.InstanceID != r.d.Facts.InstanceID:
-		change = fmt.Sprintf("replaced %s: it was made on instance %s (an AMI carried it)", cur, st.InstanceID)
+		change = fmt.Sprintf("new runner manager %s replaces %s: it was made on instance %s (an AMI carried it)", id, cur, st.InstanceID)
 	default:
-		change = fmt.Sprintf("replaced %s: not recorded as made on this instance (an AMI may have carried it)", cur)
+		change = fmt.Sprintf("new runner manager %s replaces %s: not recorded as made on this instance (an AMI may have carried it)", id, cur)
 	}
 	return id, change, nil
 }

@@ -40,17 +40,9 @@ type ObjectOpener interface {
 	Open(ctx context.Context, bucket, key string) (io.ReadCloser, int64, error)
 }
 
-// GitLab is the part of GitLab's REST API the register phase uses.
-type GitLab interface {
-	CheckTLS(ctx context.Context) error
-	WaitReady(ctx context.Context, timeout time.Duration, progress func(string)) error
-	Verify(ctx context.Context, token, systemID string) (bool, error)
-	CreateRunner(ctx context.Context, accessToken string, o gitlabapi.CreateOptions) (gitlabapi.Registered, error)
-	RegisterLegacy(ctx context.Context, registrationToken string, o gitlabapi.CreateOptions) (gitlabapi.Registered, error)
-	// DeleteRunner and DeleteRunnerByToken are for "runner unregister".
-	DeleteRunner(ctx context.Context, accessToken string, id int64) error
-	DeleteRunnerByToken(ctx context.Context, token string) error
-}
+// GitLab is the runner lifecycle on GitLab's REST API (gitlabapi.Lifecycle): reads, and
+// changes that return the step saying what was done, or under plan would be.
+type GitLab = gitlabapi.Lifecycle
 
 // Deps are what the role needs from the outside world; each phase uses a
 // few of them.

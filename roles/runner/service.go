@@ -26,10 +26,6 @@ func (r *Role) runnerConfig(ctx context.Context) ([]host.Step, error) {
 			tok, obtained, expires = st.Token, st.TokenObtainedAt, st.TokenExpiresAt
 		}
 		if tok == "" {
-			if r.d.Host.DryRun {
-				return []host.Step{{Kind: "file", Target: ConfigTOML, Changed: true,
-					Summary: "would be written once the runner is registered"}}, nil
-			}
 			return nil, errNoToken
 		}
 		r.token, r.obtainedAt, r.expiresAt = tok, obtained, expires

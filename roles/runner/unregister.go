@@ -40,36 +40,25 @@ func (r *Role) Unregister(ctx context.Context, force bool) ([]host.Step, error) 
 	if err != nil {
 		return nil, err
 	}
-	step := host.Step{Kind: "remote", Target: r.privateURL, Changed: true}
+	var step host.Step
 	switch {
 	case st.Source == "create" && st.RunnerID != 0:
-		step.Summary = fmt.Sprintf("deleted runner #%d", st.RunnerID)
-		if !r.d.Host.DryRun {
-			err = gl.DeleteRunner(ctx, r.secret, st.RunnerID)
-		}
+		step, err = gl.Delete(ctx, r.secret, st.RunnerID)
 	case st.Source == "parameter" || r.cfg.Runner.TokenParameter != "":
 		if !force {
 			return nil, fmt.Errorf("%w (%s): deleting it would remove the runner for all of them; "+
 				"run with --force to delete it anyway, or just terminate this instance (GitLab shows its runner manager as stale)", ErrSharedToken, r.cfg.Runner.TokenParameter)
 		}
-		step.Summary = "deleted the runner of the token from SSM (--force)"
-		if !r.d.Host.DryRun {
-			err = gl.DeleteRunnerByToken(ctx, token)
-		}
+		step, err = gl.DeleteByToken(ctx, token)
+		step.Summary += " (the token from SSM, --force)"
 	default:
-		step.Summary = "deleted the runner of this front's token"
-		if !r.d.Host.DryRun {
-			err = gl.DeleteRunnerByToken(ctx, token)
-		}
+		step, err = gl.DeleteByToken(ctx, token)
 	}
 	if errors.Is(err, gitlabapi.ErrRunnerTokenRejected) {
-		step.Summary, err = "already gone from GitLab (its token is no longer valid)", nil
+		step.Changed, step.Summary, err = false, "already gone from GitLab (its token is no longer valid)", nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	if r.d.Host.DryRun {
-		step.Summary = "would be " + step.Summary
 	}
 	steps := []host.Step{step}
 	for _, p := range []string{ConfigTOML, StateFile} {

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
+	"github.com/glbootstrap/glbootstrap/internal/host"
 )
 
 // Sentinels for callers that map errors to exit codes; match them with errors.Is. The SDK's own
@@ -63,17 +64,13 @@ func (c *Client) Get(ctx context.Context, name string) (string, error) {
 // (PutParameter with Overwrite) only when the value or the type differs; changed reports whether
 // it wrote. Errors are mapped like Get's.
 func (c *Client) Put(ctx context.Context, name, value string, secure bool) (changed bool, err error) {
+	_, _, same, err := c.compare(ctx, name, value, secure)
+	if err != nil || same {
+		return false, err
+	}
 	typ := types.ParameterTypeString
 	if secure {
 		typ = types.ParameterTypeSecureString
-	}
-	out, err := c.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
-	if err == nil {
-		if p := out.Parameter; p != nil && p.Value != nil && *p.Value == value && p.Type == typ {
-			return false, nil
-		}
-	} else if err = c.mapErr(name, "ssm:GetParameter", err); !errors.Is(err, ErrNotFound) {
-		return false, err
 	}
 	_, err = c.api.PutParameter(ctx, &ssm.PutParameterInput{
 		Name:      aws.String(name),
@@ -85,6 +82,69 @@ func (c *Client) Put(ctx context.Context, name, value string, secure bool) (chan
 		return false, c.mapErr(name, "ssm:PutParameter", err)
 	}
 	return true, nil
+}
+
+// compare reads name (with decryption) and reports its value, whether it exists, and whether
+// it already holds value with the type secure asks for.
+func (c *Client) compare(ctx context.Context, name, value string, secure bool) (old string, exists, same bool, err error) {
+	typ := types.ParameterTypeString
+	if secure {
+		typ = types.ParameterTypeSecureString
+	}
+	out, err := c.api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
+	if err != nil {
+		if err = c.mapErr(name, "ssm:GetParameter", err); errors.Is(err, ErrNotFound) {
+			return "", false, false, nil
+		}
+		return "", false, false, err
+	}
+	if p := out.Parameter; p != nil && p.Value != nil {
+		return *p.Value, true, *p.Value == value && p.Type == typ, nil
+	}
+	return "", true, false, nil
+}
+
+// PutStep is Put returning the step that says what it did: "created: VALUE", "updated: OLD ->
+// NEW", or "VALUE (unchanged)". A SecureString's value is never shown.
+func (c *Client) PutStep(ctx context.Context, name, value string, secure bool) (host.Step, error) {
+	st, err := c.describe(ctx, name, value, secure, "")
+	if err != nil || !st.Changed {
+		return st, err
+	}
+	if _, err := c.Put(ctx, name, value, secure); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// PlanPutStep reads name and returns the step PutStep would return, prefixed "would be", and
+// writes nothing (the plan's SSM).
+func (c *Client) PlanPutStep(ctx context.Context, name, value string, secure bool) (host.Step, error) {
+	st, err := c.describe(ctx, name, value, secure, "would be ")
+	return st, err
+}
+
+func (c *Client) describe(ctx context.Context, name, value string, secure bool, verb string) (host.Step, error) {
+	st := host.Step{Kind: "remote", Target: "ssm:" + name}
+	old, exists, same, err := c.compare(ctx, name, value, secure)
+	if err != nil {
+		return st, err
+	}
+	show := func(v string) string {
+		if secure {
+			return "(SecureString)"
+		}
+		return v
+	}
+	switch {
+	case same:
+		st.Summary = show(value) + " (unchanged)"
+	case !exists:
+		st.Changed, st.Summary = true, verb+"created: "+show(value)
+	default:
+		st.Changed, st.Summary = true, verb+"updated: "+show(old)+" -> "+show(value)
+	}
+	return st, nil
 }
 
 // Error is a mapped SSM failure: Error() is the advice, Unwrap gives the sentinel and the SDK's

@@ -30,17 +30,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: livehelper [-dry] enable|start|restart UNIT")
 		os.Exit(2)
 	}
-	m := systemd.For(&host.Host{Root: "/", DryRun: *dry})
+	h, err := host.New("/", *dry)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	m := systemd.For(h, *dry)
 	if _, ok := m.(*systemd.Live); !ok {
 		fmt.Fprintf(os.Stderr, "systemd.For(Root: /) = %T, want *systemd.Live\n", m)
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var (
-		st  host.Step
-		err error
-	)
+	var st host.Step
 	switch action, unit := flag.Arg(0), flag.Arg(1); action {
 	case "enable":
 		st, err = m.Enable(ctx, unit)
