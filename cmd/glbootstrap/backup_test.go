@@ -222,7 +222,7 @@ func TestBackupBadInput(t *testing.T) {
 			tc.setup(w)
 			before := w.snapshot()
 			r = w.gitlab("apply")
-			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+			if r.code != tc.code || !strings.Contains(r.stdout+r.stderr, tc.want) {
 				t.Fatalf("want exit %d with %q: %s", tc.code, tc.want, r)
 			}
 			if w.snapshot() != before {

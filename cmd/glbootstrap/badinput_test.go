@@ -367,7 +367,7 @@ func TestBadInputDriverChecksumMismatch(t *testing.T) {
 	w.setConfig(strings.Replace(w.stack.RunnerConfig(testenv.CreateAuth, ""), w.stack.DriverSHA256, strings.Repeat("a", 64), 1))
 	r := w.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "stderr", r.stderr, r,
+	wantIn(t, "output", r.stdout+r.stderr, r,
 		"fargate-driver", "SHA-256 mismatch", w.stack.DriverSHA256, strings.Repeat("a", 64),
 		"the driver already at /opt/gitlab-runner/fargate was left in place", "fargate.driver.sha256")
 	if got := w.read("opt/gitlab-runner/fargate"); got != driverBefore {
@@ -381,7 +381,7 @@ func TestBadInputDriverChecksumMismatch(t *testing.T) {
 	w2.setConfig(strings.Replace(w2.stack.RunnerConfig(testenv.CreateAuth, ""), w2.stack.DriverSHA256, strings.Repeat("a", 64), 1))
 	r = w2.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "stderr", r.stderr, r, "SHA-256 mismatch", "nothing was installed")
+	wantIn(t, "output", r.stdout+r.stderr, r, "SHA-256 mismatch", "nothing was installed")
 	if _, err := os.Stat(filepath.Join(w2.root, "opt/gitlab-runner/fargate")); !os.IsNotExist(err) {
 		t.Errorf("a driver with the wrong checksum was installed: %v", err)
 	}
@@ -401,7 +401,7 @@ func TestBadInputRunnerTokenRejected(t *testing.T) {
 	before := w.snapshot()
 	r := w.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "stderr", r.stderr, r,
+	wantIn(t, "output", r.stdout+r.stderr, r,
 		"phase register", testenv.StackRunnerToken, "rejected by GitLab", "403",
 		"put its current glrt- token in "+testenv.StackRunnerToken, "run apply again")
 	if _, err := os.Stat(filepath.Join(w.root, "etc/gitlab-runner/config.toml")); !os.IsNotExist(err) {
@@ -423,7 +423,7 @@ func TestBadInputLegacyRegistration(t *testing.T) {
 		before := w.snapshot()
 		r := w.apply()
 		wantCode(t, r, 1)
-		wantIn(t, "stderr", r.stderr, r, "phase register", "registration tokens are disabled", "410", "glrt-", "runner.token_parameter", "runner.create")
+		wantIn(t, "output", r.stdout+r.stderr, r, "phase register", "registration tokens are disabled", "410", "glrt-", "runner.token_parameter", "runner.create")
 		wantIn(t, "stderr", r.stderr, r, "warning: runner.registration_token_parameter", "deprecated")
 		if _, err := os.Stat(filepath.Join(w.root, "etc/gitlab-runner/config.toml")); !os.IsNotExist(err) {
 			t.Errorf("config.toml was created: %v", err)
@@ -458,7 +458,7 @@ func TestBadInputLimitAboveConcurrentWarns(t *testing.T) {
 	w.setConfig(doc)
 	r := w.apply()
 	wantCode(t, r, 0)
-	wantIn(t, "stderr", r.stderr, r,
+	wantIn(t, "output", r.stdout+r.stderr, r,
 		fmt.Sprintf("warning: runner.limit (line %d)", lineOf(t, doc, "limit: 300")), "300", "200", "can never be reached")
 	if strings.Contains(r.stdout, "can never be reached") {
 		t.Errorf("the warning went to stdout:\n%s", r)
@@ -473,7 +473,7 @@ func TestBadInputCertificateForOtherHost(t *testing.T) {
 	before := w.snapshot()
 	r := w.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "stderr", r.stderr, r, "phase register", "127.0.0.1", "gitlab.internal", "private DNS name", "gitlab.private_url", "gitlab.ca_file")
+	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", "127.0.0.1", "gitlab.internal", "private DNS name", "gitlab.private_url", "gitlab.ca_file")
 	if n := g.Requests("POST", "/api/v4/user/runners"); n != 0 {
 		t.Errorf("POST /user/runners called %d times", n)
 	}
@@ -489,7 +489,7 @@ func TestBadInputGitLabNeverReady(t *testing.T) {
 	before := w.snapshot()
 	r := w.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "stderr", r.stderr, r, "phase register", g.URL(), "not ready after 2s", "HTTP 503", "raise the timeout")
+	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", g.URL(), "not ready after 2s", "HTTP 503", "raise the timeout")
 	if n := g.Requests("POST", "/api/v4/user/runners") + g.Requests("POST", "/api/v4/runners/verify"); n != 0 {
 		t.Errorf("GitLab was asked to verify or create %d times before it was ready", n)
 	}
@@ -508,7 +508,7 @@ func TestBadInputGitLabRunnerNotInstalled(t *testing.T) {
 	before := w.snapshot()
 	r := w.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "stderr", r.stderr, r, "phase service", "gitlab-runner is not installed", "/usr/bin/gitlab-runner", "install")
+	wantIn(t, "output", r.stdout+r.stderr, r, "phase service", "gitlab-runner is not installed", "/usr/bin/gitlab-runner", "install")
 	wantIn(t, "stdout", r.stdout, r, "0 changed, 6 unchanged, 1 failed")
 	w.sameTree(before)
 	w.noLeak(r)
@@ -585,7 +585,7 @@ func TestBadInputTokenKeptOrReplaced(t *testing.T) {
 		before := w.snapshot()
 		r := w.apply()
 		wantCode(t, r, 1)
-		wantIn(t, "stderr", r.stderr, r, "phase register", testenv.StackRunnerToken, "rejected by GitLab", "put its current glrt- token")
+		wantIn(t, "output", r.stdout+r.stderr, r, "phase register", testenv.StackRunnerToken, "rejected by GitLab", "put its current glrt- token")
 		if w.read("etc/gitlab-runner/config.toml") != cfgBefore {
 			t.Error("config.toml changed")
 		}
@@ -650,7 +650,7 @@ func TestBadInputDriverPathHoldsAFile(t *testing.T) {
 	}
 	r := w.apply("--phase", "fargate-driver")
 	wantCode(t, r, 1)
-	wantIn(t, "stderr", r.stderr, r, "is not executable, so it is not an earlier driver: refusing to replace it")
+	wantIn(t, "output", r.stdout+r.stderr, r, "is not executable, so it is not an earlier driver: refusing to replace it")
 	if b, _ := os.ReadFile(p); string(b) != "precious data\n" {
 		t.Error("the file was replaced")
 	}

@@ -198,3 +198,36 @@ func TestPlanGitLabChangesNothing(t *testing.T) {
 		t.Errorf("plan published %q", v)
 	}
 }
+
+// TestPlanGoesOnAfterAFailedCheck: a failed preflight is reported once, and plan still shows
+// what the later phases would do, marked as after the failure; apply stops at it.
+func TestPlanGoesOnAfterAFailedCheck(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	// The task security group no longer admits SSH from the front: preflight fails.
+	w.stack.EC2.PutSecurityGroup(testenv.EC2SecurityGroup{ID: testenv.StackTaskSG, VPCID: "vpc-0123456789abcdef0", Name: "ci-coordinator-tasks"})
+	r := w.plan()
+	if r.code != 1 {
+		t.Fatalf("plan: %s", r)
+	}
+	out := r.stdout + r.stderr
+	for _, want := range []string{
+		"[runner] preflight           failed",
+		"fargate.toml: would be created",
+		`would create runner "fargate-front"`,
+		"config.toml: would be created",
+		"(after the failed preflight: apply would stop there",
+		"plan: 1 phase(s) failed: preflight",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, r)
+		}
+	}
+	// The preflight's error is printed once, not again at the end.
+	if n := strings.Count(out, "does not admit tcp/22 from the front"); n != 1 {
+		t.Errorf("the preflight error is printed %d times:\n%s", n, r)
+	}
+	a := w.apply()
+	if a.code != 1 || strings.Contains(a.stdout, "[runner] fargate-config") || len(w.stack.GitLab.Runners()) != 0 {
+		t.Fatalf("apply must stop at the failed preflight: %s", a)
+	}
+}

@@ -198,15 +198,29 @@ func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error 
 		return err
 	}
 	defer s.close()
+	var failed []string
+	observe := func(r engine.PhaseResult) {
+		if r.Status == engine.Failed {
+			failed = append(failed, r.Phase)
+		}
+		s.out.phase(r)
+	}
 	rep, runErr := engine.Run(ctx, f.role, s.role.Phases(), engine.Options{
-		Stage: engine.Boot, Only: f.only, Skip: f.skip, DryRun: dryRun, Observe: s.out.phase,
+		Stage: engine.Boot, Only: f.only, Skip: f.skip, DryRun: dryRun, Observe: observe,
 	})
 	s.out.summary(rep)
 	switch {
 	case runErr != nil && engine.IsUsage(runErr):
 		return exitf(ExitUsage, "%v", runErr)
-	case runErr != nil:
+	case runErr != nil && len(failed) == 0:
+		// Failed before any phase reported (interrupted): nothing above says why.
 		return exitf(ExitFailed, "%s", s.out.mask(runErr.Error()))
+	case runErr != nil:
+		// Each error was printed once, with its phase; this line only points at it.
+		if dryRun {
+			return exitf(ExitFailed, "plan: %d phase(s) failed: %s (the errors are printed with their phases above); apply would stop at %s", len(failed), strings.Join(failed, ", "), failed[0])
+		}
+		return exitf(ExitFailed, "phase %s failed (its error is printed with the phase above); the phases before it stay applied: fix the cause and run apply again", failed[0])
 	case dryRun && rep.Changed > 0:
 		return &exitError{code: ExitPlanChanges}
 	}

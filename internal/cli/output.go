@@ -95,6 +95,9 @@ func (p *printer) phase(r engine.PhaseResult) {
 	if r.Error != "" {
 		fmt.Fprintf(p.e.stdout, "    error: %s\n", r.Error)
 	}
+	if r.AfterFailed != "" {
+		fmt.Fprintf(p.e.stdout, "    (after the failed %s: apply would stop there; this is what it would do once that is fixed)\n", r.AfterFailed)
+	}
 }
 
 func (p *printer) summary(rep engine.Report) {

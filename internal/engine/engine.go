@@ -57,6 +57,9 @@ type PhaseResult struct {
 	Error    string        `json:"error,omitempty"`
 	// Reason says why a Skipped phase did not run (it returned NotApplicable).
 	Reason string `json:"reason,omitempty"`
+	// AfterFailed, under plan only, names the earlier phase that failed: apply would have
+	// stopped there, so this phase's result is what it would do once that is fixed.
+	AfterFailed string `json:"after_failed,omitempty"`
 }
 
 // Report sums up a run.
@@ -80,7 +83,9 @@ type Options struct {
 	Only []string
 	// Skip names phases not to run.
 	Skip []string
-	// DryRun is reported in the Report; the Host enforces it.
+	// DryRun (plan) is reported in the Report; the effects wired into the phases enforce it.
+	// Under plan a failed phase does not end the run: the later phases still show what they
+	// would do, marked AfterFailed, so one plan shows the whole picture.
 	DryRun bool
 	// Observe, when set, is called after each phase (for streaming output).
 	Observe func(PhaseResult)
@@ -132,8 +137,9 @@ func Select(phases []Phase, opts Options) ([]Phase, error) {
 }
 
 // Run runs the selected phases of role in order and stops at the first
-// failure: phases before it stay applied. The returned error is a
-// *PhaseError (exit 1) or a *UsageError (exit 2).
+// failure: phases before it stay applied. Under plan (opts.DryRun) it goes
+// on after a failure and marks the later results AfterFailed. The returned
+// error is the first *PhaseError (exit 1) or a *UsageError (exit 2).
 func Run(ctx context.Context, role string, phases []Phase, opts Options) (Report, error) {
 	rep := Report{Role: role, DryRun: opts.DryRun}
 	start := time.Now()
@@ -142,6 +148,7 @@ func Run(ctx context.Context, role string, phases []Phase, opts Options) (Report
 		return rep, err
 	}
 	var runErr error
+	failedPhase := ""
 	for _, p := range selected {
 		if err := ctx.Err(); err != nil {
 			runErr = &PhaseError{Phase: p.Name, Err: fmt.Errorf("interrupted before it started: %w", err)}
@@ -149,7 +156,7 @@ func Run(ctx context.Context, role string, phases []Phase, opts Options) (Report
 		}
 		t := time.Now()
 		steps, err := p.Run(ctx)
-		res := PhaseResult{Role: role, Phase: p.Name, Steps: steps, Duration: time.Since(t)}
+		res := PhaseResult{Role: role, Phase: p.Name, Steps: steps, Duration: time.Since(t), AfterFailed: failedPhase}
 		if reason, ok := notApplicable(err); ok {
 			res.Millis = float64(res.Duration.Microseconds()) / 1000
 			res.Status, res.Reason = Skipped, reason
@@ -180,8 +187,13 @@ func Run(ctx context.Context, role string, phases []Phase, opts Options) (Report
 			opts.Observe(res)
 		}
 		if err != nil {
-			runErr = &PhaseError{Phase: p.Name, Err: err}
-			break
+			if runErr == nil {
+				runErr = &PhaseError{Phase: p.Name, Err: err}
+				failedPhase = p.Name
+			}
+			if !opts.DryRun {
+				break
+			}
 		}
 	}
 	rep.Skipped = len(phases) - rep.Changed - rep.Unchanged - rep.Failed
