@@ -508,10 +508,30 @@ func TestBadInputGitLabRunnerNotInstalled(t *testing.T) {
 	before := w.snapshot()
 	r := w.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "output", r.stdout+r.stderr, r, "phase service", "gitlab-runner is not installed", "/usr/bin/gitlab-runner", "install")
-	wantIn(t, "stdout", r.stdout, r, "0 changed, 6 unchanged, 1 failed")
+	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", "gitlab-runner is not installed", "/usr/bin/gitlab-runner", "install")
+	wantIn(t, "stdout", r.stdout, r, "0 changed, 4 unchanged, 1 failed")
 	w.sameTree(before)
 	w.noLeak(r)
+}
+
+// TestBadInputNoRunnerCreatedForAHostThatCannotRunIt: on a stock host without gitlab-runner
+// (binary or unit), apply fails before GitLab hears of it: no runner is left there that
+// nothing could ever poll for.
+func TestBadInputNoRunnerCreatedForAHostThatCannotRunIt(t *testing.T) {
+	for _, missing := range []string{"usr/bin/gitlab-runner", "etc/systemd/system/gitlab-runner.service"} {
+		t.Run(missing, func(t *testing.T) {
+			w := newWorld(t, testenv.IMDSValues{})
+			if err := os.Remove(filepath.Join(w.root, missing)); err != nil {
+				t.Fatal(err)
+			}
+			r := w.apply()
+			wantCode(t, r, 1)
+			wantIn(t, "output", r.stdout+r.stderr, r, "phase register", "gitlab-runner", "install")
+			if n := w.stack.GitLab.Requests("POST", "/api/v4/user/runners"); n != 0 || len(w.stack.GitLab.Runners()) != 0 {
+				t.Errorf("a runner was created for a host that cannot run it (%d POSTs)", n)
+			}
+		})
+	}
 }
 
 func TestBadInputTokenKeptOrReplaced(t *testing.T) {

@@ -149,6 +149,16 @@ func (h *Host) Lstat(p string) (fs.FileInfo, error) {
 	return h.root.Lstat(rel)
 }
 
+// Readlink returns the target of the link at the target path p (its own directory's links
+// followed within the root, p itself not).
+func (h *Host) Readlink(p string) (string, error) {
+	rel, err := h.resolve(p, false)
+	if err != nil {
+		return "", err
+	}
+	return h.root.Readlink(rel)
+}
+
 // Exists reports whether the target path exists (without following a final symlink).
 func (h *Host) Exists(p string) bool {
 	_, err := h.Lstat(p)

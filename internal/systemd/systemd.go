@@ -30,6 +30,10 @@ type Manager interface {
 	// Reload asks a running unit to reread its configuration (ExecReload,
 	// e.g. sshd). Offline it does nothing.
 	Reload(ctx context.Context, unit string) (host.Step, error)
+	// Installed checks, changing nothing, that unit's file is installed and
+	// systemd could start it: an error wrapping ErrNoUnit when it is not
+	// installed, another error when it is masked or systemd cannot load it.
+	Installed(ctx context.Context, unit string) error
 }
 
 // For returns the manager that fits h: D-Bus on the live system, offline
@@ -55,6 +59,19 @@ type Offline struct {
 	Host *host.Host
 	// Plan makes Enable report what it would do and do nothing.
 	Plan bool
+}
+
+// Installed looks for the unit file in the root's unit directories.
+func (o *Offline) Installed(ctx context.Context, unit string) error {
+	for _, d := range unitDirs {
+		if o.Host.Exists(d + "/" + unit) {
+			if target, err := o.Host.Readlink(d + "/" + unit); err == nil && target == "/dev/null" {
+				return fmt.Errorf("%s is masked (%s/%s links to /dev/null): systemctl --root=%s unmask %s", unit, d, unit, o.Host.Root, unit)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s is in none of %s under %s", ErrNoUnit, unit, strings.Join(unitDirs, ", "), o.Host.Root)
 }
 
 // Enable runs "systemctl --root=DIR enable UNIT" unless is-enabled already
@@ -125,6 +142,30 @@ func (l *Live) conn(ctx context.Context) (*dbus.Conn, error) {
 		return nil, fmt.Errorf("connecting to systemd over D-Bus: %w (is this host booted with systemd?)", err)
 	}
 	return c, nil
+}
+
+// Installed asks systemd for the unit's LoadState: "loaded" is installed,
+// "not-found" is not (ErrNoUnit), "masked" and the rest cannot start.
+func (l *Live) Installed(ctx context.Context, unit string) error {
+	c, err := l.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	p, err := c.GetUnitPropertyContext(ctx, unit, "LoadState")
+	if err != nil {
+		return fmt.Errorf("reading the state of %s: %w", unit, err)
+	}
+	switch v, _ := p.Value.Value().(string); v {
+	case "loaded":
+		return nil
+	case "not-found":
+		return fmt.Errorf("%w: systemd does not know %s", ErrNoUnit, unit)
+	case "masked":
+		return fmt.Errorf("%s is masked, so it cannot start: systemctl unmask %s", unit, unit)
+	default:
+		return fmt.Errorf("systemd cannot load %s (LoadState %s): systemctl status %s says why", unit, v, unit)
+	}
 }
 
 // Enable enables unit (EnableUnitFiles) unless it is already enabled.

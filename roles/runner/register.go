@@ -121,6 +121,11 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		return out, err
 	}
 
+	// Before GitLab hears of this front at all: a host that cannot run gitlab-runner must not
+	// leave a runner on GitLab that nothing polls for.
+	if err := r.checkRunnable(ctx); err != nil {
+		return steps, err
+	}
 	gl, err := r.d.NewGitLab(r.privateURL, r.caPEM)
 	if err != nil {
 		return steps, err

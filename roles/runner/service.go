@@ -2,10 +2,12 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/systemd"
 )
 
 // runnerConfig renders config.toml (0600: it holds the token) with one
@@ -74,14 +76,8 @@ func zeroTime(t time.Time) time.Time {
 // service enables and starts gitlab-runner. gitlab-runner watches
 // config.toml and reloads it, so a changed config never needs a restart.
 func (r *Role) service(ctx context.Context) ([]host.Step, error) {
-	h := r.d.Host
-	if !h.Exists(RunnerBinary) {
-		return nil, fmt.Errorf("gitlab-runner is not installed (%s is missing): install the gitlab-runner package "+
-			"when baking the AMI, or now, from GitLab's repository "+
-			"(https://docs.gitlab.com/runner/install/linux-repository/), then run apply again", RunnerBinary)
-	}
-	if r.d.Units == nil {
-		return nil, fmt.Errorf("no systemd manager available")
+	if err := r.checkRunnable(ctx); err != nil {
+		return nil, err
 	}
 	var steps []host.Step
 	st, err := r.d.Units.Enable(ctx, ServiceUnit)
@@ -92,4 +88,31 @@ func (r *Role) service(ctx context.Context) ([]host.Step, error) {
 	st, err = r.d.Units.Start(ctx, ServiceUnit)
 	steps = append(steps, st)
 	return steps, err
+}
+
+// checkRunnable checks, changing nothing, that gitlab-runner is installed (its binary, and
+// a unit systemd can start): the register phase asks before it creates a runner on GitLab, so
+// a host that cannot run the runner never leaves one there.
+func (r *Role) checkRunnable(ctx context.Context) error {
+	const install = "install the gitlab-runner package when baking the AMI, or now, from GitLab's repository " +
+		"(https://docs.gitlab.com/runner/install/linux-repository/), then run apply again"
+	info, err := r.d.Host.Stat(RunnerBinary)
+	switch {
+	case host.IsNotExist(err):
+		return fmt.Errorf("gitlab-runner is not installed (%s is missing): %s", RunnerBinary, install)
+	case err != nil:
+		return fmt.Errorf("checking %s: %w", RunnerBinary, err)
+	case !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0:
+		return fmt.Errorf("%s is not an executable file (%s): reinstall the gitlab-runner package", RunnerBinary, info.Mode())
+	}
+	if r.d.Units == nil {
+		return fmt.Errorf("no systemd manager available")
+	}
+	if err := r.d.Units.Installed(ctx, ServiceUnit); err != nil {
+		if errors.Is(err, systemd.ErrNoUnit) {
+			return fmt.Errorf("gitlab-runner is installed but its service is not (%v): run \"gitlab-runner install --user gitlab-runner --working-directory /home/gitlab-runner\", or reinstall the package", err)
+		}
+		return err
+	}
+	return nil
 }
