@@ -17,9 +17,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"os/exec"
-	"path/filepath"
+	"path"
 	"sort"
 	"strings"
 	"syscall"
@@ -272,34 +271,35 @@ func (r *Runner) checkDisk(existing map[string]int64) error {
 // uploadConfig streams a gzipped tar of /etc/gitlab into S3 (no temp file)
 // and returns the bytes uploaded.
 func (r *Runner) uploadConfig(ctx context.Context, key string) (int64, error) {
-	dir, err := r.Host.Resolve(EtcGitLab)
+	etc, closer, err := r.Host.FS(EtcGitLab)
 	if err != nil {
 		return 0, err
 	}
+	defer closer.Close()
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeTar(pw, dir)) }()
+	go func() { pw.CloseWithError(writeTar(pw, etc, path.Base(EtcGitLab))) }()
 	n, err := r.Store.Upload(ctx, r.Config.Bucket, key, pr, int64(r.Config.ChunkSize), s3.SSE{KMSKeyID: r.Config.KMSKeyID})
 	pr.CloseWithError(err) // stops the writer if the upload gave up first
 	return n, err
 }
 
-// writeTar writes dir as a gzipped tar with paths relative to / (etc/gitlab/...),
-// regular files, directories and symlinks (not followed), modes and owners kept.
-func writeTar(w io.Writer, dir string) error {
+// writeTar writes the tree dir (named name under etc/) as a gzipped tar with paths relative
+// to / (etc/gitlab/...): regular files, directories and symlinks (not followed), modes and
+// owners kept.
+func writeTar(w io.Writer, dir fs.FS, name string) error {
 	zw := gzip.NewWriter(w)
 	tw := tar.NewWriter(zw)
-	base := filepath.Dir(dir)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(dir, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return fmt.Errorf("archiving %s: %w", p, err)
+			return fmt.Errorf("archiving %s: %w", path.Join("/etc", name, p), err)
 		}
 		info, err := d.Info()
 		if err != nil {
-			return fmt.Errorf("archiving %s: %w", p, err)
+			return fmt.Errorf("archiving %s: %w", path.Join("/etc", name, p), err)
 		}
 		link := ""
 		if info.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
+			if link, err = fs.ReadLink(dir, p); err != nil {
 				return err
 			}
 		}
@@ -307,8 +307,7 @@ func writeTar(w io.Writer, dir string) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(base, p)
-		hdr.Name = filepath.ToSlash(filepath.Join("etc", rel))
+		hdr.Name = path.Join("etc", name, p)
 		if d.IsDir() {
 			hdr.Name += "/"
 		}
@@ -318,9 +317,9 @@ func writeTar(w io.Writer, dir string) error {
 		if !info.Mode().IsRegular() {
 			return nil
 		}
-		f, err := os.Open(p)
+		f, err := dir.Open(p)
 		if err != nil {
-			return fmt.Errorf("archiving %s: %w", p, err)
+			return fmt.Errorf("archiving %s: %w", path.Join("/etc", name, p), err)
 		}
 		defer f.Close()
 		_, err = io.CopyN(tw, f, hdr.Size)

@@ -165,6 +165,21 @@ func (h *Host) Exists(p string) bool {
 	return err == nil
 }
 
+// FS returns the target directory p as a read-only fs.FS confined to it (os.Root's FS: links
+// inside it that lead out of it fail instead of being followed), for walking a tree such as
+// /etc/gitlab into an archive. The caller closes the returned io.Closer.
+func (h *Host) FS(p string) (fs.FS, io.Closer, error) {
+	rel, err := h.resolve(p, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	sub, err := h.root.OpenRoot(rel)
+	if err != nil {
+		return nil, nil, h.explain("opening", p, err)
+	}
+	return sub.FS(), sub, nil
+}
+
 // ReadDir lists the target directory p (names sorted).
 func (h *Host) ReadDir(p string) ([]fs.DirEntry, error) {
 	f, err := h.Open(p)
