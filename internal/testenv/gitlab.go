@@ -99,6 +99,7 @@ type GitLab struct {
 	tokens    map[string][]string // access token → scopes
 	requests  map[string]int      // "METHOD path" → count
 	readiness int                 // whitelisted GET /-/readiness seen
+	issued    []string            // every runner token handed out or stored, for Secrets
 }
 
 // NewGitLab starts a stand-in GitLab. Close it when done.
@@ -224,7 +225,27 @@ func (g *GitLab) ResetToken(id int64) string {
 		prefix = "t1_"
 	}
 	r.Token = gitlabNewToken(prefix)
+	g.issued = append(g.issued, r.Token)
 	return r.Token
+}
+
+// Secrets returns every secret this GitLab knows or has known: its access tokens, its legacy
+// registration token, and every runner authentication token it handed out or was given,
+// including those of runners deleted since and tokens replaced by ResetToken.
+func (g *GitLab) Secrets() []Secret {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []Secret
+	for t := range g.tokens {
+		out = append(out, Secret{Source: "GitLab access token", Value: t})
+	}
+	if g.legacy != "" {
+		out = append(out, Secret{Source: "GitLab registration token", Value: g.legacy})
+	}
+	for _, t := range g.issued {
+		out = append(out, Secret{Source: "GitLab runner token", Value: t})
+	}
+	return out
 }
 
 // Requests returns how many requests hit method and path. path is either the
@@ -519,6 +540,7 @@ func (g *GitLab) whitelisted(r *http.Request) bool {
 }
 
 func (g *GitLab) storeLocked(r *GitLabRunner) *GitLabRunner {
+	g.issued = append(g.issued, r.Token)
 	g.nextID++
 	r.ID = g.nextID
 	g.runners[r.ID] = r

@@ -101,6 +101,7 @@ func SimulateReconfigure(root string) error {
 	if err := os.MkdirAll(filepath.Join(root, "var/opt/gitlab/backups"), 0o700); err != nil {
 		return err
 	}
-	secrets := `{"gitlab_rails":{"secret_key_base":"stand-in","db_key_base":"stand-in","otp_key_base":"stand-in"}}` + "\n"
+	k := testenv.GitLabSecretsJSONKey
+	secrets := `{"gitlab_rails":{"secret_key_base":"` + k + `","db_key_base":"` + k + `","otp_key_base":"` + k + `"}}` + "\n"
 	return os.WriteFile(filepath.Join(root, "etc/gitlab/gitlab-secrets.json"), []byte(secrets), 0o600)
 }
