@@ -118,10 +118,17 @@ func (r result) String() string {
 
 func (w *world) run(args ...string) result {
 	w.t.Helper()
+	return runBinary(w.t, w.env, w.secrets(), args...)
+}
+
+// runBinary runs glbootstrap with args in env and fails t when its output holds any of
+// secrets: every run of the binary in these tests goes through here.
+func runBinary(t testing.TB, env []string, secrets []testenv.Secret, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = w.env
+	cmd.Env = env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -131,9 +138,9 @@ func (w *world) run(args ...string) result {
 	case errors.As(err, &xe):
 		r.code = xe.ExitCode()
 	case err != nil:
-		w.t.Fatalf("running glbootstrap: %v", err)
+		t.Fatalf("running glbootstrap: %v", err)
 	}
-	failOnLeak(w.t, "glbootstrap "+strings.Join(args, " "), "--- stdout\n"+r.stdout+"--- stderr\n"+r.stderr, w.secrets())
+	failOnLeak(t, "glbootstrap "+strings.Join(args, " "), "--- stdout\n"+r.stdout+"--- stderr\n"+r.stderr, secrets)
 	return r
 }
 
