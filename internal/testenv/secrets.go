@@ -51,6 +51,19 @@ var hostFileSecrets = []Secret{
 	{"gitlab-secrets.json", GitLabSecretsJSONKey},
 }
 
+// SeededSecrets are the fixed secrets StartStack and the seeding functions put in place (without
+// the runner tokens its GitLab hands out at random, which Stack.Secrets adds): what a test that
+// only sees the output of a whole demo run looks for.
+func SeededSecrets() []Secret {
+	return append([]Secret{
+		{"SSM " + StackCreateToken, StackAccessTokenVal},
+		{"SSM " + StackRunnerToken, StackRunnerTokenVal},
+		{"SSM " + StackRegistrationToken, StackRegistrationTokenVal},
+		{"SSM " + StackRootPasswordParam, StackRootPasswordVal},
+		{"AWS_SECRET_ACCESS_KEY", StackAWSSecretKey},
+	}, hostFileSecrets...)
+}
+
 // Secrets returns every secret the stack holds or has held: the values of its secret SSM
 // parameters (StackCreateToken, StackRunnerToken, StackRegistrationToken,
 // StackRootPasswordParam and any a test marked), every token its GitLab knows or handed out,
