@@ -488,6 +488,36 @@ func TestBadInputGitLabNeverReady(t *testing.T) {
 	w.noLeak(r)
 }
 
+// TestGitLabBootingIsWaitedFor: GitLab still booting refuses connections (nginx not up yet);
+// register waits for it within gitlab.ready_timeout, saying so, instead of failing at once.
+// Under plan too, which only reads. A GitLab that never listens fails after the timeout.
+func TestGitLabBootingIsWaitedFor(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	w.preBoot()
+	for _, verb := range []string{"plan", "apply"} {
+		g := w.replaceGitLab(testenv.GitLabOptions{ListenAfter: 2 * time.Second, NotReadyFor: 1})
+		start := time.Now()
+		r := map[string]func(...string) result{"plan": w.plan, "apply": w.apply}[verb]()
+		wantCode(t, r, map[string]int{"plan": 10, "apply": 0}[verb])
+		if err := g.Listening(); err != nil {
+			t.Fatalf("the stand-in could not listen again: %v", err)
+		}
+		if time.Since(start) < 2*time.Second {
+			t.Errorf("%s ended before GitLab listened", verb)
+		}
+		wantIn(t, "stderr", r.stderr, r, "is not ready (attempt 1", "connection refused", "HTTP 503")
+	}
+	if n := len(w.stack.GitLab.Runners()); n != 1 {
+		t.Errorf("%d runners on GitLab, want the one apply created", n)
+	}
+
+	g := w.replaceGitLab(testenv.GitLabOptions{ListenAfter: time.Hour})
+	w.setConfig(replaceOnce(t, w.stack.RunnerConfig(testenv.CreateAuth, ""), "  ready_timeout: 20s\n", "  ready_timeout: 2s\n"))
+	r := w.apply()
+	wantCode(t, r, 1)
+	wantIn(t, "stderr", r.stderr, r, "phase register", g.URL(), "not ready after 2s", "connection refused", "security group", "raise the timeout")
+}
+
 func TestBadInputGitLabRunnerNotInstalled(t *testing.T) {
 	w := newWorld(t, testenv.IMDSValues{})
 	if r := w.apply(); r.code != 0 {

@@ -45,6 +45,9 @@ type GitLabOptions struct {
 	MonitoringWhitelist []string
 	// Addr is the listen address; default "127.0.0.1:0" (a random port).
 	Addr string
+	// ListenAfter delays listening: until then connections to URL are refused (ECONNREFUSED),
+	// as while GitLab boots and nginx is not up yet. URL is known at once.
+	ListenAfter time.Duration
 }
 
 // GitLabRunner is a runner as the stand-in stores it.
@@ -100,6 +103,7 @@ type GitLab struct {
 	requests  map[string]int      // "METHOD path" → count
 	readiness int                 // whitelisted GET /-/readiness seen
 	issued    []string            // every runner token handed out or stored, for Secrets
+	listening chan error          // ListenAfter: the delayed listen's result, once
 }
 
 // NewGitLab starts a stand-in GitLab. Close it when done.
@@ -157,8 +161,34 @@ func NewGitLab(opts GitLabOptions) (*GitLab, error) {
 		// Handshake failures are what some tests are about; keep them off stderr.
 		ErrorLog: log.New(io.Discard, "", 0),
 	}
-	go func() { _ = g.srv.ServeTLS(ln, "", "") }()
+	if opts.ListenAfter <= 0 {
+		go func() { _ = g.srv.ServeTLS(ln, "", "") }()
+		return g, nil
+	}
+	// Keep the port, refuse connections on it, then listen again. Nothing else takes a port
+	// the kernel just handed out within a test's few seconds.
+	addr := ln.Addr().String()
+	ln.Close()
+	g.listening = make(chan error, 1)
+	time.AfterFunc(opts.ListenAfter, func() {
+		ln, err := net.Listen("tcp", addr)
+		g.listening <- err
+		if err == nil {
+			_ = g.srv.ServeTLS(ln, "", "")
+		}
+	})
 	return g, nil
+}
+
+// Listening waits until a stand-in started with ListenAfter listens and returns the error of
+// its listen (nil at once without ListenAfter).
+func (g *GitLab) Listening() error {
+	if g.listening == nil {
+		return nil
+	}
+	err := <-g.listening
+	g.listening <- err
+	return err
 }
 
 // URL returns the base URL, https://ADDR:PORT with the listener's address
