@@ -163,6 +163,7 @@ func (r *Role) gitlabRBInclude(ctx context.Context) ([]host.Step, error) {
 	case err != nil:
 		return nil, fmt.Errorf("reading %s: %w", GitLabRB, err)
 	case includeRE.Match(old):
+		r.secrets = append(r.secrets, gitlabRBSecrets(old)...)
 		return []host.Step{{Kind: "file", Target: GitLabRB, Summary: "loads " + FragmentPath}}, nil
 	default:
 		if info, err := statTarget(h, GitLabRB); err == nil {
@@ -174,6 +175,9 @@ func (r *Role) gitlabRBInclude(ctx context.Context) ([]host.Step, error) {
 		}
 		data = append(data, []byte("\n"+includeComment+IncludeLine+"\n")...)
 	}
+	// Whatever prints gitlab.rb's lines later (a Ruby syntax error in gitlab-ctl reconfigure's
+	// output quotes the line) has the admin's secrets masked too.
+	r.secrets = append(r.secrets, gitlabRBSecrets(old)...)
 	st, err := h.EnsureFile(host.File{Path: GitLabRB, Data: data, Mode: mode})
 	st.Diff = ""
 	if st.Changed {
@@ -181,6 +185,22 @@ func (r *Role) gitlabRBInclude(ctx context.Context) ([]host.Step, error) {
 		st.Summary += ": " + what
 	}
 	return []host.Step{st}, err
+}
+
+// rbSecretRE finds Ruby string literals assigned to settings whose name says they hold a secret:
+// gitlab_rails['smtp_password'] = '...', 'password' => "..." inside a hash (ldap_servers), and
+// *_secret, *_token, *_key settings.
+var rbSecretRE = regexp.MustCompile(`(?i)[a-z0-9_]*(?:password|passwd|secret|token|_key|key_base)[a-z0-9_]*['"]?\]?[ \t]*(?:=>|=)[ \t]*(?:'((?:[^'\\\n]|\\.)*)'|"((?:[^"\\\n]|\\.)*)")`)
+
+// gitlabRBSecrets returns the secret values in gitlab.rb's text, as written there.
+func gitlabRBSecrets(b []byte) []string {
+	var out []string
+	for _, m := range rbSecretRE.FindAllSubmatch(b, -1) {
+		if v := string(m[1]) + string(m[2]); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 const includeComment = "# Added by glbootstrap: its managed settings (keep this line last, so they win).\n"

@@ -15,6 +15,7 @@ import (
 // would show them as context).
 const adminRB = `external_url 'http://gitlab.example.com'
 gitlab_rails['smtp_enable'] = true
+gitlab_rails['ldap_servers'] = { 'main' => { 'bind_dn' => 'cn=gitlab', "password" => "ldap-pw-of-the-admin" } }
 gitlab_rails['db_password'] = 'db-pw-of-the-admin'
 gitlab_rails['smtp_password'] = 'smtp-pw-of-the-admin'`
 
@@ -75,6 +76,35 @@ func TestIncludeNeverPrintsTheAdminsLines(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestIncludeMasksTheAdminsSecrets: the secrets in the admin's gitlab.rb join the role's secrets,
+// so anything that prints a line of gitlab.rb later (gitlab-ctl reconfigure's output on a Ruby
+// error) has them masked; settings that are not secrets do not.
+func TestIncludeMasksTheAdminsSecrets(t *testing.T) {
+	for _, withLine := range []bool{false, true} {
+		root := t.TempDir()
+		p := filepath.Join(root, GitLabRB)
+		if err := os.MkdirAll(filepath.Dir(p), 0o775); err != nil {
+			t.Fatal(err)
+		}
+		rb := adminRB + "\n"
+		if withLine {
+			rb += IncludeLine + "\n"
+		}
+		if err := os.WriteFile(p, []byte(rb), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := &Role{d: Deps{Host: &host.Host{Root: root, DryRun: true}}}
+		if _, err := r.gitlabRBInclude(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		got := r.Secrets()
+		want := []string{"ldap-pw-of-the-admin", "db-pw-of-the-admin", "smtp-pw-of-the-admin"}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("from_file line present %v: Secrets() = %q, want %q", withLine, got, want)
 		}
 	}
 }
