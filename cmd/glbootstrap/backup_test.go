@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 	"github.com/glbootstrap/glbootstrap/internal/testenv/standin"
@@ -229,5 +230,66 @@ func TestBackupBadInput(t *testing.T) {
 				t.Error("a refused backup configuration changed the host")
 			}
 		})
+	}
+}
+
+// TestBackupRunTakesTheLock: while a backup runs (the gitlab-backup stand-in holds), a second
+// backup and an apply exit 4 naming the running backup's PID, and change nothing; once it is
+// done, apply runs.
+func TestBackupRunTakesTheLock(t *testing.T) {
+	w, r := newBackupWorld(t, "")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	hold := filepath.Join(t.TempDir(), "release")
+	w.env = append(w.env, standin.HoldEnv+"="+hold)
+	first := make(chan result, 1)
+	go func() { first <- w.backup("run") }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(hold + ".started"); err == nil {
+			break
+		}
+		select {
+		case r := <-first:
+			t.Fatalf("the first backup ended before gitlab-backup ran: %s", r)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first backup never ran gitlab-backup")
+		}
+	}
+	// The holder's PID, as the lock file records it, is the running "glbootstrap backup run".
+	b, err := os.ReadFile(filepath.Join(w.root, "run/glbootstrap.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(b))
+	if cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline"); err != nil || !strings.Contains(string(cmdline), "backup\x00run") {
+		t.Fatalf("lock file names PID %q, which is not the running backup (%q, %v)", pid, cmdline, err)
+	}
+
+	before := w.snapshot()
+	objs := len(w.stack.S3.Objects(testenv.StackBackupBucket, ""))
+	second := w.backup("run")
+	if second.code != 4 || !strings.Contains(second.stderr, "another glbootstrap run holds the lock") || !strings.Contains(second.stderr, "process "+pid) {
+		t.Errorf("a second backup during the first: want exit 4 naming process %s\n%s", pid, second)
+	}
+	apply := w.gitlab("apply")
+	if apply.code != 4 || !strings.Contains(apply.stderr, "process "+pid) {
+		t.Errorf("an apply during the backup: want exit 4 naming process %s\n%s", pid, apply)
+	}
+	w.sameTree(before)
+	if n := len(w.stack.S3.Objects(testenv.StackBackupBucket, "")); n != objs {
+		t.Errorf("the locked-out runs wrote to S3 (%d objects, was %d)", n, objs)
+	}
+
+	if err := os.WriteFile(hold, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-first; r.code != 0 {
+		t.Fatalf("the first backup: %s", r)
+	}
+	if r := w.gitlab("apply"); r.code != 0 {
+		t.Errorf("an apply after the backup, which released the lock: %s", r)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -67,29 +66,18 @@ func wantCode(t *testing.T, r result, code int) {
 	}
 }
 
-// secretsIn returns the secrets the test knows that appear in r's output.
-// It covers the stack's access token, every runner token GitLab ever handed
-// out (as far as the test can still see) and the extra values given.
+// leaked returns the secrets the test knows (the stack's, w.known and extra) that appear in r's
+// output. w.run already fails the test on any of the stack's; extra covers values a case puts
+// nowhere else.
 func (w *world) leaked(r result, extra ...string) []string {
 	w.t.Helper()
-	known := append([]string{testenv.StackAccessTokenVal, badRegToken, unknownGlrt}, extra...)
-	for _, rn := range w.stack.GitLab.Runners() {
-		known = append(known, rn.Token)
-	}
-	for _, p := range []string{testenv.StackRunnerToken, testenv.StackCreateToken, badRegParam} {
-		if v, ok := w.stack.SSM.Value(p); ok {
-			known = append(known, v)
-		}
+	known := w.secrets()
+	for _, e := range append([]string{badRegToken, unknownGlrt}, extra...) {
+		known = append(known, testenv.Secret{Source: "test value", Value: e})
 	}
 	var out []string
-	for _, s := range known {
-		if s != "" && strings.Contains(r.stdout+r.stderr, s) {
-			out = append(out, s)
-		}
-	}
-	// Any glrt-/glpat- value at all is a leak: masked output never has one.
-	for _, m := range regexp.MustCompile(`gl(rt|pat)-[A-Za-z0-9_-]{8,}`).FindAllString(r.stdout+r.stderr, -1) {
-		out = append(out, m)
+	for _, l := range testenv.Leaks(r.stdout+r.stderr, known) {
+		out = append(out, l.Value)
 	}
 	return out
 }
@@ -148,6 +136,7 @@ func (w *world) replaceGitLab(opts testenv.GitLabOptions) *testenv.GitLab {
 	g.AddAccessToken(testenv.StackAccessTokenVal, "create_runner")
 	old := w.stack.GitLab
 	w.stack.GitLab = g // Stack.Close closes it
+	w.known = append(w.known, old.Secrets()...)
 	old.Close()
 	w.stack.SSM.Put(testenv.StackPrivateURL, g.URL(), false)
 	if err := os.WriteFile(filepath.Join(w.root, testenv.StackCAFile), g.CAPEM(), 0o644); err != nil {
@@ -418,6 +407,7 @@ func TestBadInputLegacyRegistration(t *testing.T) {
 	t.Run("disabled (410)", func(t *testing.T) {
 		w := newWorld(t, testenv.IMDSValues{})
 		w.stack.SSM.Put(badRegParam, badRegToken, true)
+		w.stack.SSM.MarkSecret(badRegParam)
 		w.setConfig(w.stack.RunnerConfig(regAuthTagged, ""))
 		w.preBoot()
 		before := w.snapshot()
@@ -435,6 +425,7 @@ func TestBadInputLegacyRegistration(t *testing.T) {
 		w := newWorld(t, testenv.IMDSValues{})
 		g := w.replaceGitLab(testenv.GitLabOptions{LegacyRegistrationToken: badRegToken})
 		w.stack.SSM.Put(badRegParam, badRegToken, true)
+		w.stack.SSM.MarkSecret(badRegParam)
 		w.setConfig(w.stack.RunnerConfig(regAuthTagged, ""))
 		r := w.apply()
 		wantCode(t, r, 0)
@@ -495,6 +486,36 @@ func TestBadInputGitLabNeverReady(t *testing.T) {
 	}
 	w.sameTree(before)
 	w.noLeak(r)
+}
+
+// TestGitLabBootingIsWaitedFor: GitLab still booting refuses connections (nginx not up yet);
+// register waits for it within gitlab.ready_timeout, saying so, instead of failing at once.
+// Under plan too, which only reads. A GitLab that never listens fails after the timeout.
+func TestGitLabBootingIsWaitedFor(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	w.preBoot()
+	for _, verb := range []string{"plan", "apply"} {
+		g := w.replaceGitLab(testenv.GitLabOptions{ListenAfter: 2 * time.Second, NotReadyFor: 1})
+		start := time.Now()
+		r := map[string]func(...string) result{"plan": w.plan, "apply": w.apply}[verb]()
+		wantCode(t, r, map[string]int{"plan": 10, "apply": 0}[verb])
+		if err := g.Listening(); err != nil {
+			t.Fatalf("the stand-in could not listen again: %v", err)
+		}
+		if time.Since(start) < 2*time.Second {
+			t.Errorf("%s ended before GitLab listened", verb)
+		}
+		wantIn(t, "stderr", r.stderr, r, "is not ready (attempt 1", "connection refused", "HTTP 503")
+	}
+	if n := len(w.stack.GitLab.Runners()); n != 1 {
+		t.Errorf("%d runners on GitLab, want the one apply created", n)
+	}
+
+	g := w.replaceGitLab(testenv.GitLabOptions{ListenAfter: time.Hour})
+	w.setConfig(replaceOnce(t, w.stack.RunnerConfig(testenv.CreateAuth, ""), "  ready_timeout: 20s\n", "  ready_timeout: 2s\n"))
+	r := w.apply()
+	wantCode(t, r, 1)
+	wantIn(t, "stderr", r.stderr, r, "phase register", g.URL(), "not ready after 2s", "connection refused", "security group", "raise the timeout")
 }
 
 func TestBadInputGitLabRunnerNotInstalled(t *testing.T) {

@@ -64,6 +64,28 @@ type world struct {
 	stack *testenv.Stack
 	root  string
 	env   []string
+	// known are secrets beyond the stack's own (testenv.Stack.Secrets): those of a GitLab the
+	// test replaced, values a test made up. run fails the test when output holds any of them.
+	known []testenv.Secret
+}
+
+// secret adds a secret value the test made up, so that run fails the test on its appearance.
+func (w *world) secret(source, value string) {
+	w.known = append(w.known, testenv.Secret{Source: source, Value: value})
+}
+
+// secrets are every secret the world's stand-ins were seeded with or handed out.
+func (w *world) secrets() []testenv.Secret {
+	return append(w.stack.Secrets(), w.known...)
+}
+
+// failOnLeak fails t when out (a run's stdout and stderr) holds any of secrets, in any encoding
+// (testenv.Leaks). Every run of the binary in these tests passes through it.
+func failOnLeak(t testing.TB, what, out string, secrets []testenv.Secret) {
+	t.Helper()
+	for _, l := range testenv.Leaks(out, secrets) {
+		t.Errorf("%s printed a secret (%s: %q):\n%s", what, l.Source, l.Value, out)
+	}
 }
 
 func newWorld(t testing.TB, v testenv.IMDSValues) *world {
@@ -96,10 +118,17 @@ func (r result) String() string {
 
 func (w *world) run(args ...string) result {
 	w.t.Helper()
+	return runBinary(w.t, w.env, w.secrets(), args...)
+}
+
+// runBinary runs glbootstrap with args in env and fails t when its output holds any of
+// secrets: every run of the binary in these tests goes through here.
+func runBinary(t testing.TB, env []string, secrets []testenv.Secret, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = w.env
+	cmd.Env = env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -109,8 +138,9 @@ func (w *world) run(args ...string) result {
 	case errors.As(err, &xe):
 		r.code = xe.ExitCode()
 	case err != nil:
-		w.t.Fatalf("running glbootstrap: %v", err)
+		t.Fatalf("running glbootstrap: %v", err)
 	}
+	failOnLeak(t, "glbootstrap "+strings.Join(args, " "), "--- stdout\n"+r.stdout+"--- stderr\n"+r.stderr, secrets)
 	return r
 }
 

@@ -68,6 +68,7 @@ func TestCodeBuildRunSIGTERMStopsBuild(t *testing.T) {
 	}
 	<-done // all of stderr read before Wait closes the pipe
 	err = cmd.Wait()
+	failOnLeak(t, "glbootstrap codebuild run", "--- stdout\n"+stdout.String()+"--- stderr\n"+errLog.String(), st.Secrets())
 	var xe *exec.ExitError
 	if !errors.As(err, &xe) || xe.ExitCode() != 1 {
 		t.Fatalf("exit: %v, want 1\n%s", err, errLog.String())

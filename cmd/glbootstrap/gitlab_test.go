@@ -68,6 +68,11 @@ func TestGitLabApplyConvergesThenChangesNothing(t *testing.T) {
 	if plan.code != 10 || !strings.Contains(plan.stdout, "is not the live system): GitLab was never configured") {
 		t.Fatalf("plan on a fresh host: %s", plan)
 	}
+	// gitlab.rb is the admin's: plan says what it would do to it, and shows none of its lines.
+	if !strings.Contains(plan.stdout, "/etc/gitlab/gitlab.rb: would be updated: from_file line for /etc/gitlab/glbootstrap.rb appended at the end") ||
+		strings.Contains(plan.stdout, "external_url 'http://gitlab.example.com'") {
+		t.Errorf("plan on a fresh host, gitlab.rb:\n%s", plan)
+	}
 	noSecret(t, plan)
 
 	first := w.gitlab("apply")

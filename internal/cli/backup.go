@@ -37,6 +37,16 @@ func newBackupCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The host's run lock, as apply takes it: two backups, or a backup and an apply
+			// (which may reconfigure GitLab or rewrite /etc/gitlab mid-archive), never overlap.
+			unlock, err := r.Host.Lock()
+			if err != nil {
+				if errors.Is(err, host.ErrLocked) {
+					return exitf(ExitLocked, "%v", err)
+				}
+				return exitf(ExitFailed, "%v", err)
+			}
+			defer unlock()
 			r.Log = func(s string) { fmt.Fprintln(e.stderr, s) }
 			rec, err := r.Run(ctx)
 			if err != nil {

@@ -453,6 +453,32 @@ func TestWaitReady(t *testing.T) {
 		err := c.WaitReady(context.Background(), 500*time.Millisecond, nil)
 		wantErrContains(t, err, "was not ready after 1s (last: ", "connection refused", "security group")
 	})
+	t.Run("booting: connection refused until nginx listens", func(t *testing.T) {
+		g := startGitLab(t, testenv.GitLabOptions{ListenAfter: 700 * time.Millisecond, NotReadyFor: 1})
+		c := clientFor(t, g.URL(), g.CAPEM())
+		var msgs []string
+		start := time.Now()
+		if err := c.WaitReady(context.Background(), 5*time.Second, func(m string) { msgs = append(msgs, m) }); err != nil {
+			t.Fatalf("WaitReady: %v (progress %q)", err, msgs)
+		}
+		if d := time.Since(start); d < 700*time.Millisecond {
+			t.Errorf("ready after %s, before GitLab listened", d)
+		}
+		if len(msgs) < 2 || !strings.Contains(msgs[0], "connection refused") || !strings.Contains(msgs[len(msgs)-1], "HTTP 503") {
+			t.Errorf("progress = %q, want connection refused first and the 503 of a starting GitLab last", msgs)
+		}
+	})
+	t.Run("booting: caller cancels while refused", func(t *testing.T) {
+		g := startGitLab(t, testenv.GitLabOptions{ListenAfter: time.Hour})
+		c := clientFor(t, g.URL(), g.CAPEM())
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(200*time.Millisecond, cancel)
+		start := time.Now()
+		err := c.WaitReady(ctx, time.Minute, nil)
+		if !errors.Is(err, context.Canceled) || time.Since(start) > 2*time.Second {
+			t.Errorf("err = %v after %s, want context.Canceled at once", err, time.Since(start))
+		}
+	})
 	t.Run("outside monitoring whitelist", func(t *testing.T) {
 		g := startGitLab(t, testenv.GitLabOptions{MonitoringWhitelist: []string{"10.0.0.0/16"}})
 		c := clientFor(t, g.URL(), g.CAPEM())

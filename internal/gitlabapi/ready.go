@@ -30,9 +30,11 @@ func readinessIntervals(timeout time.Duration) (initial, maxInterval time.Durati
 }
 
 // WaitReady polls GET /-/readiness until GitLab answers 200, for at most
-// timeout, with exponential backoff (see readinessIntervals). progress, if
-// not nil, is called after every failed attempt with the attempt number, the
-// elapsed seconds and the reason (HTTP status or connection error).
+// timeout, with exponential backoff (see readinessIntervals). A GitLab still
+// booting refuses connections (nginx not up yet) before it answers 502/503:
+// both are waited for. progress, if not nil, is called after every failed
+// attempt with the attempt number, the elapsed seconds and the reason (HTTP
+// status or connection error).
 //
 // GitLab answers /-/readiness only to monitoring_whitelist addresses and 404
 // (403 behind some proxies) to everyone else. Such an answer proves GitLab is
@@ -75,6 +77,11 @@ func (c *Client) WaitReady(ctx context.Context, timeout time.Duration, progress 
 		var pe *probeError
 		if !errors.As(err, &pe) {
 			return struct{}{}, backoff.Permanent(err)
+		}
+		if wctx.Err() != nil && last != nil {
+			// The wait ended during this attempt: its "timed out" says nothing about GitLab,
+			// so the error keeps the last real answer (connection refused, HTTP 503).
+			return struct{}{}, pe
 		}
 		last = pe
 		progress(fmt.Sprintf("GitLab at %s is not ready (attempt %d, %ds elapsed): %s",

@@ -16,6 +16,14 @@ type BuildStack struct {
 // BuildStackBucket is the bucket StartBuildStack creates.
 const BuildStackBucket = "glbootstrap-codebuild-sources"
 
+// BuildStackAWSSecretKey is AWS_SECRET_ACCESS_KEY in BuildStack.Env.
+const BuildStackAWSSecretKey = "seeded-build-aws-secret-access-key-0001"
+
+// Secrets returns the secrets glbootstrap is handed when it runs against the stack (see Leaks).
+func (s *BuildStack) Secrets() []Secret {
+	return []Secret{{Source: "AWS_SECRET_ACCESS_KEY", Value: BuildStackAWSSecretKey}}
+}
+
 // StartBuildStack starts the stand-ins, with log pages of logPage events (0: CloudWatch's
 // maximum) and BuildStackBucket created. Close it when done.
 func StartBuildStack(logPage int) *BuildStack {
@@ -47,7 +55,7 @@ func (s *BuildStack) Env() map[string]string {
 		"AWS_ENDPOINT_URL_ECR":             s.ECR.URL(),
 		"AWS_ENDPOINT_URL":                 "",
 		"AWS_ACCESS_KEY_ID":                "AKIDGLBOOTSTRAPTEST",
-		"AWS_SECRET_ACCESS_KEY":            "glbootstrap-test-secret",
+		"AWS_SECRET_ACCESS_KEY":            BuildStackAWSSecretKey,
 		"AWS_SESSION_TOKEN":                "",
 		"AWS_PROFILE":                      "",
 		"AWS_REGION":                       "us-east-2",

@@ -45,6 +45,9 @@ type GitLabOptions struct {
 	MonitoringWhitelist []string
 	// Addr is the listen address; default "127.0.0.1:0" (a random port).
 	Addr string
+	// ListenAfter delays listening: until then connections to URL are refused (ECONNREFUSED),
+	// as while GitLab boots and nginx is not up yet. URL is known at once.
+	ListenAfter time.Duration
 }
 
 // GitLabRunner is a runner as the stand-in stores it.
@@ -99,6 +102,8 @@ type GitLab struct {
 	tokens    map[string][]string // access token → scopes
 	requests  map[string]int      // "METHOD path" → count
 	readiness int                 // whitelisted GET /-/readiness seen
+	issued    []string            // every runner token handed out or stored, for Secrets
+	listening chan error          // ListenAfter: the delayed listen's result, once
 }
 
 // NewGitLab starts a stand-in GitLab. Close it when done.
@@ -156,8 +161,34 @@ func NewGitLab(opts GitLabOptions) (*GitLab, error) {
 		// Handshake failures are what some tests are about; keep them off stderr.
 		ErrorLog: log.New(io.Discard, "", 0),
 	}
-	go func() { _ = g.srv.ServeTLS(ln, "", "") }()
+	if opts.ListenAfter <= 0 {
+		go func() { _ = g.srv.ServeTLS(ln, "", "") }()
+		return g, nil
+	}
+	// Keep the port, refuse connections on it, then listen again. Nothing else takes a port
+	// the kernel just handed out within a test's few seconds.
+	addr := ln.Addr().String()
+	ln.Close()
+	g.listening = make(chan error, 1)
+	time.AfterFunc(opts.ListenAfter, func() {
+		ln, err := net.Listen("tcp", addr)
+		g.listening <- err
+		if err == nil {
+			_ = g.srv.ServeTLS(ln, "", "")
+		}
+	})
 	return g, nil
+}
+
+// Listening waits until a stand-in started with ListenAfter listens and returns the error of
+// its listen (nil at once without ListenAfter).
+func (g *GitLab) Listening() error {
+	if g.listening == nil {
+		return nil
+	}
+	err := <-g.listening
+	g.listening <- err
+	return err
 }
 
 // URL returns the base URL, https://ADDR:PORT with the listener's address
@@ -224,7 +255,27 @@ func (g *GitLab) ResetToken(id int64) string {
 		prefix = "t1_"
 	}
 	r.Token = gitlabNewToken(prefix)
+	g.issued = append(g.issued, r.Token)
 	return r.Token
+}
+
+// Secrets returns every secret this GitLab knows or has known: its access tokens, its legacy
+// registration token, and every runner authentication token it handed out or was given,
+// including those of runners deleted since and tokens replaced by ResetToken.
+func (g *GitLab) Secrets() []Secret {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []Secret
+	for t := range g.tokens {
+		out = append(out, Secret{Source: "GitLab access token", Value: t})
+	}
+	if g.legacy != "" {
+		out = append(out, Secret{Source: "GitLab registration token", Value: g.legacy})
+	}
+	for _, t := range g.issued {
+		out = append(out, Secret{Source: "GitLab runner token", Value: t})
+	}
+	return out
 }
 
 // Requests returns how many requests hit method and path. path is either the
@@ -519,6 +570,7 @@ func (g *GitLab) whitelisted(r *http.Request) bool {
 }
 
 func (g *GitLab) storeLocked(r *GitLabRunner) *GitLabRunner {
+	g.issued = append(g.issued, r.Token)
 	g.nextID++
 	r.ID = g.nextID
 	g.runners[r.ID] = r

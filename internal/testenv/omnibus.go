@@ -59,15 +59,19 @@ func (s *Stack) GitLabConfig(privateURL, extra string) string {
 	return b.String()
 }
 
-// SeedGitLabSSM stores the GitLab host's secrets in the stack's SSM: the initial root password
-// as a SecureString.
-func (s *Stack) SeedGitLabSSM() { s.SSM.Put(StackRootPasswordParam, StackRootPasswordVal, true) }
+// SeedGitLabSSM stores the GitLab host's secrets in the stack's SSM (StartStack does it too; call
+// it again after deleting them): the initial root password as a SecureString, marked secret.
+func (s *Stack) SeedGitLabSSM() {
+	s.SSM.Put(StackRootPasswordParam, StackRootPasswordVal, true)
+	s.SSM.MarkSecret(StackRootPasswordParam)
+}
 
-// Delete removes a parameter, like DeleteParameter (no-op when it does not exist).
+// Delete removes a parameter, like DeleteParameter (no-op when it does not exist). A parameter
+// marked with MarkSecret stays marked, and Secrets still returns the values it held.
 func (s *SSM) Delete(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.params, name)
+	s.deleteLocked(name)
 }
 
 // OmnibusGitLabRB is /etc/gitlab/gitlab.rb as the Omnibus package leaves it (abridged): the
@@ -84,6 +88,22 @@ external_url 'http://gitlab.example.com'
 # gitlab_rails['time_zone'] = 'UTC'
 `
 
+// AdminGitLabRB are lines an admin added to gitlab.rb after installing the package (outgoing
+// mail, an external database, LDAP), as SeedGitLabRoot appends them. Their secrets are
+// AdminSMTPPassword, AdminDBPassword and AdminLDAPPassword: glbootstrap must never print any of
+// them (the secret lines come last, where a diff of the appended from_file line would show
+// them as context).
+const AdminGitLabRB = `
+### Added by the admin after installation.
+gitlab_rails['smtp_enable'] = true
+gitlab_rails['smtp_address'] = 'email-smtp.us-east-2.amazonaws.com'
+gitlab_rails['smtp_user_name'] = 'gitlab-mailer'
+gitlab_rails['db_host'] = 'gitlab-db.internal'
+gitlab_rails['ldap_servers'] = { 'main' => { 'host' => 'ldap.internal', 'bind_dn' => 'cn=gitlab', 'password' => '` + AdminLDAPPassword + `' } }
+gitlab_rails['db_password'] = '` + AdminDBPassword + `'
+gitlab_rails['smtp_password'] = '` + AdminSMTPPassword + `'
+`
+
 // DebianSSHDConfig is Debian 12's /etc/ssh/sshd_config without its comments.
 const DebianSSHDConfig = `Include /etc/ssh/sshd_config.d/*.conf
 KbdInteractiveAuthentication no
@@ -96,13 +116,14 @@ Subsystem	sftp	/usr/lib/openssh/sftp-server
 
 // SeedGitLabRoot lays out root the way a baked GitLab AMI leaves it: the Omnibus package
 // (version manifest, gitlab-ctl stand-in) at the stack's edition and version, its
-// /etc/gitlab/gitlab.rb, and Debian's sshd_config.
+// /etc/gitlab/gitlab.rb with the admin's lines (OmnibusGitLabRB + AdminGitLabRB), and Debian's
+// sshd_config.
 func SeedGitLabRoot(root string) error {
 	files := map[string]string{
 		"opt/gitlab/version-manifest.txt": "gitlab-" + StackOmnibusEdition + " " + StackOmnibusVersion + "\n\n" +
 			"Component                      Installed Version                          Version GUID\n",
 		"opt/gitlab/bin/gitlab-ctl": "#!/bin/sh\n# Stand-in for Omnibus's gitlab-ctl in the glbootstrap demo root.\necho 'gitlab-ctl stand-in' >&2\n",
-		"etc/gitlab/gitlab.rb":      OmnibusGitLabRB,
+		"etc/gitlab/gitlab.rb":      OmnibusGitLabRB + AdminGitLabRB,
 		"etc/ssh/sshd_config":       DebianSSHDConfig,
 	}
 	for rel, content := range files {

@@ -53,6 +53,10 @@ type ssmParam struct {
 	modified    time.Time
 	denyDecrypt bool
 	denyRead    bool
+	// history is every value the parameter has held, oldest first, for Secrets.
+	history []string
+	// secret is set by MarkSecret.
+	secret bool
 }
 
 // NewSSM starts the stand-in on a random 127.0.0.1 port. Close it when done.
@@ -87,6 +91,7 @@ func (s *SSM) putLocked(name, value, typ string) *ssmParam {
 		s.params[name] = p
 	}
 	p.value, p.typ = value, typ
+	p.history = append(p.history, value)
 	p.version++
 	p.modified = time.Now()
 	return p
@@ -118,6 +123,34 @@ func (s *SSM) markLocked(name string) *ssmParam {
 		s.params[name] = p
 	}
 	return p
+}
+
+// MarkSecret declares that the named parameters hold secrets (tokens, passwords): Secrets then
+// returns every value they hold or have held, including values put before the mark and by
+// PutParameter. The parameters need not exist yet.
+func (s *SSM) MarkSecret(names ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		s.markLocked(n).secret = true
+	}
+}
+
+// Secrets returns every value that a parameter marked with MarkSecret holds or has held, each
+// with "SSM <name>" as its source, in no particular order.
+func (s *SSM) Secrets() []Secret {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Secret
+	for name, p := range s.params {
+		if !p.secret {
+			continue
+		}
+		for _, v := range p.history {
+			out = append(out, Secret{Source: "SSM " + name, Value: v})
+		}
+	}
+	return out
 }
 
 // Value returns a parameter's plaintext value and whether it exists.
@@ -370,6 +403,15 @@ func (s *SSM) deleteParameter(body []byte) (any, *awsJSONError) {
 	if !ok || p.version == 0 {
 		return nil, &awsJSONError{status: http.StatusBadRequest, code: "ParameterNotFound"}
 	}
-	delete(s.params, in.Name)
+	s.deleteLocked(in.Name)
 	return map[string]any{}, nil
+}
+
+// deleteLocked removes a parameter; one marked secret stays marked, with its history.
+func (s *SSM) deleteLocked(name string) {
+	if p, ok := s.params[name]; ok && p.secret {
+		s.params[name] = &ssmParam{secret: true, history: p.history}
+		return
+	}
+	delete(s.params, name)
 }

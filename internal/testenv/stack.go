@@ -58,7 +58,10 @@ exit 1
 `
 
 // StartStack starts and seeds every stand-in. imds may be the zero value
-// for the reference instance.
+// for the reference instance. Every secret source holds a distinct,
+// recognisable value (see Secrets): the create_runner access token, a glrt-
+// token for runner.token_parameter, a legacy registration token and the
+// initial root password in SSM.
 func StartStack(ctx context.Context, imds IMDSValues) (*Stack, error) {
 	s := &Stack{}
 	var err error
@@ -82,6 +85,10 @@ func StartStack(ctx context.Context, imds IMDSValues) (*Stack, error) {
 	s.S3.PutObject(StackBucket, key, s.Driver)
 
 	s.SSM.Put(StackCreateToken, StackAccessTokenVal, true)
+	s.SSM.Put(StackRunnerToken, StackRunnerTokenVal, true)
+	s.SSM.Put(StackRegistrationToken, StackRegistrationTokenVal, true)
+	s.SeedGitLabSSM()
+	s.SSM.MarkSecret(StackCreateToken, StackRunnerToken, StackRegistrationToken, StackRootPasswordParam)
 	s.SSM.Put(StackPrivateURL, s.GitLab.URL(), false)
 	s.StartFargate(imds.withDefaults())
 	return s, nil
@@ -128,7 +135,7 @@ func (s *Stack) Env(base []string) []string {
 		"AWS_ENDPOINT_URL_ECR="+s.ECR.URL(),
 		"AWS_ENDPOINT_URL_IAM="+s.IAM.URL(),
 		"AWS_ACCESS_KEY_ID=AKIDEXAMPLEDEMO",
-		"AWS_SECRET_ACCESS_KEY=demo-secret-key",
+		"AWS_SECRET_ACCESS_KEY="+StackAWSSecretKey,
 		"AWS_CONFIG_FILE="+os.DevNull,
 		"AWS_SHARED_CREDENTIALS_FILE="+os.DevNull,
 	)

@@ -141,11 +141,17 @@ func (r *Role) gitlabFragment(ctx context.Context) ([]host.Step, error) {
 // gitlabRBInclude makes gitlab.rb load the fragment: the from_file line is appended once (with a
 // comment saying why) and nothing else in the file is touched, its mode included. A missing
 // gitlab.rb is created 0600 from templates/gitlab/gitlab.rb.tmpl.
+//
+// gitlab.rb is the admin's file, and its lines hold the admin's secrets (smtp_password,
+// db_password, LDAP passwords) that glbootstrap never knows and so cannot mask: the step says
+// what it does and carries no diff, because a diff's context lines would print them into SSM
+// output and CloudWatch.
 func (r *Role) gitlabRBInclude(ctx context.Context) ([]host.Step, error) {
 	h := r.d.Host
 	old, err := h.ReadFile(GitLabRB)
 	var data []byte
 	mode := fsMode(0o600)
+	what := "from_file line for " + FragmentPath + " appended at the end; the admin's lines are kept and not shown"
 	switch {
 	case host.IsNotExist(err):
 		head, err := render.Template(templates.FS, gitlabRBTemplate, funcs, nil)
@@ -153,9 +159,11 @@ func (r *Role) gitlabRBInclude(ctx context.Context) ([]host.Step, error) {
 			return nil, err
 		}
 		data = append(head, []byte("\n"+includeComment+IncludeLine+"\n")...)
+		what = "Omnibus's template with the from_file line for " + FragmentPath
 	case err != nil:
 		return nil, fmt.Errorf("reading %s: %w", GitLabRB, err)
 	case includeRE.Match(old):
+		r.secrets = append(r.secrets, gitlabRBSecrets(old)...)
 		return []host.Step{{Kind: "file", Target: GitLabRB, Summary: "loads " + FragmentPath}}, nil
 	default:
 		if info, err := h.Stat(GitLabRB); err == nil {
@@ -167,11 +175,32 @@ func (r *Role) gitlabRBInclude(ctx context.Context) ([]host.Step, error) {
 		}
 		data = append(data, []byte("\n"+includeComment+IncludeLine+"\n")...)
 	}
+	// Whatever prints gitlab.rb's lines later (a Ruby syntax error in gitlab-ctl reconfigure's
+	// output quotes the line) has the admin's secrets masked too.
+	r.secrets = append(r.secrets, gitlabRBSecrets(old)...)
 	st, err := h.EnsureFile(host.File{Path: GitLabRB, Data: data, Mode: mode})
+	st.Diff = ""
 	if st.Changed {
 		r.includeChanged = true
+		st.Summary += ": " + what
 	}
 	return []host.Step{st}, err
+}
+
+// rbSecretRE finds Ruby string literals assigned to settings whose name says they hold a secret:
+// gitlab_rails['smtp_password'] = '...', 'password' => "..." inside a hash (ldap_servers), and
+// *_secret, *_token, *_key settings.
+var rbSecretRE = regexp.MustCompile(`(?i)[a-z0-9_]*(?:password|passwd|secret|token|_key|key_base)[a-z0-9_]*['"]?\]?[ \t]*(?:=>|=)[ \t]*(?:'((?:[^'\\\n]|\\.)*)'|"((?:[^"\\\n]|\\.)*)")`)
+
+// gitlabRBSecrets returns the secret values in gitlab.rb's text, as written there.
+func gitlabRBSecrets(b []byte) []string {
+	var out []string
+	for _, m := range rbSecretRE.FindAllSubmatch(b, -1) {
+		if v := string(m[1]) + string(m[2]); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 const includeComment = "# Added by glbootstrap: its managed settings (keep this line last, so they win).\n"

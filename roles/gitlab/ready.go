@@ -77,7 +77,9 @@ func trimSlash(p string) string {
 
 // wait polls until GitLab answers 200, for at most timeout, with exponential backoff (2 s doubling
 // to 15 s between attempts), reporting each failed attempt to progress. After a reconfigure, puma
-// needs a minute or two to come up, during which nginx answers 502.
+// needs a minute or two to come up, during which nginx answers 502; before nginx itself is up
+// (the first reconfigure, a reboot) the connection is refused, which is waited for the same way.
+// ctx ending stops the wait at once.
 func (p *readiness) wait(ctx context.Context, timeout time.Duration, progress func(string)) error {
 	if progress == nil {
 		progress = func(string) {}
@@ -92,6 +94,10 @@ func (p *readiness) wait(ctx context.Context, timeout time.Duration, progress fu
 		err := p.probe(wctx)
 		if err == nil {
 			return struct{}{}, nil
+		}
+		if wctx.Err() != nil && last != nil {
+			// The wait ended during this attempt: keep the last real answer for the error.
+			return struct{}{}, err
 		}
 		last = err
 		progress(fmt.Sprintf("GitLab is not ready yet (attempt %d, %ds elapsed): %v", attempt, int(time.Since(start).Seconds()), err))

@@ -3,6 +3,7 @@ package gitlab
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -90,5 +91,58 @@ func TestReadinessSpeaksProxyProtocol(t *testing.T) {
 	}
 	if err := fastReadiness(u, false).wait(context.Background(), 200*time.Millisecond, nil); err == nil {
 		t.Fatal("without the PROXY header the stand-in must refuse")
+	}
+}
+
+// delayedServer returns the URL of a plain HTTP server answering h that refuses connections
+// (nothing listens on its port) until after delay, as while GitLab boots and nginx is not up.
+func delayedServer(t *testing.T, delay time.Duration, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	srv := &http.Server{Handler: h}
+	t.Cleanup(func() { srv.Close() })
+	timer := time.AfterFunc(delay, func() {
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			_ = srv.Serve(ln)
+		}
+	})
+	t.Cleanup(func() { timer.Stop() })
+	return "http://" + addr + "/-/readiness"
+}
+
+// TestReadinessWaitsThroughConnectionRefused: gitlab.ready_timeout covers GitLab still booting,
+// when nothing listens yet, with a progress line per attempt; ctx cancels the wait.
+func TestReadinessWaitsThroughConnectionRefused(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"status":"ok"}`)) })
+	u := delayedServer(t, 500*time.Millisecond, ok)
+	var progress []string
+	start := time.Now()
+	if err := fastReadiness(u, false).wait(context.Background(), 5*time.Second, func(s string) { progress = append(progress, s) }); err != nil {
+		t.Fatalf("wait: %v (progress %q)", err, progress)
+	}
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Errorf("ready after %s, before anything listened", d)
+	}
+	if len(progress) == 0 || !strings.Contains(progress[0], "connection refused") || !strings.Contains(progress[0], "attempt 1") {
+		t.Errorf("progress = %q, want a line per refused attempt", progress)
+	}
+
+	never := delayedServer(t, time.Hour, ok)
+	err := fastReadiness(never, false).wait(context.Background(), 300*time.Millisecond, nil)
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "gitlab.ready_timeout") {
+		t.Errorf("never listening: err = %v, want the refused connection and the timeout to raise", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start = time.Now()
+	err = fastReadiness(never, false).wait(ctx, time.Minute, nil)
+	if !errors.Is(err, context.Canceled) || time.Since(start) > 2*time.Second {
+		t.Errorf("cancelled: err = %v after %s, want context.Canceled at once", err, time.Since(start))
 	}
 }

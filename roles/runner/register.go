@@ -130,10 +130,12 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	if err != nil {
 		return steps, err
 	}
-	if err := gl.CheckTLS(ctx); err != nil {
+	// Readiness first: it retries a GitLab still booting (connection refused) until
+	// ready_timeout, and stops at once on a certificate problem, explained as CheckTLS does.
+	if err := gl.WaitReady(ctx, time.Duration(r.cfg.GitLab.ReadyTimeout), r.progress); err != nil {
 		return steps, err
 	}
-	if err := gl.WaitReady(ctx, time.Duration(r.cfg.GitLab.ReadyTimeout), r.progress); err != nil {
+	if err := gl.CheckTLS(ctx); err != nil {
 		return steps, err
 	}
 

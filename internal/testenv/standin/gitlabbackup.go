@@ -25,6 +25,9 @@ const (
 	BucketEnv = "GLB_STANDIN_BUCKET" // where Omnibus would upload it
 	ModeEnv   = "GLB_STANDIN_MODE"   // ok (default) | fail | noupload
 	SizeEnv   = "GLB_STANDIN_SIZE"   // archive size in bytes (default 1 MiB)
+	// HoldEnv names a file: the stand-in creates FILE.started, then waits (up to a minute)
+	// until FILE exists before it dumps anything, so a test can act while a backup runs.
+	HoldEnv = "GLB_STANDIN_HOLD"
 )
 
 // GitLabBackup behaves like Omnibus's "gitlab-backup create CRON=1
@@ -39,6 +42,19 @@ func GitLabBackup(ctx context.Context, args []string) error {
 		return fmt.Errorf("usage: gitlab-backup create [CRON=1] [DIRECTORY=d] (stand-in)")
 	}
 	root, mode := os.Getenv(RootEnv), os.Getenv(ModeEnv)
+	if hold := os.Getenv(HoldEnv); hold != "" {
+		if err := os.WriteFile(hold+".started", nil, 0o644); err != nil {
+			return err
+		}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(hold); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("stand-in: %s never appeared", hold)
+			}
+		}
+	}
 	if mode == "fail" {
 		fmt.Println("2026-11-30 02:00:01 UTC -- Dumping database ...")
 		return fmt.Errorf("pg_dump: error: connection to server on socket \"/var/opt/gitlab/postgresql/.s.PGSQL.5432\" failed: No such file or directory")
@@ -101,6 +117,7 @@ func SimulateReconfigure(root string) error {
 	if err := os.MkdirAll(filepath.Join(root, "var/opt/gitlab/backups"), 0o700); err != nil {
 		return err
 	}
-	secrets := `{"gitlab_rails":{"secret_key_base":"stand-in","db_key_base":"stand-in","otp_key_base":"stand-in"}}` + "\n"
+	k := testenv.GitLabSecretsJSONKey
+	secrets := `{"gitlab_rails":{"secret_key_base":"` + k + `","db_key_base":"` + k + `","otp_key_base":"` + k + `"}}` + "\n"
 	return os.WriteFile(filepath.Join(root, "etc/gitlab/gitlab-secrets.json"), []byte(secrets), 0o600)
 }

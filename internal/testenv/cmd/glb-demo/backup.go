@@ -62,6 +62,9 @@ func demoBackup(ctx context.Context, stack *testenv.Stack, sandbox, bin string, 
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
+		if err := noSecret(stack, args, out.String()); err != nil {
+			return err
+		}
 		fmt.Print(indent(out.String()))
 		code := 0
 		var xe *exec.ExitError

@@ -47,10 +47,10 @@ func demoGitLab(stack *testenv.Stack, sandbox string, glb func(want int, args ..
 			return err
 		}
 		info, _ := os.Stat(filepath.Join(root, f))
-		fmt.Printf("\n--- %s (mode %04o)\n%s", f, info.Mode().Perm(), indent(string(b)))
+		fmt.Printf("\n--- %s (mode %04o)\n%s", f, info.Mode().Perm(), indent(mask(stack, string(b))))
 	}
-	section("GitLab host: apply again changes nothing")
-	if err := glb(0, apply...); err != nil {
+	section("GitLab host: SSM Run Command runs apply again, --output json (JSON lines for SSM and CloudWatch): nothing changes")
+	if err := glb(0, append(apply, "--output", "json")...); err != nil {
 		return err
 	}
 	v, ok := stack.SSM.Value(testenv.StackPrivateURL)

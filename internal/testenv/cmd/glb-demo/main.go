@@ -47,6 +47,27 @@ func main() {
 
 var tokenRE = regexp.MustCompile(`glrt-[A-Za-z0-9_-]+|glpat-[A-Za-z0-9_-]+`)
 
+// mask hides the stack's secrets in a file the demo shows (config.toml holds the runner token,
+// gitlab.rb the admin's passwords), the way glbootstrap's own output does.
+func mask(stack *testenv.Stack, s string) string {
+	for _, sec := range stack.Secrets() {
+		if sec.Value != "" {
+			s = strings.ReplaceAll(s, sec.Value, "[MASKED]")
+		}
+	}
+	return tokenRE.ReplaceAllString(s, "[MASKED]")
+}
+
+// noSecret fails the demo when glbootstrap's output holds a secret of the stack (testenv.Leaks):
+// "make demo" is also a check that secrets cannot leak. The error names the source, never the
+// value.
+func noSecret(stack *testenv.Stack, args []string, out string) error {
+	if l := testenv.Leaks(out, stack.Secrets()); len(l) > 0 {
+		return fmt.Errorf("glbootstrap %s printed a secret (%s): a leak to fix in glbootstrap", strings.Join(args, " "), l[0].Source)
+	}
+	return nil
+}
+
 func run(ctx context.Context, bin, sandbox, serve string) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
@@ -83,7 +104,10 @@ func run(ctx context.Context, bin, sandbox, serve string) error {
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
-		fmt.Print(indent(tokenRE.ReplaceAllString(out.String(), "[MASKED]")))
+		if err := noSecret(stack, args, out.String()); err != nil {
+			return err
+		}
+		fmt.Print(indent(out.String()))
 		code := 0
 		var xe *exec.ExitError
 		if errors.As(err, &xe) {
@@ -116,11 +140,11 @@ func run(ctx context.Context, bin, sandbox, serve string) error {
 			return err
 		}
 		info, _ := os.Stat(filepath.Join(root, f))
-		fmt.Printf("\n--- %s (mode %04o)\n%s", f, info.Mode().Perm(), indent(tokenRE.ReplaceAllString(string(b), "[MASKED]")))
+		fmt.Printf("\n--- %s (mode %04o)\n%s", f, info.Mode().Perm(), indent(mask(stack, string(b))))
 	}
 
-	section("Runner front: reboot or SSM Run Command, apply again changes nothing")
-	if err := glb(0, apply...); err != nil {
+	section("Runner front: SSM Run Command runs apply again, --output json (JSON lines for SSM and CloudWatch): nothing changes")
+	if err := glb(0, append(apply, "--output", "json")...); err != nil {
 		return err
 	}
 
