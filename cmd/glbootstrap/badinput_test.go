@@ -515,7 +515,7 @@ func TestGitLabBootingIsWaitedFor(t *testing.T) {
 	w.setConfig(replaceOnce(t, w.stack.RunnerConfig(testenv.CreateAuth, ""), "  ready_timeout: 20s\n", "  ready_timeout: 2s\n"))
 	r := w.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "stderr", r.stderr, r, "phase register", g.URL(), "not ready after 2s", "connection refused", "security group", "raise the timeout")
+	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", g.URL(), "not ready after 2s", "connection refused", "security group", "raise the timeout")
 }
 
 func TestBadInputGitLabRunnerNotInstalled(t *testing.T) {

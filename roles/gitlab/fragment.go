@@ -178,11 +178,10 @@ func (r *Role) gitlabRBInclude(ctx context.Context) ([]host.Step, error) {
 	// Whatever prints gitlab.rb's lines later (a Ruby syntax error in gitlab-ctl reconfigure's
 	// output quotes the line) has the admin's secrets masked too.
 	r.secrets = append(r.secrets, gitlabRBSecrets(old)...)
-	st, err := h.EnsureFile(host.File{Path: GitLabRB, Data: data, Mode: mode})
-	st.Diff = ""
+	// NoDiff: the host describes the change with what, and never diffs the admin's lines.
+	st, err := h.EnsureFile(host.File{Path: GitLabRB, Data: data, Mode: mode, NoDiff: what})
 	if st.Changed {
 		r.includeChanged = true
-		st.Summary += ": " + what
 	}
 	return []host.Step{st}, err
 }

@@ -97,7 +97,11 @@ func TestIncludeMasksTheAdminsSecrets(t *testing.T) {
 		if err := os.WriteFile(p, []byte(rb), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		r := &Role{d: Deps{Host: &host.Host{Root: root, DryRun: true}}}
+		h, err := host.New(root, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &Role{d: Deps{Host: h}}
 		if _, err := r.gitlabRBInclude(context.Background()); err != nil {
 			t.Fatal(err)
 		}

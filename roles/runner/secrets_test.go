@@ -34,12 +34,22 @@ func TestFileSecretsFindsWhatConfigTOMLHolds(t *testing.T) {
 	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got := fileSecrets(&host.Host{Root: root}, ConfigTOML)
+	got := fileSecrets(newHost(t, root), ConfigTOML)
 	want := []string{"glrt-first", "t1_second", "AKIAEXAMPLE", `with \"quotes\"`, "inline", "jt"}
 	if !slices.Equal(got, want) {
 		t.Errorf("fileSecrets = %q, want %q", got, want)
 	}
-	if got := fileSecrets(&host.Host{Root: t.TempDir()}, ConfigTOML); got != nil {
+	if got := fileSecrets(newHost(t, t.TempDir()), ConfigTOML); got != nil {
 		t.Errorf("missing file: %q", got)
 	}
+}
+
+func newHost(t *testing.T, root string) *host.Host {
+	t.Helper()
+	h, err := host.New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
 }
