@@ -164,7 +164,11 @@ func (l *Live) Start(ctx context.Context, unit string) (host.Step, error) {
 	if _, err := c.StartUnitContext(ctx, unit, "replace", done); err != nil {
 		return st, fmt.Errorf("starting %s: %w", unit, err)
 	}
-	if res := <-done; res != "done" {
+	res, err := waitJob(ctx, done, "start", unit)
+	if err != nil {
+		return st, err
+	}
+	if res != "done" {
 		return st, fmt.Errorf("starting %s: job %s; see journalctl -u %s", unit, res, unit)
 	}
 	// A Type=simple service (gitlab-runner's package unit) counts as started as soon as its
@@ -224,8 +228,25 @@ func (l *Live) Restart(ctx context.Context, unit string) (host.Step, error) {
 	if _, err := c.RestartUnitContext(ctx, unit, "replace", done); err != nil {
 		return st, fmt.Errorf("restarting %s: %w", unit, err)
 	}
-	if res := <-done; res != "done" {
+	res, err := waitJob(ctx, done, "restart", unit)
+	if err != nil {
+		return st, err
+	}
+	if res != "done" {
 		return st, fmt.Errorf("restarting %s: job %s; see journalctl -u %s", unit, res, unit)
 	}
 	return st, nil
+}
+
+// waitJob waits for the result of a systemd job (go-systemd sends it on done: "done", "failed",
+// "timeout", …) or for ctx to end. A unit can take minutes to start (TimeoutStartSec defaults to
+// 90 s, and may be infinity); a signal must not wait for it. The job itself goes on in systemd:
+// the error says so and how to look at it.
+func waitJob(ctx context.Context, done <-chan string, verb, unit string) (string, error) {
+	select {
+	case res := <-done:
+		return res, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("stopped waiting for the %s job of %s (systemd goes on with it; see systemctl status %s): %w", verb, unit, unit, ctx.Err())
+	}
 }
