@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -79,8 +80,13 @@ func interruptOf(ctx context.Context) *Interrupt {
 }
 
 // interrupted turns the error that ended a command stopped by a signal into the run's exit: the
-// signal's code and a message that starts with "interrupted" and keeps what was cut short.
+// signal's code and a message that starts with "interrupted by SIG…" and keeps what was cut short.
 func interrupted(in *Interrupt, err error) *exitError {
-	return &exitError{code: in.ExitCode(), err: fmt.Errorf("%s: %w\n"+
-		"what finished before stays done and the lock is released: run the same command again to finish", in.Error(), err)}
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "interrupted "); ok {
+		msg = in.Error() + " " + rest // "interrupted while following build X" said it already
+	} else {
+		msg = in.Error() + ": " + msg
+	}
+	return &exitError{code: in.ExitCode(), err: fmt.Errorf("%s\nwhat finished before the signal stays done: run the same command again to finish", msg)}
 }

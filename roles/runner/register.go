@@ -207,10 +207,15 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		return append(append(steps, step), ps...), err
 	}
 	var reg gitlabapi.Registered
+	// A signal must not cut this request short: GitLab may already have created the runner,
+	// and its token, shown only in this answer, would be lost (a second runner next run).
+	// The request gets its own bound instead, and the run stops right after it is saved.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	defer cancel()
 	if rc.Create != nil {
-		reg, err = gl.CreateRunner(ctx, r.secret, opts)
+		reg, err = gl.CreateRunner(cctx, r.secret, opts)
 	} else {
-		reg, err = gl.RegisterLegacy(ctx, r.secret, opts)
+		reg, err = gl.RegisterLegacy(cctx, r.secret, opts)
 	}
 	if err != nil {
 		if rc.Create == nil {
@@ -238,6 +243,10 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	}
 	return append(steps, ps...), nil
 }
+
+// createTimeout bounds the request that creates or registers the runner, which a signal does not
+// cancel (see register).
+const createTimeout = time.Minute
 
 // systemID returns this runner manager's system id: the one in
 // .runner_system_id when the state says it was made on this very instance,
