@@ -28,11 +28,21 @@ import (
 )
 
 // syncBuffer is an output stream a test reads while the process writes it; changed gets a
-// token after every write.
+// token after every write, and writes records when each write ended.
 type syncBuffer struct {
 	mu      sync.Mutex
 	b       bytes.Buffer
+	writes  []stamp
 	changed chan struct{}
+	// onWrite, when set, sees the whole output after each write, in the goroutine that copies
+	// the process's output: the quickest a test can react to a line.
+	onWrite func(out string)
+}
+
+// stamp is the buffer's length after a write, and when that write came.
+type stamp struct {
+	end int
+	at  time.Time
 }
 
 func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{}, 1)} }
@@ -40,12 +50,32 @@ func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	n, err := s.b.Write(p)
+	s.writes = append(s.writes, stamp{s.b.Len(), time.Now()})
+	if s.onWrite != nil {
+		s.onWrite(s.b.String())
+	}
 	s.mu.Unlock()
 	select {
 	case s.changed <- struct{}{}:
 	default:
 	}
 	return n, err
+}
+
+// seen is when text first reached the buffer (zero if it never did).
+func (s *syncBuffer) seen(text string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := strings.Index(s.b.String(), text)
+	if i < 0 {
+		return time.Time{}
+	}
+	for _, w := range s.writes {
+		if w.end >= i+len(text) {
+			return w.at
+		}
+	}
+	return time.Time{}
 }
 
 func (s *syncBuffer) String() string {
@@ -67,7 +97,16 @@ type proc struct {
 
 func (w *world) start(args ...string) *proc {
 	w.t.Helper()
+	return w.startWith(nil, args...)
+}
+
+// startWith starts glbootstrap with onOut watching its stdout (see syncBuffer.onWrite).
+func (w *world) startWith(onOut func(p *proc, out string), args ...string) *proc {
+	w.t.Helper()
 	p := &proc{t: w.t, out: newSyncBuffer(), err: newSyncBuffer(), done: make(chan struct{})}
+	if onOut != nil {
+		p.out.onWrite = func(out string) { onOut(p, out) }
+	}
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Env = w.env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.err
@@ -102,8 +141,12 @@ func (p *proc) signal(sig syscall.Signal) {
 	}
 }
 
-// kill SIGKILLs the whole process group.
-func (p *proc) kill() { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
+// kill SIGKILLs the whole process group, unless glbootstrap has ended.
+func (p *proc) kill() {
+	if !p.exited() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
 
 func (p *proc) exited() bool {
 	select {
