@@ -70,13 +70,13 @@ func TestCodeBuildRunSIGTERMStopsBuild(t *testing.T) {
 	err = cmd.Wait()
 	failOnLeak(t, "glbootstrap codebuild run", "--- stdout\n"+stdout.String()+"--- stderr\n"+errLog.String(), st.Secrets())
 	var xe *exec.ExitError
-	if !errors.As(err, &xe) || xe.ExitCode() != 1 {
-		t.Fatalf("exit: %v, want 1\n%s", err, errLog.String())
+	if !errors.As(err, &xe) || xe.ExitCode() != 143 {
+		t.Fatalf("exit: %v, want 143 (SIGTERM)\n%s", err, errLog.String())
 	}
 	if st.CodeBuild.Calls("StopBuild") != 1 || st.CodeBuild.Builds()[0].Status != "STOPPED" {
 		t.Errorf("StopBuild calls %d, status %s\n%s", st.CodeBuild.Calls("StopBuild"), st.CodeBuild.Builds()[0].Status, errLog.String())
 	}
-	if !strings.Contains(errLog.String(), "interrupted while following build") {
+	if !strings.Contains(errLog.String(), "error: interrupted by SIGTERM while following build") {
 		t.Errorf("stderr:\n%s", errLog.String())
 	}
 }

@@ -26,6 +26,7 @@ const (
 	ExitInvalidConfig = 3  // invalid configuration; nothing was changed
 	ExitLocked        = 4  // another run holds the lock
 	ExitPlanChanges   = 10 // plan only: changes are pending
+	// ExitInterrupted (130) and ExitTerminated (143): stopped by SIGINT / SIGTERM (signal.go).
 )
 
 // exitError carries an exit code and an already-printed-or-to-print cause.
@@ -97,6 +98,16 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return ExitOK
 	}
 	var xe *exitError
+	signal := ""
+	if in := interruptOf(ctx); in != nil && (!errors.As(err, &xe) || xe.err != nil) {
+		// Whatever the command was doing when the signal came failed because of it: report
+		// the signal, not a phase failure (exit 1) or a config problem (exit 3).
+		cause := err
+		if xe != nil {
+			cause = xe.err
+		}
+		err, signal = interrupted(in, cause), in.Name()
+	}
 	if errors.As(err, &xe) {
 		if xe.err != nil {
 			fmt.Fprintf(stderr, "error: %v\n", xe.err)
@@ -106,7 +117,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 					ExitCode int      `json:"exit_code"`
 					Error    string   `json:"error"`
 					Problems []string `json:"problems,omitempty"`
-				}{"error", xe.code, xe.err.Error(), e.problems})
+					Signal   string   `json:"signal,omitempty"`
+				}{"error", xe.code, xe.err.Error(), e.problems, signal})
 				fmt.Fprintln(stdout, string(b))
 			}
 		}

@@ -113,7 +113,11 @@ func (p *printer) summary(rep engine.Report) {
 	if p.dryRun {
 		verb = "to change"
 	}
-	fmt.Fprintf(p.e.stdout, "%d %s, %d unchanged, %d failed in %s\n", rep.Changed, verb, rep.Unchanged, rep.Failed, fmtDur(rep.Duration))
+	interrupted := ""
+	if rep.Interrupted != "" {
+		interrupted = ", interrupted in " + rep.Interrupted
+	}
+	fmt.Fprintf(p.e.stdout, "%d %s, %d unchanged, %d failed%s in %s\n", rep.Changed, verb, rep.Unchanged, rep.Failed, interrupted, fmtDur(rep.Duration))
 }
 
 func fmtDur(d time.Duration) string {

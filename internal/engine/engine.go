@@ -44,6 +44,9 @@ const (
 	Changed   Status = "changed"
 	Failed    Status = "failed"
 	Skipped   Status = "skipped"
+	// Interrupted is a phase cut short because the run's context was cancelled (SIGINT,
+	// SIGTERM) while it ran: it did not finish, and it is not a failure of the host.
+	Interrupted Status = "interrupted"
 )
 
 // PhaseResult is what one phase did.
@@ -64,15 +67,18 @@ type PhaseResult struct {
 
 // Report sums up a run.
 type Report struct {
-	Role      string        `json:"role"`
-	Changed   int           `json:"changed"`
-	Unchanged int           `json:"unchanged"`
-	Failed    int           `json:"failed"`
-	Skipped   int           `json:"skipped"`
-	Warnings  int           `json:"warnings"`
-	Duration  time.Duration `json:"-"`
-	Millis    float64       `json:"duration_ms"`
-	DryRun    bool          `json:"dry_run"`
+	Role      string `json:"role"`
+	Changed   int    `json:"changed"`
+	Unchanged int    `json:"unchanged"`
+	Failed    int    `json:"failed"`
+	Skipped   int    `json:"skipped"`
+	Warnings  int    `json:"warnings"`
+	// Interrupted names the phase the run's context was cancelled in, or the phase that was
+	// next when it was cancelled between two phases; "" when the run was not cancelled.
+	Interrupted string        `json:"interrupted,omitempty"`
+	Duration    time.Duration `json:"-"`
+	Millis      float64       `json:"duration_ms"`
+	DryRun      bool          `json:"dry_run"`
 }
 
 // Options select what runs.
@@ -140,6 +146,11 @@ func Select(phases []Phase, opts Options) ([]Phase, error) {
 // failure: phases before it stay applied. Under plan (opts.DryRun) it goes
 // on after a failure and marks the later results AfterFailed. The returned
 // error is the first *PhaseError (exit 1) or a *UsageError (exit 2).
+//
+// Cancelling ctx (a signal) stops the run at the next phase boundary; a
+// phase that is waiting (a download, GitLab's readiness, a systemd job)
+// sees ctx end and returns at once. Either way Report.Interrupted names the
+// phase and the error is a *PhaseError wrapping ctx's cause; plan stops too.
 func Run(ctx context.Context, role string, phases []Phase, opts Options) (Report, error) {
 	rep := Report{Role: role, DryRun: opts.DryRun}
 	start := time.Now()
@@ -149,9 +160,11 @@ func Run(ctx context.Context, role string, phases []Phase, opts Options) (Report
 	}
 	var runErr error
 	failedPhase := ""
+	partial := false // a phase was cut short by ctx
 	for _, p := range selected {
-		if err := ctx.Err(); err != nil {
-			runErr = &PhaseError{Phase: p.Name, Err: fmt.Errorf("interrupted before it started: %w", err)}
+		if ctx.Err() != nil {
+			runErr = &PhaseError{Phase: p.Name, Err: notStarted{context.Cause(ctx)}}
+			rep.Interrupted = p.Name
 			break
 		}
 		t := time.Now()
@@ -172,6 +185,10 @@ func Run(ctx context.Context, role string, phases []Phase, opts Options) (Report
 			}
 		}
 		switch {
+		case err != nil && ctx.Err() != nil:
+			res.Status = Interrupted
+			res.Error = err.Error()
+			rep.Interrupted, partial = p.Name, true
 		case err != nil:
 			res.Status = Failed
 			res.Error = err.Error()
@@ -191,16 +208,26 @@ func Run(ctx context.Context, role string, phases []Phase, opts Options) (Report
 				runErr = &PhaseError{Phase: p.Name, Err: err}
 				failedPhase = p.Name
 			}
-			if !opts.DryRun {
+			if !opts.DryRun || res.Status == Interrupted {
 				break
 			}
 		}
 	}
 	rep.Skipped = len(phases) - rep.Changed - rep.Unchanged - rep.Failed
+	if partial {
+		rep.Skipped-- // the interrupted phase ran, part way: not skipped
+	}
 	rep.Duration = time.Since(start)
 	rep.Millis = float64(rep.Duration.Microseconds()) / 1000
 	return rep, runErr
 }
+
+// notStarted is the error of the phase that was next when ctx was cancelled; it wraps ctx's
+// cause (the signal) without repeating it in the message.
+type notStarted struct{ cause error }
+
+func (n notStarted) Error() string { return "not started" }
+func (n notStarted) Unwrap() error { return n.cause }
 
 func anyChanged(steps []host.Step) bool {
 	for _, s := range steps {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -79,11 +80,42 @@ func TestRunStopsAtFailureAndNamesPhase(t *testing.T) {
 }
 
 func TestRunHonoursCancellation(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sig := errors.New("interrupted by SIGTERM")
+	cancel(sig)
 	var ran []string
-	_, err := Run(ctx, "r", phases(&ran, ""), Options{Stage: Boot})
-	if err == nil || len(ran) != 0 || !strings.Contains(err.Error(), "interrupted") {
+	rep, err := Run(ctx, "r", phases(&ran, ""), Options{Stage: Boot})
+	var pe *PhaseError
+	if !errors.As(err, &pe) || pe.Phase != "a" || !errors.Is(err, sig) || len(ran) != 0 {
 		t.Fatalf("err=%v ran=%v", err, ran)
+	}
+	if err.Error() != "phase a: not started" || rep.Interrupted != "a" || rep.Skipped != 4 {
+		t.Errorf("err %q, report %+v", err, rep)
+	}
+}
+
+// A signal during a phase: the phase's wait returns ctx's error, the phase is reported
+// interrupted (not failed), and no later phase starts.
+func TestRunStopsAtThePhaseASignalCutShort(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var ran []string
+	ps := phases(&ran, "")
+	ps[1].Run = func(ctx context.Context) ([]host.Step, error) {
+		ran = append(ran, "b")
+		cancel()
+		<-ctx.Done()
+		return nil, fmt.Errorf("waiting for GitLab: %w", ctx.Err())
+	}
+	var seen []PhaseResult
+	rep, err := Run(ctx, "r", ps, Options{Stage: Boot, Observe: func(r PhaseResult) { seen = append(seen, r) }})
+	var pe *PhaseError
+	if !errors.As(err, &pe) || pe.Phase != "b" || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Join(ran, " ") != "a b" || len(seen) != 2 || seen[1].Status != Interrupted {
+		t.Fatalf("ran %v, observed %+v", ran, seen)
+	}
+	if rep.Interrupted != "b" || rep.Failed != 0 || rep.Changed != 1 || rep.Skipped != 2 {
+		t.Errorf("report %+v", rep)
 	}
 }

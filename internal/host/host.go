@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Host is the machine being converged.
@@ -118,13 +119,15 @@ func (h *Host) ReadFile(p string) ([]byte, error) {
 	return b, err
 }
 
-// Open opens the target file p for reading.
+// Open opens the target file p for reading. It never blocks in the open itself: a named pipe
+// is opened non-blocking (opening one for reading waits for a writer, in the kernel, where no
+// signal can cut it short), so the caller can look at f.Stat() and refuse it.
 func (h *Host) Open(p string) (*os.File, error) {
 	rel, err := h.resolve(p, true)
 	if err != nil {
 		return nil, err
 	}
-	f, err := h.root.Open(rel)
+	f, err := h.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, h.explain("opening", p, err)
 	}
@@ -201,6 +204,9 @@ func (h *Host) FileSHA256(p string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	if info, err := f.Stat(); err == nil && !info.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file (%s)", p, info.Mode().Type())
+	}
 	sum := sha256.New()
 	if _, err := io.Copy(sum, f); err != nil {
 		return "", fmt.Errorf("reading %s: %w", p, err)

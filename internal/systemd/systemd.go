@@ -311,8 +311,10 @@ func (l *Live) Reload(ctx context.Context, unit string) (host.Step, error) {
 	return st, nil
 }
 
-// waitJob waits for a systemd job's result, or for ctx (an interrupted run stops waiting;
-// the job itself goes on in systemd).
+// waitJob waits for the result of a systemd job (go-systemd sends it on done: "done", "failed",
+// "timeout", …) or for ctx to end. A unit can take minutes to start (TimeoutStartSec defaults to
+// 90 s, and may be infinity); a signal must not wait for it. The job itself goes on in systemd:
+// the error says so and how to look at it.
 func waitJob(ctx context.Context, done <-chan string, verb, unit string) error {
 	select {
 	case res := <-done:
@@ -321,6 +323,6 @@ func waitJob(ctx context.Context, done <-chan string, verb, unit string) error {
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("%s %s: stopped waiting for the systemd job: %w", verb, unit, ctx.Err())
+		return fmt.Errorf("%s %s: stopped waiting for the systemd job (systemd goes on with it; see systemctl status %s): %w", verb, unit, unit, ctx.Err())
 	}
 }

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/render"
@@ -27,6 +29,10 @@ const maxDriverBytes = 256 << 20
 func (r *Role) fargateDriver(ctx context.Context) ([]host.Step, error) {
 	drv := r.cfg.Fargate.Driver
 	st := host.Step{Kind: "download", Target: drv.Path}
+	// Hashing a named pipe would wait for a writer forever; nothing but a file is a driver.
+	if info, err := r.d.Host.Stat(drv.Path); err == nil && !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %s, not the driver binary: move it away or fix fargate.driver.path", drv.Path, fileKind(info.Mode()))
+	}
 	have, err := r.d.Host.FileSHA256(drv.Path)
 	if err != nil {
 		return nil, err
@@ -113,7 +119,8 @@ func (l *lazyBody) Close() error {
 }
 
 // openDriver opens https://, s3://bucket/key or file:// (a path under the
-// root) sources.
+// root) sources. Every body it returns stops with ctx's error once ctx is
+// cancelled (a signal), whatever the source.
 func (r *Role) openDriver(ctx context.Context, src string) (io.ReadCloser, error) {
 	u, err := url.Parse(src)
 	if err != nil {
@@ -125,31 +132,145 @@ func (r *Role) openDriver(ctx context.Context, src string) (io.ReadCloser, error
 			return nil, errors.New("no S3 client")
 		}
 		rc, _, err := r.d.Objects.Open(ctx, u.Host, strings.TrimPrefix(u.Path, "/"))
-		return rc, err
-	case "file":
-		return r.d.Host.Open(u.Path)
-	case "https":
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
 		if err != nil {
 			return nil, err
 		}
-		client := r.d.HTTP
-		if client == nil {
-			client = http.DefaultClient
-		}
-		resp, err := client.Do(req)
+		return ctxBody(ctx, rc), nil
+	case "file":
+		f, err := r.d.Host.Open(u.Path)
 		if err != nil {
-			return nil, fmt.Errorf("%w (the front needs HTTPS egress to %s, or set fargate.driver.url to a mirror: s3://bucket/key)", err, u.Host)
+			return nil, err
 		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return nil, fmt.Errorf("GET %s: HTTP %d; check fargate.driver.version (a release tag such as v0.5.1) and fargate.driver.url", src, resp.StatusCode)
+		if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+			f.Close()
+			if err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%s is not a regular file (%s): fargate.driver.url file:// must name the driver binary itself", u.Path, fileKind(info.Mode()))
 		}
-		return resp.Body, nil
+		return ctxBody(ctx, f), nil
+	case "https":
+		return httpsDriver(ctx, driverClient(), src, driverStall)
 	default:
 		return nil, fmt.Errorf("unsupported scheme %q in %s", u.Scheme, src)
 	}
 }
+
+// Timeouts of a driver download. None bounds the whole transfer (a 20 MB binary over a slow NAT
+// may take minutes); instead driverStall bounds how long the body may send nothing.
+const (
+	driverDialTimeout   = 30 * time.Second
+	driverTLSTimeout    = 15 * time.Second
+	driverHeaderTimeout = 30 * time.Second
+	driverStall         = 60 * time.Second
+)
+
+// driverClient is the HTTP client of https:// driver downloads: the proxy from the environment
+// (HTTPS_PROXY, NO_PROXY: fronts often reach the internet through one), the system's roots
+// (SSL_CERT_FILE / SSL_CERT_DIR override them), and connect, TLS handshake and response header
+// timeouts, so a black-holed mirror fails with a message instead of hanging an apply forever.
+// Redirects are followed (GitLab's bucket answers directly; a mirror may redirect).
+func driverClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: driverDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   driverTLSTimeout,
+		ResponseHeaderTimeout: driverHeaderTimeout,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1,
+		IdleConnTimeout:       10 * time.Second,
+	}}
+}
+
+// httpsDriver GETs src with client. The body stops with ctx's error when ctx is cancelled, and
+// with a "sent nothing for STALL" error when the server goes quiet for stall.
+func httpsDriver(ctx context.Context, client *http.Client, src string, stall time.Duration) (io.ReadCloser, error) {
+	host := src
+	if u, err := url.Parse(src); err == nil {
+		host = u.Host
+	}
+	rctx, cancel := context.WithCancelCause(ctx)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, src, nil)
+	if err != nil {
+		cancel(nil)
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		cancel(nil)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w (the front needs HTTPS egress to %s, or set fargate.driver.url to a mirror: s3://bucket/key)", err, host)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		cancel(nil)
+		return nil, fmt.Errorf("GET %s: HTTP %d; check fargate.driver.version (a release tag such as v0.5.1) and fargate.driver.url", src, resp.StatusCode)
+	}
+	stalled := fmt.Errorf("%s sent nothing for %s: the download stalled; check the front's egress to %s (or its proxy), or use an s3:// mirror", src, stall, host)
+	timer := time.AfterFunc(stall, func() { cancel(stalled) })
+	return &watchedBody{ctx: rctx, r: resp.Body, stalled: stalled, touch: func() { timer.Reset(stall) }, close: func() error {
+		timer.Stop()
+		cancel(nil)
+		return resp.Body.Close()
+	}}, nil
+}
+
+// fileKind names a non-regular file type for a message.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return m.Type().String()
+}
+
+// ctxBody makes rc's reads fail with ctx's error once ctx is cancelled. Reads from a regular file
+// or an S3 body return quickly, so checking between reads stops a copy within one buffer.
+func ctxBody(ctx context.Context, rc io.ReadCloser) io.ReadCloser {
+	return &watchedBody{ctx: ctx, r: rc, touch: func() {}, close: rc.Close}
+}
+
+// watchedBody is a download body that checks ctx before each read and reports progress (touch)
+// after each read that returned bytes. When ctx was cancelled because the transfer stalled, the
+// read fails with the stalled error, else with ctx's error.
+type watchedBody struct {
+	ctx     context.Context
+	r       io.Reader
+	stalled error
+	touch   func()
+	close   func() error
+}
+
+func (w *watchedBody) Read(p []byte) (int, error) {
+	if w.ctx.Err() != nil {
+		return 0, w.err()
+	}
+	n, err := w.r.Read(p)
+	if n > 0 {
+		w.touch()
+	}
+	if err != nil && err != io.EOF && w.ctx.Err() != nil {
+		return n, w.err()
+	}
+	return n, err
+}
+
+func (w *watchedBody) err() error {
+	if w.stalled != nil && context.Cause(w.ctx) == w.stalled {
+		return w.stalled
+	}
+	return w.ctx.Err()
+}
+
+func (w *watchedBody) Close() error { return w.close() }
 
 type countingReader struct {
 	r io.Reader

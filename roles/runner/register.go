@@ -203,10 +203,15 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		reg  gitlabapi.Registered
 		step host.Step
 	)
+	// A signal must not cut this request short: GitLab may already have created the runner,
+	// and its token, shown only in this answer, would be lost (a second runner next run).
+	// The request gets its own bound instead, and the run stops right after it is saved.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	defer cancel()
 	if rc.Create != nil {
-		reg, step, err = gl.Create(ctx, r.secret, opts)
+		reg, step, err = gl.Create(cctx, r.secret, opts)
 	} else {
-		reg, step, err = gl.Register(ctx, r.secret, opts)
+		reg, step, err = gl.Register(cctx, r.secret, opts)
 	}
 	if err != nil {
 		if rc.Create == nil {
@@ -233,6 +238,10 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	}
 	return append(steps, ps...), nil
 }
+
+// createTimeout bounds the request that creates or registers the runner, which a signal does not
+// cancel (see register).
+const createTimeout = time.Minute
 
 // systemID returns this runner manager's system id: the one in
 // .runner_system_id when the state says it was made on this very instance,
