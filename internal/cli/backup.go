@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/glbootstrap/glbootstrap/internal/backup"
-	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/roles/gitlab"
 )
 
 // newBackupCmd is "glbootstrap backup run|status": what the
@@ -79,10 +79,11 @@ func backupSetup(ctx context.Context, e *env, source, root string) (*backup.Runn
 		return nil, exitf(ExitUsage, "%v", err)
 	}
 	clients := newAWSClients(ctx)
-	cfg, err := loadConfig(ctx, e, clients, config.RoleGitLab, source)
+	doc, err := loadConfig(ctx, e, clients, gitlab.Name, source)
 	if err != nil {
 		return nil, err
 	}
+	cfg := doc.(*gitlab.Config)
 	if cfg.Backup == nil {
 		return nil, exitf(ExitInvalidConfig, "the configuration from %s has no backup section: add one with backup.bucket (see the commented backup section of examples/gitlab.yaml)", source)
 	}

@@ -1,17 +1,11 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/glbootstrap/glbootstrap/internal/aws/ec2"
-	"github.com/glbootstrap/glbootstrap/internal/aws/ecr"
-	"github.com/glbootstrap/glbootstrap/internal/aws/ecs"
-	"github.com/glbootstrap/glbootstrap/internal/aws/iam"
-	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/roles/runner"
 )
@@ -27,7 +21,7 @@ func newDoctorCmd(e *env) *cobra.Command {
 		Short: "Check with read-only AWS calls what the Fargate driver needs (exit 1 on a failed check; --strict: also on a warning)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkCommon(role, source, "text"); err != nil {
+			if err := e.checkCommon(role, source, "text"); err != nil {
 				return err
 			}
 			e.unchanged = "" // doctor only reads
@@ -41,15 +35,20 @@ func newDoctorCmd(e *env) *cobra.Command {
 				return exitf(ExitUsage, "%v", err)
 			}
 			clients := newAWSClients(ctx)
-			cfg, err := loadConfig(ctx, e, clients, role, source)
+			doc, err := loadConfig(ctx, e, clients, role, source)
 			if err != nil {
 				return err
+			}
+			cfg, ok := doc.(*runner.Config)
+			if !ok {
+				return exitf(ExitUsage, "doctor checks role runner only, not %q", role)
 			}
 			facts, err := clients.Facts()
 			if err != nil {
 				return exitf(ExitFailed, "reading instance facts: %v", err)
 			}
-			p, err := runner.NewPreflight(runner.Deps{Host: h, Config: cfg, Facts: runnerFacts(facts), NewPreflight: clients.preflightReaders})
+			p, err := runner.NewPreflight(runner.Deps{Host: h, Config: cfg, Facts: runner.FactsOf(facts),
+				NewPreflight: func(region string) (runner.AWSReaders, error) { return runner.PreflightReaders(clients, region) }})
 			if err != nil {
 				return exitf(ExitFailed, "%v", err)
 			}
@@ -61,7 +60,7 @@ func newDoctorCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
-	addRoleFlag(cmd, &role)
+	e.addRoleFlag(cmd, &role)
 	addConfigFlag(cmd, &source)
 	cmd.Flags().BoolVar(&strict, "strict", false, "exit 1 on warnings too, including checks that could not run for lack of permission")
 	cmd.Flags().StringVar(&root, "root", "/", "check the directories and driver under DIR instead of the live system")
@@ -87,27 +86,4 @@ func printFindings(e *env, findings []runner.Finding) {
 	}
 	fmt.Fprintf(e.stdout, "\n%d ok, %d warn, %d fail, %d skipped\n",
 		counts[runner.CheckOK], counts[runner.CheckWarn], counts[runner.CheckFail], counts[runner.CheckSkip])
-}
-
-// runnerFacts are the instance facts the runner role uses.
-func runnerFacts(f imds.Facts) runner.Facts {
-	return runner.Facts{Region: f.Region, InstanceID: f.InstanceID, PrivateIPv4: f.PrivateIPv4, SubnetID: f.SubnetID,
-		VPCID: f.VPCID, SecurityGroups: f.SecurityGroups}
-}
-
-// preflightReaders returns the read-only ECS, EC2, ECR and IAM clients of region (the Fargate
-// region, which may differ from the front's), sharing the lazily loaded AWS configuration.
-func (a *awsClients) preflightReaders(region string) (runner.AWSReaders, error) {
-	cfg, err := a.config()
-	if err != nil {
-		return runner.AWSReaders{}, err
-	}
-	cfg = cfg.Copy()
-	if region != "" {
-		cfg.Region = region
-	}
-	if cfg.Region == "" {
-		return runner.AWSReaders{}, errors.New("no AWS region for the preflight checks: set fargate.region")
-	}
-	return runner.AWSReaders{ECS: ecs.New(cfg), EC2: ec2.New(cfg), ECR: ecr.New(cfg), IAM: iam.New(cfg)}, nil
 }

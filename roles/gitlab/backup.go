@@ -37,7 +37,7 @@ func backupRegion(b *config.Backup, f Facts) string {
 // (use_iam_profile), SSE-S3 or SSE-KMS, the multipart chunk and the local
 // retention. Source: docs.gitlab.com, "Back up GitLab" > "Upload backups to
 // a remote (cloud) storage" (Omnibus gitlab_rails['backup_*'] settings).
-func backupStatements(cfg *config.Config, f Facts) ([]string, error) {
+func backupStatements(cfg *Config, f Facts) ([]string, error) {
 	b := cfg.Backup
 	if b == nil {
 		return nil, nil

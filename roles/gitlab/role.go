@@ -10,18 +10,60 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/glbootstrap/glbootstrap/internal/aws/s3"
 	"github.com/glbootstrap/glbootstrap/internal/backup"
 	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/role"
 	"github.com/glbootstrap/glbootstrap/internal/systemd"
 )
 
 // Name is the role's name on the command line.
 const Name = "gitlab"
+
+// Definition is the GitLab host role, for the registry (roles/registry.go).
+var Definition = role.Definition{
+	Name:      Name,
+	Title:     "the GitLab host",
+	NewConfig: func() config.Document { return new(Config) },
+	Phases:    PhaseList,
+	Prepare:   prepare,
+}
+
+// prepare wires the role to what the command line hands every role.
+func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepared, error) {
+	f, err := env.Facts.Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading instance facts: %w", err)
+	}
+	binary := ""
+	if env.Host.Live() {
+		// The backup service runs this very binary; under --root the bake's path.
+		binary, _ = os.Executable()
+	}
+	return Prepare(ctx, Deps{
+		Host:     env.Host,
+		Config:   doc.(*Config),
+		Facts:    Facts{PrivateIPv4: f.PrivateIPv4, VPCCIDR: f.VPCCIDR, Region: f.Region},
+		Params:   env.AWS,
+		Progress: env.Progress,
+		NewBackupStore: func(region string) (backup.PreflightStore, error) {
+			c, err := env.AWS.Config(region)
+			if err != nil {
+				return nil, err
+			}
+			return s3.New(c), nil
+		},
+		Units:        systemd.For(env.Host),
+		ConfigSource: env.Source,
+		Binary:       binary,
+	})
+}
 
 // Paths on the GitLab host. The fragment, the password file and gitlab.rb live in /etc/gitlab,
 // which Omnibus keeps 0775 root and whose gitlab.rb it expects 0600.
@@ -71,7 +113,7 @@ type Parameters interface {
 // Deps are what the role needs from the outside world; each phase uses a few of them.
 type Deps struct {
 	Host   *host.Host
-	Config *config.Config
+	Config *Config
 	Facts  Facts
 	Params Parameters
 	// WaitReady waits until GitLab on this host answers /-/readiness, for at most timeout; nil
@@ -93,7 +135,7 @@ type Deps struct {
 // Role is a prepared GitLab host: inputs resolved and the fragment rendered, ready to converge.
 type Role struct {
 	d          Deps
-	cfg        *config.Config
+	cfg        *Config
 	fragment   []byte // the desired /etc/gitlab/glbootstrap.rb
 	privateURL string // what publish-private-url writes ("" when nothing is published)
 	gitUser    string
@@ -202,7 +244,7 @@ func (r *Role) Secrets() []string { return append([]string(nil), r.secrets...) }
 // privateURL is what publish-private-url writes: gitlab.private_url when set, else the
 // instance's private IPv4 with the external URL's relative path. With TLS terminated at the NLB,
 // nginx serves plain HTTP, so the address is http:// (the runner role warns about it).
-func privateURL(cfg *config.Config, f Facts) (string, error) {
+func privateURL(cfg *Config, f Facts) (string, error) {
 	if cfg.GitLab.PrivateURL != "" {
 		return strings.TrimRight(cfg.GitLab.PrivateURL, "/"), nil
 	}
@@ -221,7 +263,7 @@ func privateURL(cfg *config.Config, f Facts) (string, error) {
 }
 
 // userSetting returns gitlab.settings' user.username (Omnibus's git user) when it is set.
-func userSetting(cfg *config.Config) (string, bool) {
+func userSetting(cfg *Config) (string, bool) {
 	m, ok := cfg.GitLab.Settings.Get("user").(map[string]any)
 	if !ok {
 		return "", false
@@ -291,7 +333,7 @@ func (r *Role) omnibus(ctx context.Context) ([]host.Step, error) {
 
 func editionOr(e string) string {
 	if e == "" {
-		return config.DefaultEdition
+		return DefaultEdition
 	}
 	return e
 }

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/image"
@@ -35,10 +34,10 @@ func (f *fakeImage) Ensure(context.Context) (image.State, bool, error) {
 }
 
 func TestCoordinatorImagePhase(t *testing.T) {
-	coord := &config.Coordinator{Repository: "123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator", CodeBuildProject: "p", Bucket: "b"}
+	coord := &Coordinator{Repository: "123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator", CodeBuildProject: "p", Bucket: "b"}
 	for _, tc := range []struct {
 		name     string
-		section  *config.Coordinator
+		section  *Coordinator
 		dryRun   bool
 		st       image.State
 		err      error
@@ -63,7 +62,7 @@ func TestCoordinatorImagePhase(t *testing.T) {
 				t.Fatal(err)
 			}
 			fake := &fakeImage{st: tc.st, err: tc.err}
-			r := &Role{cfg: &config.Config{Coordinator: tc.section}, d: Deps{Host: h, Coordinator: fake}}
+			r := &Role{cfg: &Config{Coordinator: tc.section}, d: Deps{Host: h, Coordinator: fake}}
 			var got engine.PhaseResult
 			_, _ = engine.Run(context.Background(), Name, r.Phases(), engine.Options{Stage: engine.Boot, Only: []string{"coordinator-image"},
 				Observe: func(pr engine.PhaseResult) { got = pr }})

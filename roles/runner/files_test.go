@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
-
-	"github.com/glbootstrap/glbootstrap/internal/config"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -23,7 +21,7 @@ func referenceRole(t *testing.T) *Role {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, problems := config.Parse(data, config.RoleRunner)
+	cfg, problems := parseDoc(data, Name)
 	if err := problems.Err(); err != nil {
 		t.Fatalf("examples/runner.yaml: %v", err)
 	}

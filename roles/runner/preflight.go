@@ -19,8 +19,8 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecr"
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecs"
 	"github.com/glbootstrap/glbootstrap/internal/aws/iam"
-	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/role"
 )
 
 // The preflight checks read, with read-only AWS calls, everything GitLab's Fargate driver will
@@ -62,6 +62,19 @@ type AWSReaders struct {
 	EC2 EC2Reader
 	ECR ECRReader
 	IAM IAMReader
+}
+
+// PreflightReaders returns the read-only ECS, EC2, ECR and IAM clients of region (the Fargate
+// region, which may differ from the front's), sharing the AWS configuration of a.
+func PreflightReaders(a role.AWS, region string) (AWSReaders, error) {
+	cfg, err := a.Config(region)
+	if err != nil {
+		return AWSReaders{}, err
+	}
+	if cfg.Region == "" {
+		return AWSReaders{}, errors.New("no AWS region for the preflight checks: set fargate.region")
+	}
+	return AWSReaders{ECS: ecs.New(cfg), EC2: ec2.New(cfg), ECR: ecr.New(cfg), IAM: iam.New(cfg)}, nil
 }
 
 // CheckStatus is a finding's verdict.
@@ -197,7 +210,7 @@ func (r *Role) preflight(ctx context.Context) ([]host.Step, error) {
 // checkInput is what every check reads: the configuration, the resolved region and subnet,
 // the instance's facts, the AWS readers and the host (for local state).
 type checkInput struct {
-	cfg    *config.Config
+	cfg    *Config
 	region string
 	subnet string
 	facts  Facts
@@ -852,6 +865,6 @@ type runnerDir struct {
 
 // runnerDirs are the directories the directories phase makes: metadata 0700 (it holds each
 // task's SSH private key), builds and cache 0750.
-func runnerDirs(cfg *config.Config) []runnerDir {
+func runnerDirs(cfg *Config) []runnerDir {
 	return []runnerDir{{cfg.Fargate.MetadataDir, 0o700}, {cfg.Runner.BuildsDir, 0o750}, {cfg.Runner.CacheDir, 0o750}}
 }

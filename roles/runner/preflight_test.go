@@ -15,7 +15,6 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecr"
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecs"
 	"github.com/glbootstrap/glbootstrap/internal/aws/iam"
-	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 )
@@ -53,7 +52,7 @@ const testDriver = "#!/bin/sh\necho driver\n"
 // pfWorld is one seeded set of stand-ins, a configuration and a root.
 type pfWorld struct {
 	stack *testenv.Stack
-	cfg   *config.Config
+	cfg   *Config
 	facts Facts
 	root  string
 	needs []string // which stand-ins the check under test reads
@@ -68,7 +67,7 @@ func newPFWorld(t *testing.T, withIMDS bool) *pfWorld {
 	sum := sha256.Sum256([]byte(testDriver))
 	st.DriverSHA256 = hex.EncodeToString(sum[:])
 	st.DriverURL = "s3://bucket/fargate"
-	cfg, problems := config.Parse([]byte(st.RunnerConfig(testenv.CreateAuth, "")), config.RoleRunner)
+	cfg, problems := parseDoc([]byte(st.RunnerConfig(testenv.CreateAuth, "")), Name)
 	if errs := problems.Errors(); len(errs) > 0 {
 		t.Fatalf("reference config: %v", errs)
 	}
@@ -98,7 +97,7 @@ func newPFWorld(t *testing.T, withIMDS bool) *pfWorld {
 		t.Fatal(err)
 	}
 	return &pfWorld{stack: st, cfg: cfg, root: root, facts: Facts{Region: v.Region, InstanceID: v.InstanceID,
-		PrivateIPv4: v.LocalIPv4, SubnetID: v.SubnetID, VPCID: v.VPCID, SecurityGroups: v.SecurityGroupIDs}}
+		PrivateIPv4: v.LocalIPv4, SubnetID: v.SubnetID, SecurityGroups: v.SecurityGroupIDs}}
 }
 
 func (w *pfWorld) input(t *testing.T) checkInput {

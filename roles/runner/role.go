@@ -12,21 +12,67 @@ import (
 	"strings"
 	"time"
 
+	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
 	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/gitlabapi"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/role"
 	"github.com/glbootstrap/glbootstrap/internal/systemd"
 )
 
 // Name is the role's name on the command line.
 const Name = "runner"
 
+// Definition is the runner front role, for the registry (roles/registry.go).
+var Definition = role.Definition{
+	Name:      Name,
+	Title:     "the runner front",
+	NewConfig: func() config.Document { return new(Config) },
+	Phases:    PhaseList,
+	Prepare:   prepare,
+}
+
+// prepare wires the role to what the command line hands every role.
+func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepared, error) {
+	cfg := doc.(*Config)
+	f, err := env.Facts.Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading instance facts: %w", err)
+	}
+	d := Deps{
+		Host:    env.Host,
+		Config:  cfg,
+		Facts:   FactsOf(f),
+		Params:  env.AWS,
+		Objects: env.AWS,
+		NewPreflight: func(region string) (AWSReaders, error) {
+			return PreflightReaders(env.AWS, region)
+		},
+		NewGitLab: func(baseURL string, caPEM []byte) (GitLab, error) {
+			return gitlabapi.New(baseURL, caPEM)
+		},
+		Units:    systemd.For(env.Host),
+		Progress: env.Progress,
+		BakeOnly: env.BakeOnly,
+	}
+	if co := cfg.Coordinator; co != nil && env.Images != nil {
+		d.Coordinator = env.Images(role.ImageSpec{Repository: co.Repository, Project: co.CodeBuildProject,
+			Bucket: co.Bucket, KeyPrefix: co.KeyPrefix, Timeout: time.Duration(co.Timeout)})
+	}
+	return Prepare(ctx, d)
+}
+
+// FactsOf picks the instance facts the runner role uses.
+func FactsOf(f imds.Facts) Facts {
+	return Facts{Region: f.Region, InstanceID: f.InstanceID, PrivateIPv4: f.PrivateIPv4, SubnetID: f.SubnetID,
+		SecurityGroups: f.SecurityGroups}
+}
+
 // Facts are what EC2 instance metadata tells about this instance.
 type Facts struct {
 	Region, InstanceID, PrivateIPv4, SubnetID string
-	// VPCID and SecurityGroups are the front's, for the preflight checks.
-	VPCID          string
+	// SecurityGroups are the front's, for the preflight checks.
 	SecurityGroups []string
 }
 
@@ -56,7 +102,7 @@ type GitLab interface {
 // few of them.
 type Deps struct {
 	Host    *host.Host
-	Config  *config.Config
+	Config  *Config
 	Facts   Facts
 	Params  ParameterReader
 	Objects ObjectOpener
@@ -80,7 +126,7 @@ type Deps struct {
 // Role is a prepared runner front: inputs resolved, ready to converge.
 type Role struct {
 	d          Deps
-	cfg        *config.Config
+	cfg        *Config
 	privateURL string
 	caPEM      []byte
 	region     string

@@ -1,16 +1,18 @@
-package config
+package gitlab
 
 import (
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/glbootstrap/glbootstrap/roles/runner"
 )
 
 const backupBase = "version: 1\ngitlab:\n  url: https://gitlab.example.com\nbackup:\n  bucket: example-gitlab-backups\n"
 
 func TestBackupDefaults(t *testing.T) {
-	cfg, ps := Parse([]byte(backupBase), RoleGitLab)
+	cfg, ps := parseDoc([]byte(backupBase), Name)
 	if err := ps.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +40,7 @@ func TestBackupRules(t *testing.T) {
 		{"unknown key", "  bukcet: x\n", `backup.bukcet (line 6): unknown key; known keys in backup: bucket, region`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, ps := Parse([]byte(backupBase+tc.extra), RoleGitLab)
+			_, ps := parseDoc([]byte(backupBase+tc.extra), Name)
 			got := ""
 			if err := ps.Err(); err != nil {
 				got = err.Error()
@@ -48,7 +50,7 @@ func TestBackupRules(t *testing.T) {
 			}
 		})
 	}
-	_, ps := Parse([]byte("version: 1\ngitlab:\n  url: https://gitlab.example.com\nbackup:\n  prefix: x/\n"), RoleGitLab)
+	_, ps := parseDoc([]byte("version: 1\ngitlab:\n  url: https://gitlab.example.com\nbackup:\n  prefix: x/\n"), Name)
 	if err := ps.Err(); err == nil || !strings.Contains(err.Error(), "backup.bucket (line 4): is required") {
 		t.Errorf("missing bucket: %v", err)
 	}
@@ -70,25 +72,12 @@ func TestBackupScheduleCheckedBySystemd(t *testing.T) {
 	}
 }
 
-func TestSystemDirectoriesRefused(t *testing.T) {
-	for _, p := range []string{"/", "/etc", "/usr/bin", "/etc/passwd", "/usr/bin/fargate", "/var/lib", "/opt"} {
-		if !systemPath(p) {
-			t.Errorf("%s accepted", p)
-		}
-	}
-	for _, p := range []string{"/opt/gitlab-runner", "/opt/gitlab-runner/builds", "/var/lib/gitlab-runner", "/srv/ci", "/usr/local/gitlab-runner"} {
-		if systemPath(p) {
-			t.Errorf("%s refused", p)
-		}
-	}
-}
-
 func TestRoleFit(t *testing.T) {
 	data, err := os.ReadFile("../../examples/runner.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, ps := Parse(data, RoleGitLab)
+	_, ps := parseDoc(data, Name)
 	if err := ps.Err(); err == nil || !strings.Contains(err.Error(), "runner (line") || !strings.Contains(err.Error(), "the runner section belongs to role runner") {
 		t.Errorf("runner config under role gitlab: %v", err)
 	}
@@ -96,7 +85,7 @@ func TestRoleFit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, ps = Parse(data, RoleRunner)
+	_, ps = parseDoc(data, runner.Name)
 	warned := false
 	for _, w := range ps.Warnings() {
 		warned = warned || strings.Contains(w.String(), "gitlab.edition (line")
@@ -127,7 +116,7 @@ func TestPlacesAndNamesFromTheFreshUserReview(t *testing.T) {
 			if doc == base {
 				t.Fatalf("%q not in the example", tc.old)
 			}
-			_, ps := Parse([]byte(doc), RoleRunner)
+			_, ps := parseDoc([]byte(doc), runner.Name)
 			got := ""
 			if err := ps.Err(); err != nil {
 				got = err.Error()
@@ -138,7 +127,7 @@ func TestPlacesAndNamesFromTheFreshUserReview(t *testing.T) {
 		})
 	}
 	for _, pre := range []string{"../", "gitlab/../../etc/", "./x/"} {
-		_, ps := Parse([]byte(backupBase+"  prefix: "+pre+"\n"), RoleGitLab)
+		_, ps := parseDoc([]byte(backupBase+"  prefix: "+pre+"\n"), Name)
 		if err := ps.Err(); err == nil || !strings.Contains(err.Error(), "must not contain . or .. segments") {
 			t.Errorf("prefix %q: %v", pre, err)
 		}
