@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
 	"github.com/glbootstrap/glbootstrap/internal/backup"
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/roles/gitlab"
@@ -87,13 +88,9 @@ func backupSetup(ctx context.Context, e *env, source, root string) (*backup.Runn
 	if cfg.Backup == nil {
 		return nil, exitf(ExitInvalidConfig, "the configuration from %s has no backup section: add one with backup.bucket (see the commented backup section of examples/gitlab.yaml)", source)
 	}
-	region := cfg.Backup.Region
-	if region == "" {
-		f, err := clients.Facts()
-		if err != nil {
-			return nil, exitf(ExitFailed, "finding the bucket's region: %v; or set backup.region", err)
-		}
-		region = f.Region
+	region, err := clients.facts.Or(ctx, cfg.Backup.Region, "backup.region", func(f imds.Facts) string { return f.Region })
+	if err != nil {
+		return nil, exitf(ExitFailed, "finding the bucket's region: %v", err)
 	}
 	store, err := clients.s3For(region)
 	if err != nil {

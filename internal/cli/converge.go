@@ -106,7 +106,7 @@ func (a *awsClients) config() (aws.Config, error) {
 		if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
 			f, err := a.Facts()
 			if err != nil {
-				a.err = fmt.Errorf("finding the AWS region: %w", err)
+				a.err = fmt.Errorf("finding the AWS region (off EC2, set AWS_REGION): %w", err)
 				return aws.Config{}, a.err
 			}
 			region = f.Region
@@ -185,10 +185,12 @@ func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error 
 		return exitf(ExitUsage, "%v", err)
 	}
 	bakeOnly := len(selected) > 0
+	names := []string{}
 	for _, p := range selected {
 		bakeOnly = bakeOnly && p.Stage == engine.Bake
+		names = append(names, p.Name)
 	}
-	s, err := openSession(ctx, e, "", def, f.source, f.root, f.output, dryRun, bakeOnly)
+	s, err := openSession(ctx, e, "", def, f.source, f.root, f.output, dryRun, bakeOnly, names)
 	if err != nil {
 		return err
 	}
@@ -227,7 +229,7 @@ func (s *session) close() {
 // configuration (exit 3), take the lock (exit 4), and resolve the role's
 // inputs (exit 3 for a missing parameter, else 1). Instance metadata is read
 // only if the role needs a fact its configuration does not give.
-func openSession(ctx context.Context, e *env, verb string, def role.Definition, source, root, output string, dryRun, bakeOnly bool) (*session, error) {
+func openSession(ctx context.Context, e *env, verb string, def role.Definition, source, root, output string, dryRun, bakeOnly bool, selected []string) (*session, error) {
 	h, err := host.New(root, dryRun)
 	if err != nil {
 		return nil, exitf(ExitUsage, "%v", err)
@@ -247,7 +249,7 @@ func openSession(ctx context.Context, e *env, verb string, def role.Definition, 
 		}
 	}
 	s.out = newPrinter(e, output, dryRun)
-	s.role, err = def.Prepare(ctx, e.roleEnv(s, clients, source, bakeOnly), cfg)
+	s.role, err = def.Prepare(ctx, e.roleEnv(s, clients, source, bakeOnly, selected), cfg)
 	if err != nil {
 		s.close()
 		code := ExitFailed

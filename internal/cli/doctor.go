@@ -43,11 +43,7 @@ func newDoctorCmd(e *env) *cobra.Command {
 			if !ok {
 				return exitf(ExitUsage, "doctor checks role runner only, not %q", role)
 			}
-			facts, err := clients.Facts()
-			if err != nil {
-				return exitf(ExitFailed, "reading instance facts: %v", err)
-			}
-			p, err := runner.NewPreflight(runner.Deps{Host: h, Config: cfg, Facts: runner.FactsOf(facts),
+			p, err := runner.NewPreflight(ctx, runner.Deps{Host: h, Config: cfg, Facts: clients.facts,
 				NewPreflight: func(region string) (runner.AWSReaders, error) { return runner.PreflightReaders(clients, region) }})
 			if err != nil {
 				return exitf(ExitFailed, "%v", err)

@@ -14,9 +14,11 @@ import (
 // converge, validate or list phases look a role up there and hand it a role.Env; none of them
 // names a role. Commands that belong to one role (doctor, backup, runner unregister) import it.
 
-// roleEnv is what every role's Prepare gets from a command.
-func (e *env) roleEnv(s *session, clients *awsClients, source string, bakeOnly bool) role.Env {
+// roleEnv is what every role's Prepare gets from a command; selected are the phases that will
+// run (nil: all).
+func (e *env) roleEnv(s *session, clients *awsClients, source string, bakeOnly bool, selected []string) role.Env {
 	return role.Env{
+		Selected: selected,
 		Host:     s.host,
 		Facts:    clients.facts,
 		AWS:      clients,

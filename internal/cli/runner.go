@@ -26,7 +26,7 @@ func newRunnerCmd(e *env) *cobra.Command {
 				return err
 			}
 			def, _ := e.roles.Find(runner.Name)
-			s, err := openSession(cmd.Context(), e, "runner unregister", def, source, root, output, dryRun, false)
+			s, err := openSession(cmd.Context(), e, "runner unregister", def, source, root, output, dryRun, false, []string{})
 			if err != nil {
 				return err
 			}

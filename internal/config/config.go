@@ -21,6 +21,8 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -68,6 +70,61 @@ type Document interface {
 type Base struct {
 	// Version is the schema version; required, must be 1.
 	Version int `yaml:"version"`
+	// Instance gives facts EC2 instance metadata would otherwise give; optional.
+	Instance Instance `yaml:"instance"`
+}
+
+// Instance is what EC2 instance metadata (IMDSv2) says about this instance, written in the
+// configuration to run off EC2 (tests, --root on a workstation) or to override metadata. A fact
+// given here is never read from metadata, and metadata is read only when a role needs a fact
+// that no key gives (region and subnet have their own keys: fargate.region, fargate.subnet,
+// backup.region). Every key is optional.
+type Instance struct {
+	// ID is instance-id (i-0123456789abcdef0): the runner front's default name and the instance
+	// its .runner_system_id was made on.
+	ID string `yaml:"id"`
+	// PrivateIPv4 is local-ipv4, the primary interface's private address: the runner front's
+	// address the tasks' security group must admit, the GitLab host's default private URL.
+	PrivateIPv4 string `yaml:"private_ipv4"`
+	// SecurityGroups are the primary interface's security groups (sg-…): the runner front's, whose
+	// egress the preflight checks.
+	SecurityGroups []string `yaml:"security_groups"`
+	// VPCCIDR is the VPC's primary IPv4 CIDR (vpc-ipv4-cidr-block), which the GitLab host adds to
+	// monitoring_whitelist.
+	VPCCIDR string `yaml:"vpc_cidr"`
+}
+
+var (
+	instanceIDRE    = regexp.MustCompile(`^i-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	securityGroupRE = regexp.MustCompile(`^sg-([0-9a-f]{8}|[0-9a-f]{17})$`)
+)
+
+// ValidSecurityGroup reports whether id is a security group id: sg- and 8 or 17 lower-case hex
+// digits.
+func ValidSecurityGroup(id string) bool { return securityGroupRE.MatchString(id) }
+
+func checkInstance(c *Checker, in *Instance) {
+	if in.ID != "" && !instanceIDRE.MatchString(in.ID) {
+		c.Errorf("instance.id", "%q is not an instance id (i- and 8 or 17 lower-case hex digits)", in.ID)
+	}
+	if in.PrivateIPv4 != "" {
+		if a, err := netip.ParseAddr(in.PrivateIPv4); err != nil || !a.Is4() {
+			c.Errorf("instance.private_ipv4", "%q is not an IPv4 address such as 10.0.1.20", in.PrivateIPv4)
+		}
+	}
+	for i, sg := range in.SecurityGroups {
+		if !ValidSecurityGroup(sg) {
+			c.Errorf(fmt.Sprintf("instance.security_groups[%d]", i), "%q is not a security group id (sg- and 8 or 17 lower-case hex digits)", sg)
+		}
+	}
+	if in.VPCCIDR != "" {
+		switch pfx, err := netip.ParsePrefix(in.VPCCIDR); {
+		case err != nil || !pfx.Addr().Is4():
+			c.Errorf("instance.vpc_cidr", "%q is not an IPv4 CIDR such as 10.0.0.0/16", in.VPCCIDR)
+		case pfx.Masked() != pfx:
+			c.Errorf("instance.vpc_cidr", "%q has host bits set; write %s", in.VPCCIDR, pfx.Masked())
+		}
+	}
 }
 
 func (b *Base) base() *Base { return b }

@@ -86,6 +86,7 @@ func Parse(data []byte, role string, schemas []Schema) (Document, Problems) {
 	case v != SchemaVersion:
 		c.Errorf("version", "unsupported schema version %d; this glbootstrap reads version %d", v, SchemaVersion)
 	}
+	checkInstance(c, &doc.base().Instance)
 	doc.Check(c)
 
 	ps := p.finish()
@@ -236,8 +237,17 @@ func (p *parser) emptyMessage() string {
 		p.role, strings.Join(p.topKeys()[1:], ", "), p.role)
 }
 
-// topKeys are the top-level keys of the role's document, version first.
-func (p *parser) topKeys() []string { return yamlKeys(p.docType) }
+// topKeys are the top-level keys of the role's document: version, then the role's sections
+// (the optional instance section every document has is left out).
+func (p *parser) topKeys() []string {
+	var out []string
+	for _, k := range yamlKeys(p.docType) {
+		if k != "instance" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
 
 // integerText is an integer as written, for "too large" rather than "not an integer".
 var integerText = regexp.MustCompile(`^[-+]?[0-9_]+$`)

@@ -132,7 +132,7 @@ func TestParseProblems(t *testing.T) {
 		{"tab indentation", "alpha", "version: 1\ngitlab:\n\turl: x\n", []string{"line 3: invalid YAML: found character that cannot start any token; the line is indented with a tab: YAML indents with spaces only"}},
 		{"not a mapping", "alpha", "- version: 1\n", []string{"line 1: the configuration must be a mapping (version: ..., gitlab: ..., alpha: ...), got a list"}},
 		{"merge key", "alpha", "version: 1\nbase: &b {url: https://g.example.com}\ngitlab:\n  <<: *b\nalpha: {}\n", []string{
-			`base (line 2): unknown key; known keys in the top level: version, gitlab, alpha`,
+			`base (line 2): unknown key; known keys in the top level: version, instance, gitlab, alpha`,
 			"gitlab (line 4): merge keys (<<) are not supported; write the keys out",
 		}},
 		{"alias is followed", "alpha", alphaBase + "  dir: &d /opt/a\n  tags: [*d]\n", nil},
@@ -158,6 +158,12 @@ func TestParseProblems(t *testing.T) {
 		{"secret under an unknown key", "alpha", alphaBase + "  token: glpat-AbCdEfGhIjKlMnOpQrSt\n", []string{
 			"alpha.token (line 6): holds what looks like a personal access token (glpat-********); secrets never go in the configuration: store it in an SSM SecureString parameter and put the parameter's name in runner.create.access_token_parameter",
 			"alpha.token (line 6): unknown key; known keys in alpha: size, dir, tags, free"}},
+		{"instance facts", "alpha", alphaBase + "instance:\n  id: i-0123456789abcdef0\n  private_ipv4: 10.0.1.20\n  security_groups: [sg-0aaaaaaaaaaaaaaaa]\n  vpc_cidr: 10.0.0.0/16\n", nil},
+		{"instance facts invalid", "alpha", alphaBase + "instance:\n  id: 12\n  private_ipv4: ::1\n  security_groups: [sg-1]\n  vpc_cidr: 10.0.0.1/16\n", []string{
+			`instance.id (line 7): "12" is not an instance id (i- and 8 or 17 lower-case hex digits)`,
+			`instance.private_ipv4 (line 8): "::1" is not an IPv4 address such as 10.0.1.20`,
+			`instance.security_groups[0] (line 9): "sg-1" is not a security group id (sg- and 8 or 17 lower-case hex digits)`,
+			`instance.vpc_cidr (line 10): "10.0.0.1/16" has host bits set; write 10.0.0.0/16`}},
 		{"duplicated key", "alpha", alphaBase + "  size: 3\n", []string{"alpha.size (line 6): duplicated key; it is already set on line 5"}},
 	}
 	for _, tt := range tests {

@@ -122,6 +122,10 @@ type Env struct {
 	// BakeOnly is true when every selected phase is a bake phase: Prepare then reads no secret
 	// (an AMI bake may have no access to them).
 	BakeOnly bool
+	// Selected are the names of the phases that will run (--phase, --skip-phases), in order; nil
+	// means every phase. Prepare resolves only what they need, so a fact or secret that no
+	// selected phase uses is never asked for.
+	Selected []string
 }
 
 // AWS is the AWS access the command line shares with the roles. Clients are made on first use;

@@ -84,7 +84,7 @@ func (r *Role) backupPreflight(ctx context.Context) ([]host.Step, error) {
 	if r.d.NewBackupStore == nil {
 		return nil, fmt.Errorf("no S3 client for the backup checks")
 	}
-	region := backupRegion(b, r.d.Facts)
+	region := backupRegion(b, r.facts)
 	store, err := r.d.NewBackupStore(region)
 	if err != nil {
 		return nil, err

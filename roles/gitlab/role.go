@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
 	"github.com/glbootstrap/glbootstrap/internal/aws/s3"
 	"github.com/glbootstrap/glbootstrap/internal/backup"
 	"github.com/glbootstrap/glbootstrap/internal/config"
@@ -37,10 +38,6 @@ var Definition = role.Definition{
 
 // prepare wires the role to what the command line hands every role.
 func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepared, error) {
-	f, err := env.Facts.Get(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reading instance facts: %w", err)
-	}
 	binary := ""
 	if env.Host.Live() {
 		// The backup service runs this very binary; under --root the bake's path.
@@ -49,7 +46,7 @@ func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepa
 	return Prepare(ctx, Deps{
 		Host:     env.Host,
 		Config:   doc.(*Config),
-		Facts:    Facts{PrivateIPv4: f.PrivateIPv4, VPCCIDR: f.VPCCIDR, Region: f.Region},
+		Facts:    env.Facts,
 		Params:   env.AWS,
 		Progress: env.Progress,
 		NewBackupStore: func(region string) (backup.PreflightStore, error) {
@@ -89,7 +86,8 @@ const (
 	DefaultGitUser = "git"
 )
 
-// Facts are what EC2 instance metadata tells about this instance.
+// Facts are the instance facts the role uses: each the configuration's when given
+// (instance.vpc_cidr, instance.private_ipv4, backup.region), else instance metadata's.
 type Facts struct {
 	// PrivateIPv4 is local-ipv4: the published private URL is https://<PrivateIPv4> unless
 	// gitlab.private_url is set.
@@ -114,7 +112,9 @@ type Parameters interface {
 type Deps struct {
 	Host   *host.Host
 	Config *Config
-	Facts  Facts
+	// Facts reads instance metadata, once, when a fact the configuration does not give is needed
+	// (nil: the real IMDS).
+	Facts  *imds.Lazy
 	Params Parameters
 	// WaitReady waits until GitLab on this host answers /-/readiness, for at most timeout; nil
 	// uses the loopback probe of ready.go. It is only called on the live system, after a
@@ -136,6 +136,7 @@ type Deps struct {
 type Role struct {
 	d          Deps
 	cfg        *Config
+	facts      Facts
 	fragment   []byte // the desired /etc/gitlab/glbootstrap.rb
 	privateURL string // what publish-private-url writes ("" when nothing is published)
 	gitUser    string
@@ -193,22 +194,23 @@ func (r *Role) Phases() []engine.Phase {
 func Prepare(ctx context.Context, d Deps) (*Role, error) {
 	cfg := d.Config
 	r := &Role{d: d, cfg: cfg, gitUser: DefaultGitUser}
-	if d.Facts.VPCCIDR == "" {
-		return nil, fmt.Errorf("instance metadata gave no VPC CIDR (network/interfaces/macs/<mac>/vpc-ipv4-cidr-block), which monitoring_whitelist needs: run on EC2 with IMDSv2 reachable")
+	var err error
+	if r.facts, err = resolveFacts(ctx, d); err != nil {
+		return nil, err
 	}
 	if u, ok := userSetting(cfg); ok {
 		r.gitUser = u
 	}
 
 	if cfg.GitLab.PublishPrivateURLParameter != "" {
-		pu, err := privateURL(cfg, d.Facts)
+		pu, err := privateURL(cfg, r.facts)
 		if err != nil {
 			return nil, err
 		}
 		r.privateURL = pu
 	}
 
-	frag, err := renderFragment(cfg, d.Facts)
+	frag, err := renderFragment(cfg, r.facts)
 	if err != nil {
 		return nil, err
 	}
@@ -240,6 +242,27 @@ func Prepare(ctx context.Context, d Deps) (*Role, error) {
 
 // Secrets are the secret values this run knows, for masking in output.
 func (r *Role) Secrets() []string { return append([]string(nil), r.secrets...) }
+
+// resolveFacts returns the facts this configuration needs, each from its key when set, else from
+// instance metadata, which is read once and only if some fact needs it: the VPC CIDR always (the
+// fragment's monitoring_whitelist), the private address only to publish a private URL that
+// gitlab.private_url does not give, the region only for a backup bucket without backup.region.
+func resolveFacts(ctx context.Context, d Deps) (Facts, error) {
+	cfg, meta := d.Config, d.Facts
+	if meta == nil {
+		meta = imds.NewLazy(nil)
+	}
+	var f Facts
+	var err error
+	f.VPCCIDR, err = meta.Or(ctx, cfg.Instance.VPCCIDR, "instance.vpc_cidr", func(m imds.Facts) string { return m.VPCCIDR })
+	if err == nil && cfg.GitLab.PublishPrivateURLParameter != "" && cfg.GitLab.PrivateURL == "" {
+		f.PrivateIPv4, err = meta.Or(ctx, cfg.Instance.PrivateIPv4, "gitlab.private_url (or instance.private_ipv4)", func(m imds.Facts) string { return m.PrivateIPv4 })
+	}
+	if err == nil && cfg.Backup != nil && cfg.Backup.Region == "" {
+		f.Region, err = meta.Or(ctx, "", "backup.region", func(m imds.Facts) string { return m.Region })
+	}
+	return f, err
+}
 
 // privateURL is what publish-private-url writes: gitlab.private_url when set, else the
 // instance's private IPv4 with the external URL's relative path. With TLS terminated at the NLB,

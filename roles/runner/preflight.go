@@ -115,15 +115,20 @@ type Preflight struct {
 	in checkInput
 }
 
-// NewPreflight resolves what the checks need (region and subnet default to the instance's, as
-// in Prepare) without reading any secret, so "glbootstrap doctor" works before registration.
-func NewPreflight(d Deps) (*Preflight, error) {
-	cfg := d.Config
-	region := firstNonEmpty(cfg.Fargate.Region, d.Facts.Region)
-	subnet := firstNonEmpty(cfg.Fargate.Subnet, d.Facts.SubnetID)
-	if region == "" || subnet == "" {
-		return nil, fmt.Errorf("instance metadata gave no region or subnet: set fargate.region and fargate.subnet, or run on EC2")
+// NewPreflight resolves what the checks need (the region, the subnet and the front's address and
+// security groups: the configuration's, else the instance's, as in Prepare) without reading any
+// secret, so "glbootstrap doctor" works before registration.
+func NewPreflight(ctx context.Context, d Deps) (*Preflight, error) {
+	f, err := resolveFacts(ctx, d, factNeeds{place: true, front: true})
+	if err != nil {
+		return nil, err
 	}
+	return newPreflight(d, f)
+}
+
+func newPreflight(d Deps, f Facts) (*Preflight, error) {
+	cfg := d.Config
+	region, subnet := f.Region, f.SubnetID
 	if d.NewPreflight == nil {
 		return nil, fmt.Errorf("no AWS clients for the preflight checks")
 	}
@@ -131,7 +136,7 @@ func NewPreflight(d Deps) (*Preflight, error) {
 	if err != nil {
 		return nil, fmt.Errorf("preparing the AWS clients for the preflight checks: %w", err)
 	}
-	return &Preflight{in: checkInput{cfg: cfg, region: region, subnet: subnet, facts: d.Facts,
+	return &Preflight{in: checkInput{cfg: cfg, region: region, subnet: subnet, facts: f,
 		aws: readers, host: d.Host, memo: &preflightMemo{}}}, nil
 }
 
@@ -181,7 +186,7 @@ func FailedError(findings []Finding, strict bool) error {
 // phase's error. Under plan, local state an earlier phase would create (directories, the
 // driver) is not a failure.
 func (r *Role) preflight(ctx context.Context) ([]host.Step, error) {
-	p, err := NewPreflight(r.d)
+	p, err := newPreflight(r.d, r.facts)
 	if err != nil {
 		return nil, err
 	}

@@ -476,8 +476,8 @@ func TestCheckDirectories(t *testing.T) {
 func TestPreflightPhase(t *testing.T) {
 	w := newPFWorld(t, true)
 	in := w.input(t)
-	r := &Role{d: Deps{Host: in.host, Config: w.cfg, Facts: w.facts,
-		NewPreflight: func(string) (AWSReaders, error) { return in.aws, nil }}, cfg: w.cfg}
+	r := &Role{d: Deps{Host: in.host, Config: w.cfg,
+		NewPreflight: func(string) (AWSReaders, error) { return in.aws, nil }}, cfg: w.cfg, facts: w.facts}
 	steps, err := r.preflight(context.Background())
 	if err != nil {
 		t.Fatalf("preflight on the reference setup: %v", err)

@@ -101,7 +101,7 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.InstanceID, st.SystemID = r.d.Facts.InstanceID, sysID
+	st.InstanceID, st.SystemID = r.facts.InstanceID, sysID
 	// persist writes the system id (when new) and the state together, and
 	// only once GitLab has accepted a token with that id: a failed attempt
 	// leaves both files as they were, so a retry changes nothing more.
@@ -251,7 +251,7 @@ func (r *Role) systemID(st State) (id, change string, err error) {
 	} else if !host.IsNotExist(err) {
 		return "", "", fmt.Errorf("reading %s: %w", SystemIDFile, err)
 	}
-	if cur != "" && systemIDPattern.MatchString(cur) && st.InstanceID == r.d.Facts.InstanceID && st.SystemID == cur {
+	if cur != "" && systemIDPattern.MatchString(cur) && st.InstanceID == r.facts.InstanceID && st.SystemID == cur {
 		return cur, "", nil
 	}
 	if id, err = randomSystemID(); err != nil {
@@ -260,7 +260,7 @@ func (r *Role) systemID(st State) (id, change string, err error) {
 	switch {
 	case cur == "":
 		change = "created (new runner manager " + id + ")"
-	case st.InstanceID != "" && st.InstanceID != r.d.Facts.InstanceID:
+	case st.InstanceID != "" && st.InstanceID != r.facts.InstanceID:
 		change = fmt.Sprintf("replaced %s: it was made on instance %s (an AMI carried it)", cur, st.InstanceID)
 	default:
 		change = fmt.Sprintf("replaced %s: not recorded as made on this instance (an AMI may have carried it)", cur)

@@ -33,16 +33,32 @@ func (l *Lazy) Get(ctx context.Context) (Facts, error) {
 
 // Or returns given when it is set, else the fact pick selects from instance metadata. key is the
 // configuration key that gives the fact instead (fargate.subnet): when metadata cannot be read,
-// the error says to set it.
+// the error names it.
 func (l *Lazy) Or(ctx context.Context, given, key string, pick func(Facts) string) (string, error) {
 	if given != "" {
 		return given, nil
 	}
 	f, err := l.Get(ctx)
 	if err != nil {
-		return "", fmt.Errorf("%s is not set, and instance metadata that would give it could not be read: %w; set %s in the configuration to run without it", key, err, key)
+		return "", missing(key, err)
 	}
 	return pick(f), nil
+}
+
+// OrList is Or for a list fact (the security groups).
+func (l *Lazy) OrList(ctx context.Context, given []string, key string, pick func(Facts) []string) ([]string, error) {
+	if len(given) > 0 {
+		return given, nil
+	}
+	f, err := l.Get(ctx)
+	if err != nil {
+		return nil, missing(key, err)
+	}
+	return pick(f), nil
+}
+
+func missing(key string, err error) error {
+	return fmt.Errorf("set %s in the configuration, or run where instance metadata answers: %s is not set and %w", key, key, err)
 }
 
 // Given returns a Lazy that never reads metadata and answers f: for tests and callers that know
