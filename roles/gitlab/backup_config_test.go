@@ -2,6 +2,7 @@ package gitlab
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -56,19 +57,27 @@ func TestBackupRules(t *testing.T) {
 	}
 }
 
-func TestBackupScheduleCheckedBySystemd(t *testing.T) {
-	if msg := CheckCalendar("*-*-* 02:00:00"); msg != "" {
-		t.Fatalf("valid spec refused: %s", msg)
+// TestParseRunsNoProgram: reading a configuration has no side effect; the schedule is checked
+// by systemd in the backup-timer phase (TestBackupTimerChecksTheSchedule), not by Parse, even
+// with a systemd-analyze on PATH.
+func TestParseRunsNoProgram(t *testing.T) {
+	bin := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "ran")
+	script := "#!/bin/sh\necho \"$@\" > " + marker + "\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(bin, "systemd-analyze"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	msg := CheckCalendar("every night at two")
-	if msg == "" {
-		if os.Getenv("GLB_REQUIRE_TOOLS") == "1" {
-			t.Fatal("systemd-analyze is not installed (Debian package systemd); GLB_REQUIRE_TOOLS=1 requires it")
+	t.Setenv("PATH", bin)
+	if _, ps := parseDoc([]byte(backupBase+"  schedule: every night at two\n"), Name); ps.Err() != nil {
+		t.Errorf("a schedule only systemd can judge was refused by Parse: %v", ps.Err())
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("Parse ran systemd-analyze")
+	}
+	for _, bad := range []string{`"daily\nExecStart=/bin/sh"`, `"daily; reboot"`} {
+		if _, ps := parseDoc([]byte(backupBase+"  schedule: "+bad+"\n"), Name); ps.Err() == nil || !strings.Contains(ps.Err().Error(), "backup.schedule (line 6)") {
+			t.Errorf("schedule %s: %v", bad, ps.Err())
 		}
-		t.Skip("systemd-analyze is not installed (Debian package systemd): only the shape was checked")
-	}
-	if !strings.Contains(msg, "systemd-analyze calendar") || !strings.Contains(msg, `"*-*-* 02:00:00"`) {
-		t.Errorf("message = %q", msg)
 	}
 }
 
