@@ -8,6 +8,7 @@ import (
 
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/roles/runner"
+	"github.com/glbootstrap/glbootstrap/roles/runner/preflight"
 )
 
 // newDoctorCmd is "glbootstrap doctor --role runner --config SRC [--strict]": the runner role's
@@ -44,13 +45,13 @@ func newDoctorCmd(e *env) *cobra.Command {
 				return exitf(ExitUsage, "doctor checks role runner only, not %q", role)
 			}
 			p, err := runner.NewPreflight(ctx, runner.Deps{Host: h, Config: cfg, Facts: clients.facts,
-				NewPreflight: func(region string) (runner.AWSReaders, error) { return runner.PreflightReaders(clients, region) }})
+				NewPreflight: func(region string) (preflight.Readers, error) { return preflight.ReadersFor(clients, region) }})
 			if err != nil {
 				return exitf(ExitFailed, "%v", err)
 			}
 			findings := p.Run(ctx)
 			printFindings(e, findings)
-			if err := runner.FailedError(findings, strict); err != nil {
+			if err := preflight.FailedError(findings, strict); err != nil {
 				return &exitError{code: ExitFailed}
 			}
 			return nil
@@ -65,15 +66,15 @@ func newDoctorCmd(e *env) *cobra.Command {
 
 // printFindings writes one line per check, then the fixes of those that are not ok, then a
 // count.
-func printFindings(e *env, findings []runner.Finding) {
-	counts := map[runner.CheckStatus]int{}
+func printFindings(e *env, findings []preflight.Finding) {
+	counts := map[preflight.CheckStatus]int{}
 	for _, f := range findings {
 		fmt.Fprintln(e.stdout, f.Line())
 		counts[f.Status]++
 	}
 	var fixes []string
 	for _, f := range findings {
-		if (f.Status == runner.CheckWarn || f.Status == runner.CheckFail) && f.Fix != "" {
+		if (f.Status == preflight.CheckWarn || f.Status == preflight.CheckFail) && f.Fix != "" {
 			fixes = append(fixes, fmt.Sprintf("  %s (%s): %s", f.Check, f.Resource, f.Fix))
 		}
 	}
@@ -81,5 +82,5 @@ func printFindings(e *env, findings []runner.Finding) {
 		fmt.Fprintf(e.stdout, "\nfixes:\n%s\n", strings.Join(fixes, "\n"))
 	}
 	fmt.Fprintf(e.stdout, "\n%d ok, %d warn, %d fail, %d skipped\n",
-		counts[runner.CheckOK], counts[runner.CheckWarn], counts[runner.CheckFail], counts[runner.CheckSkip])
+		counts[preflight.CheckOK], counts[preflight.CheckWarn], counts[preflight.CheckFail], counts[preflight.CheckSkip])
 }

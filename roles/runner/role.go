@@ -20,6 +20,7 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/role"
 	"github.com/glbootstrap/glbootstrap/internal/systemd"
+	"github.com/glbootstrap/glbootstrap/roles/runner/preflight"
 )
 
 // Name is the role's name on the command line.
@@ -43,8 +44,8 @@ func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepa
 		Facts:   env.Facts,
 		Params:  env.AWS,
 		Objects: env.AWS,
-		NewPreflight: func(region string) (AWSReaders, error) {
-			return PreflightReaders(env.AWS, region)
+		NewPreflight: func(region string) (preflight.Readers, error) {
+			return preflight.ReadersFor(env.AWS, region)
 		},
 		NewGitLab: func(baseURL string, caPEM []byte) (GitLab, error) {
 			return gitlabapi.New(baseURL, caPEM)
@@ -153,7 +154,7 @@ type Deps struct {
 	// need.
 	Selected []string
 	// NewPreflight returns the read-only AWS APIs of region the preflight checks use.
-	NewPreflight func(region string) (AWSReaders, error)
+	NewPreflight func(region string) (preflight.Readers, error)
 	// Coordinator builds and pushes the coordinator image; set when the configuration has a
 	// coordinator section.
 	Coordinator CoordinatorImage
@@ -302,15 +303,8 @@ func (r *Role) runnerOwner() host.Owner {
 // each task's SSH private key) and the builds and cache directories.
 func (r *Role) directories(ctx context.Context) ([]host.Step, error) {
 	var steps []host.Step
-	for _, d := range []struct {
-		path string
-		mode uint32
-	}{
-		{r.cfg.Fargate.MetadataDir, 0o700},
-		{r.cfg.Runner.BuildsDir, 0o750},
-		{r.cfg.Runner.CacheDir, 0o750},
-	} {
-		st, err := r.d.Host.EnsureDir(d.path, fsMode(d.mode), r.runnerOwner())
+	for _, d := range runnerDirs(r.cfg) {
+		st, err := r.d.Host.EnsureDir(d.Path, fsMode(d.Mode), r.runnerOwner())
 		if err != nil {
 			if host.IsNoSuchUser(err) {
 				return steps, fmt.Errorf("%w: the gitlab-runner package creates the runner's user; install it when baking the AMI (https://docs.gitlab.com/runner/install/linux-repository/) or set runner.user", err)
