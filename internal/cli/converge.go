@@ -253,7 +253,8 @@ func openSession(ctx context.Context, e *env, verb string, def role.Definition, 
 	if err != nil {
 		s.close()
 		code := ExitFailed
-		if errors.Is(err, ssm.ErrNotFound) {
+		var ce *role.ConfigError
+		if errors.Is(err, ssm.ErrNotFound) || errors.As(err, &ce) {
 			code = ExitInvalidConfig
 		}
 		return nil, exitf(code, "%v\nnothing was changed", err)

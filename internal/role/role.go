@@ -43,6 +43,14 @@ func (d Definition) Schema() config.Schema {
 	return config.Schema{Role: d.Name, Title: d.Title, New: d.NewConfig}
 }
 
+// ConfigError is a Prepare error that is the configuration's fault although only the host could
+// tell (fargate.driver.version changed while fargate.driver.sha256 still names the installed
+// release): the command exits 3, invalid configuration, having changed nothing.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
 // Prepared is a role ready to converge.
 type Prepared interface {
 	// Phases are the role's phases in order, bound to the resolved inputs.

@@ -30,12 +30,16 @@ func newPreflight(d Deps, f Facts) (*preflight.Preflight, error) {
 	}
 	cfg := d.Config
 	fg, rc := cfg.Fargate, cfg.Runner
+	recorded, err := recordedVersion(d.Host, fg.Driver)
+	if err != nil {
+		return nil, err
+	}
 	return preflight.New(preflight.Input{
 		Region: f.Region, Subnet: f.SubnetID,
 		Cluster: fg.Cluster, TaskDefinition: fg.TaskDefinition, SecurityGroup: fg.SecurityGroup,
 		SSHPort: fg.SSH.Port, EnablePublicIP: fg.EnablePublicIP,
 		Runner: preflight.Runner{Concurrent: rc.Concurrent, Limit: rc.Limit, RequestConcurrency: rc.RequestConcurrency, User: rc.User},
-		Driver: preflight.Driver{Version: fg.Driver.Version, SHA256: fg.Driver.SHA256, Path: fg.Driver.Path},
+		Driver: preflight.Driver{Version: fg.Driver.Version, SHA256: fg.Driver.SHA256, Path: fg.Driver.Path, Recorded: recorded},
 		Dirs:   runnerDirs(cfg),
 		Front:  preflight.Front{InstanceID: f.InstanceID, PrivateIPv4: f.PrivateIPv4, SecurityGroups: f.SecurityGroups},
 		AWS:    readers,

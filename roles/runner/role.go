@@ -211,6 +211,9 @@ func (r *Role) Phases() []engine.Phase {
 // config or its SSM parameter), the CA file, and the secret the chosen
 // registration method needs. Any error here means nothing was changed.
 func Prepare(ctx context.Context, d Deps) (*Role, error) {
+	if err := checkDriverPin(d.Host, d.Config.Fargate.Driver); err != nil {
+		return nil, err
+	}
 	if d.BakeOnly {
 		// Bake phases need no fact, no GitLab and no secret, and an AMI bake may have no
 		// access to them.

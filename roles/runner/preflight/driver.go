@@ -26,10 +26,16 @@ var knownBadDrivers = []knownBadDriver{{
 }}
 
 // checkDriver: the pinned driver version has no known bug, and the binary installed at
-// driver.path is the pinned one.
+// driver.path is the pinned one, installed as the configured release (a version changed without
+// its SHA-256 leaves the old binary in place, so the record names another release).
 func checkDriver(ctx context.Context, in checkInput) Finding {
 	drv := in.Driver
 	res := "driver " + drv.Version
+	if drv.Recorded != "" && drv.Recorded != drv.Version {
+		return Finding{Status: CheckFail, Resource: "driver " + drv.Recorded + " at " + drv.Path,
+			Problem: fmt.Sprintf("fargate.driver.version is %s but fargate.driver.sha256 is the SHA-256 of the %s binary installed there: %s still runs", drv.Version, drv.Recorded, drv.Recorded),
+			Fix:     fmt.Sprintf("put the SHA-256 of the %s release in fargate.driver.sha256 and run glbootstrap apply --role runner, or set fargate.driver.version back to %s", drv.Version, drv.Recorded)}
+	}
 	var fs findings
 	fs.warnOnly = true
 	v, ok := parseVersion(drv.Version)

@@ -54,8 +54,9 @@ type Runner struct {
 }
 
 // Driver is fargate.driver: the release tag, the binary's SHA-256 (lower-case hex) and where it
-// is installed.
-type Driver struct{ Version, SHA256, Path string }
+// is installed, and the release the fargate-driver phase recorded for that SHA-256 when it
+// installed it ("" when unknown).
+type Driver struct{ Version, SHA256, Path, Recorded string }
 
 // Dir is one of the runner's directories and its permission bits.
 type Dir struct {

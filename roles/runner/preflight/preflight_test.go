@@ -444,6 +444,11 @@ func TestCheckDriver(t *testing.T) {
 			setup: func(w *pfWorld) { w.in.Driver.Version = "v0.5.0" },
 			want:  CheckWarn, problem: []string{"Error when persisting the task ARN", "fargate#86"}, fix: "pin v0.5.1 or later",
 		},
+		"version changed without its checksum": {
+			setup: func(w *pfWorld) { w.in.Driver.Version, w.in.Driver.Recorded = "v0.5.2", "v0.5.1" },
+			want:  CheckFail, problem: []string{"fargate.driver.version is v0.5.2 but fargate.driver.sha256 is the SHA-256 of the v0.5.1 binary"},
+			fix: "put the SHA-256 of the v0.5.2 release in fargate.driver.sha256",
+		},
 		"not installed": {
 			setup: func(w *pfWorld) { os.Remove(filepath.Join(w.root, w.in.Driver.Path)) },
 			want:  CheckFail, problem: []string{"/opt/gitlab-runner/fargate is not installed"}, fix: "fargate-driver phase",
