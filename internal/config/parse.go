@@ -444,8 +444,11 @@ func (p *parser) walkScalar(n *yaml.Node, t reflect.Type, path string) bool {
 		// Refuse floats rather than let the decoder truncate 1.5 to 1.
 		ok = tag == "!!int"
 	case reflect.Bool:
-		// The decoder also takes YAML 1.1's yes/no/on/off; it has the last word below.
-		ok = tag == "!!bool" || tag == "!!str"
+		// Only YAML's own true and false. The decoder would also take the strings y/yes/on
+		// and n/no/off (YAML 1.1 words, quoted or not) but not "true" quoted: one rule for
+		// every string, so a quoted or 1.1-style boolean is refused the same way, with the
+		// value shown.
+		ok = tag == "!!bool"
 	case reflect.String:
 		ok = tag == "!!str" || tag == "!!int" || tag == "!!float" || tag == "!!bool"
 	}

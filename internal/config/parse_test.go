@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -24,6 +25,7 @@ type alphaGitLab struct {
 }
 
 type alphaSec struct {
+	On   bool     `yaml:"on"`
 	Size int      `yaml:"size"`
 	Dir  string   `yaml:"dir"`
 	Tags []string `yaml:"tags"`
@@ -157,7 +159,7 @@ func TestParseProblems(t *testing.T) {
 		{"system directory", "alpha", alphaBase + "  dir: /etc/x\n", []string{`alpha.dir (line 6): "/etc/x" is a system directory or lies directly in one; use a directory of its own such as /opt/gitlab-runner/...`}},
 		{"secret under an unknown key", "alpha", alphaBase + "  token: glpat-AbCdEfGhIjKlMnOpQrSt\n", []string{
 			"alpha.token (line 6): holds what looks like a personal access token (glpat-********); secrets never go in the configuration: store it in an SSM SecureString parameter and put the parameter's name in runner.create.access_token_parameter",
-			"alpha.token (line 6): unknown key; known keys in alpha: size, dir, tags, free"}},
+			"alpha.token (line 6): unknown key; known keys in alpha: on, size, dir, tags, free"}},
 		{"instance facts", "alpha", alphaBase + "instance:\n  id: i-0123456789abcdef0\n  private_ipv4: 10.0.1.20\n  security_groups: [sg-0aaaaaaaaaaaaaaaa]\n  vpc_cidr: 10.0.0.0/16\n", nil},
 		{"instance facts invalid", "alpha", alphaBase + "instance:\n  id: 12\n  private_ipv4: ::1\n  security_groups: [sg-1]\n  vpc_cidr: 10.0.0.1/16\n", []string{
 			`instance.id (line 7): "12" is not an instance id (i- and 8 or 17 lower-case hex digits)`,
@@ -176,6 +178,23 @@ func TestParseProblems(t *testing.T) {
 				t.Errorf("document is nil: %v, with %d errors", doc == nil, len(ps.Errors()))
 			}
 		})
+	}
+}
+
+// TestBooleansAreTrueOrFalse: a boolean key takes YAML's true or false; every string, quoted or
+// not, YAML 1.1's yes/on/y included, is refused with the same message.
+func TestBooleansAreTrueOrFalse(t *testing.T) {
+	for _, v := range []string{"true", "false", "True", "FALSE"} {
+		if _, ps := Parse([]byte(alphaBase+"  on: "+v+"\n"), "alpha", testSchemas); ps.Err() != nil {
+			t.Errorf("%s refused: %v", v, ps.Err())
+		}
+	}
+	for _, v := range []string{`"true"`, `'false'`, `"yes"`, `"on"`, "yes", "on", "no", "off", "y", "n", `"1"`, "1"} {
+		_, ps := Parse([]byte(alphaBase+"  on: "+v+"\n"), "alpha", testSchemas)
+		want := fmt.Sprintf("alpha.on (line 6): must be true or false, got %q", strings.Trim(v, `"'`))
+		if got := strs(ps); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: %q, want %q", v, got, want)
+		}
 	}
 }
 
