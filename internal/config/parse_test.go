@@ -239,6 +239,36 @@ func TestProblemsFilters(t *testing.T) {
 	}
 }
 
+// TestManagedPlacesStayOutOfTheSystem: a managed directory is refused anywhere under /etc, /usr,
+// /boot, /proc, /sys, /dev and glbootstrap's own state directory, at any depth; a managed
+// program too, but for /usr/local/bin and /usr/local/sbin.
+func TestManagedPlacesStayOutOfTheSystem(t *testing.T) {
+	check := func(f func(c *Checker)) []string {
+		p := &parser{lines: map[string]int{}, present: map[string]bool{}, bad: map[string]bool{}}
+		f(&Checker{p})
+		return strs(p.problems)
+	}
+	for _, dir := range []string{"/etc/gitlab-runner/builds", "/usr/local/ci", "/usr/share/a/b", "/boot/efi/x", "/proc/self/x",
+		"/sys/fs/x", "/dev/shm/ci", "/var/lib/glbootstrap", "/var/lib/glbootstrap/builds/x"} {
+		got := check(func(c *Checker) { c.ManagedDir("x.dir", dir) })
+		if len(got) != 1 || !strings.Contains(got[0], "is under /") || !strings.Contains(got[0], "use a directory of its own") {
+			t.Errorf("%s: %q", dir, got)
+		}
+	}
+	for _, dir := range []string{"/opt/gitlab-runner/builds", "/srv/ci/cache", "/var/lib/gitlab-runner/metadata", "/home/ci/builds", "/var/lib/glbootstrap-other"} {
+		if got := check(func(c *Checker) { c.ManagedDir("x.dir", dir) }); len(got) != 0 {
+			t.Errorf("%s refused: %q", dir, got)
+		}
+	}
+	for p, ok := range map[string]bool{"/usr/local/bin/fargate": true, "/opt/gitlab-runner/fargate": true,
+		"/usr/lib/x/fargate": false, "/var/lib/glbootstrap/fargate": false, "/boot/x/fargate": false, "/etc/x/fargate": false} {
+		got := check(func(c *Checker) { c.ProgramPath("x.path", p, "/opt/gitlab-runner/fargate") })
+		if ok != (len(got) == 0) {
+			t.Errorf("program %s: %q", p, got)
+		}
+	}
+}
+
 func TestSystemDirectoriesRefused(t *testing.T) {
 	for _, p := range []string{"/", "/etc", "/usr/bin", "/etc/passwd", "/usr/bin/fargate", "/var/lib", "/opt"} {
 		if !SystemPath(p) {

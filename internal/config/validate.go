@@ -117,10 +117,34 @@ func (c *Checker) ParameterName(field, name string) {
 	}
 }
 
-// ManagedDir checks a directory glbootstrap creates, chowns and chmods: absolute, clean, and not
-// a system directory (SystemPath).
+// StateDir is glbootstrap's own state directory (runner.json, gitlab.json, driver.json, ...):
+// no managed directory or program may be in it.
+const StateDir = "/var/lib/glbootstrap"
+
+// osTrees are the trees that belong to the OS or to glbootstrap itself, at any depth: a managed
+// directory (chowned to the runner's user, chmod'ed) inside one would hand part of the system to
+// that user, or break it.
+var osTrees = []struct{ dir, whose string }{
+	{"/etc", "the OS's settings"}, {"/usr", "the OS's programs"}, {"/boot", "the boot loader and kernels"},
+	{"/proc", "the kernel"}, {"/sys", "the kernel"}, {"/dev", "the kernel's devices"},
+	{StateDir, "glbootstrap's own state"},
+}
+
+// inTree returns the tree of osTrees p is in (or is), "" when none.
+func inTree(p string) (dir, whose string) {
+	for _, t := range osTrees {
+		if p == t.dir || strings.HasPrefix(p, t.dir+"/") {
+			return t.dir, t.whose
+		}
+	}
+	return "", ""
+}
+
+// ManagedDir checks a directory glbootstrap creates, chowns and chmods: absolute, clean, not a
+// system directory (SystemPath), and not anywhere under /etc, /usr, /boot, /proc, /sys, /dev or
+// glbootstrap's own StateDir.
 func (c *Checker) ManagedDir(field, dir string) {
-	switch {
+	switch tree, whose := inTree(dir); {
 	case !path.IsAbs(dir):
 		c.Errorf(field, "must be an absolute path, got %q", dir)
 	case path.Clean(dir) != dir:
@@ -129,6 +153,8 @@ func (c *Checker) ManagedDir(field, dir string) {
 		// glbootstrap chowns and chmods these directories and replaces the driver file: pointed
 		// at /, /etc or /usr/bin by mistake it would break the host.
 		c.Errorf(field, "%q is a system directory or lies directly in one; use a directory of its own such as /opt/gitlab-runner/...", dir)
+	case tree != "":
+		c.Errorf(field, "%q is under %s, %s; use a directory of its own such as /opt/gitlab-runner/...", dir, tree, whose)
 	}
 }
 
@@ -145,8 +171,12 @@ func (c *Checker) ProgramPath(field, p, def string) {
 	case systemDirs[p]:
 		c.Errorf(field, "%q is a system directory, not a file name; the default is %s", p, def)
 	case parent == "/usr/local/bin" || parent == "/usr/local/sbin":
-	case SystemPath(p) || strings.HasPrefix(p, "/etc/") || strings.HasPrefix(p, "/proc/") || strings.HasPrefix(p, "/sys/") || strings.HasPrefix(p, "/dev/"):
+	case SystemPath(p):
 		c.Errorf(field, "%q is in a directory of the OS's own programs or settings; use %s or /usr/local/bin/%s", p, def, path.Base(def))
+	default:
+		if tree, whose := inTree(p); tree != "" {
+			c.Errorf(field, "%q is under %s, %s; use %s or /usr/local/bin/%s", p, tree, whose, def, path.Base(def))
+		}
 	}
 }
 

@@ -263,6 +263,18 @@ func (cfg *Config) Check(c *config.Checker) {
 		validateCoordinator(c, cfg.Coordinator)
 	}
 	if cfg.Runner != nil && cfg.Fargate != nil {
+		// The runner's user owns these directories: one that holds the driver (or a directory
+		// above it) would let that user replace the program every job runs.
+		drv := cfg.Fargate.Driver.Path
+		for _, d := range []struct{ field, dir, def string }{
+			{"runner.builds_dir", cfg.Runner.BuildsDir, DefaultBuildsDir},
+			{"runner.cache_dir", cfg.Runner.CacheDir, DefaultCacheDir},
+			{"fargate.metadata_dir", cfg.Fargate.MetadataDir, DefaultMetadataDir},
+		} {
+			if d.dir != "" && strings.HasPrefix(drv, strings.TrimSuffix(d.dir, "/")+"/") {
+				c.Errorf(d.field, "%q holds the Fargate driver (fargate.driver.path %s): the runner's user would own it and could replace the driver; use a directory of its own such as %s", d.dir, drv, d.def)
+			}
+		}
 		c.Distinct(config.PathList{
 			{Field: "fargate.metadata_dir", Path: cfg.Fargate.MetadataDir}, {Field: "runner.builds_dir", Path: cfg.Runner.BuildsDir},
 			{Field: "runner.cache_dir", Path: cfg.Runner.CacheDir}, {Field: "fargate.driver.path", Path: cfg.Fargate.Driver.Path},
