@@ -21,7 +21,7 @@ import (
 // Version is stamped at build time: -ldflags "-X .../internal/cli.Version=v1.2.3".
 var Version = "dev"
 
-// Exit codes (DESIGN.md "Output and exit codes").
+// Exit codes (README.md "Exit codes").
 const (
 	ExitOK            = 0
 	ExitFailed        = 1  // a phase failed; phases before it stay applied

@@ -180,7 +180,7 @@ func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error 
 		return err
 	}
 	def, _ := e.roles.Find(f.role)
-	selected, err := engine.Select(def.Phases(), engine.Options{Stage: engine.Boot, Only: f.only, Skip: f.skip})
+	selected, err := engine.Select(def.Phases(), engine.Options{Only: f.only, Skip: f.skip})
 	if err != nil {
 		return exitf(ExitUsage, "%v", err)
 	}
@@ -196,7 +196,7 @@ func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error 
 	}
 	defer s.close()
 	rep, runErr := engine.Run(ctx, f.role, s.role.Phases(), engine.Options{
-		Stage: engine.Boot, Only: f.only, Skip: f.skip, DryRun: dryRun, Observe: s.out.phase,
+		Only: f.only, Skip: f.skip, DryRun: dryRun, Observe: s.out.phase,
 	})
 	s.out.summary(rep)
 	switch {

@@ -34,7 +34,7 @@ func TestExampleRunnerConfig(t *testing.T) {
 	if len(ps) != 1 || !ps[0].Warning || ps[0].Path != "fargate.driver.sha256" {
 		t.Fatalf("examples/runner.yaml has problems:\n%s", strings.Join(strs(ps), "\n"))
 	}
-	// The reference setup (FACTS.md).
+	// The reference setup (examples/runner.yaml).
 	r, f := cfg.Runner, cfg.Fargate
 	checks := []struct {
 		name      string

@@ -64,7 +64,7 @@ func TestCoordinatorImagePhase(t *testing.T) {
 			fake := &fakeImage{st: tc.st, err: tc.err}
 			r := &Role{cfg: &Config{Coordinator: tc.section}, d: Deps{Host: h, Coordinator: fake}}
 			var got engine.PhaseResult
-			_, _ = engine.Run(context.Background(), Name, r.Phases(), engine.Options{Stage: engine.Boot, Only: []string{"coordinator-image"},
+			_, _ = engine.Run(context.Background(), Name, r.Phases(), engine.Options{Only: []string{"coordinator-image"},
 				Observe: func(pr engine.PhaseResult) { got = pr }})
 			if got.Status != tc.status {
 				t.Fatalf("status %s, want %s (%+v)", got.Status, tc.status, got)

@@ -13,7 +13,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-// referenceRole is a Role prepared for the reference setup (FACTS.md),
+// referenceRole is a Role prepared for the reference setup (examples/runner.yaml),
 // without any network: what Prepare would resolve is filled in directly.
 func referenceRole(t *testing.T) *Role {
 	t.Helper()

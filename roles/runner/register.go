@@ -34,7 +34,8 @@ type State struct {
 }
 
 // systemIDPattern is gitlab-runner's format for .runner_system_id
-// (FACTS.md: s_ from machine-id, r_ random).
+// (s_ derived from /etc/machine-id, r_ random: commands/internal/configfile in
+// https://gitlab.com/gitlab-org/gitlab-runner).
 var systemIDPattern = regexp.MustCompile(`^[sr]_[0-9a-zA-Z]{12}$`)
 
 // loadState reads the state file; a missing file is the zero State.
