@@ -25,7 +25,7 @@ func TestTemplatesParseAndLeaveNoIdentity(t *testing.T) {
 			"--phase directories,fargate-driver",
 			"rm -f /etc/gitlab-runner/.runner_system_id",
 			"truncate -s 0 /etc/machine-id",
-			"rm -rf /var/lib/glbootstrap",
+			"find /var/lib/glbootstrap -mindepth 1 ! -name driver.json -delete",
 		},
 		"gitlab.pkr.hcl": {
 			"gitlab-${var.edition}=${var.gitlab_version}",

@@ -1,6 +1,7 @@
 # The runner front AMI: Debian 12, gitlab-runner from GitLab's package repository, glbootstrap, and
 # the bake-stage phases of the runner role (directories, the pinned Fargate driver). It leaves no
-# machine identity behind: no /etc/machine-id content, no .runner_system_id, no glbootstrap state,
+# machine identity behind: no /etc/machine-id content, no .runner_system_id, no glbootstrap state
+# (but the record of the driver release it installed),
 # so every instance started from it becomes its own runner manager on first boot.
 #
 #   packer init packer/ && packer build -var glbootstrap_binary=bin/glbootstrap \
@@ -89,13 +90,16 @@ build {
     ]
   }
 
-  # No machine identity in the image (FACTS.md: an AMI that carries .runner_system_id or a
-  # non-empty machine-id makes every instance the same runner manager).
+  # No machine identity in the image: an AMI that carries .runner_system_id or a non-empty
+  # machine-id makes every instance the same runner manager (gitlab-runner derives the system id
+  # from /etc/machine-id when the file is missing: commands/internal/configfile in
+  # https://gitlab.com/gitlab-org/gitlab-runner). glbootstrap's state goes too, except
+  # driver.json, which names the driver release installed above, not the machine.
   provisioner "shell" {
     inline = [
       "sudo systemctl stop gitlab-runner || true",
       "sudo rm -f /etc/gitlab-runner/.runner_system_id /etc/gitlab-runner/config.toml /tmp/glbootstrap-bake.yaml",
-      "sudo rm -rf /var/lib/glbootstrap",
+      "sudo find /var/lib/glbootstrap -mindepth 1 ! -name driver.json -delete",
       "sudo truncate -s 0 /etc/machine-id",
       "sudo rm -f /var/lib/dbus/machine-id",
     ]

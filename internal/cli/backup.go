@@ -10,9 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
 	"github.com/glbootstrap/glbootstrap/internal/backup"
-	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/roles/gitlab"
 )
 
 // newBackupCmd is "glbootstrap backup run|status": what the
@@ -89,20 +90,17 @@ func backupSetup(ctx context.Context, e *env, source, root string) (*backup.Runn
 		return nil, exitf(ExitUsage, "%v", err)
 	}
 	clients := newAWSClients(ctx)
-	cfg, err := loadConfig(ctx, e, clients, config.RoleGitLab, source)
+	doc, err := loadConfig(ctx, e, clients, gitlab.Name, source)
 	if err != nil {
 		return nil, err
 	}
+	cfg := doc.(*gitlab.Config)
 	if cfg.Backup == nil {
 		return nil, exitf(ExitInvalidConfig, "the configuration from %s has no backup section: add one with backup.bucket (see the commented backup section of examples/gitlab.yaml)", source)
 	}
-	region := cfg.Backup.Region
-	if region == "" {
-		f, err := clients.Facts()
-		if err != nil {
-			return nil, exitf(ExitFailed, "finding the bucket's region: %v; or set backup.region", err)
-		}
-		region = f.Region
+	region, err := clients.facts.Or(ctx, cfg.Backup.Region, "backup.region", func(f imds.Facts) string { return f.Region })
+	if err != nil {
+		return nil, exitf(ExitFailed, "finding the bucket's region: %v", err)
 	}
 	store, err := clients.s3For(region)
 	if err != nil {

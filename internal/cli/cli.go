@@ -13,12 +13,15 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/glbootstrap/glbootstrap/internal/role"
+	"github.com/glbootstrap/glbootstrap/roles"
 )
 
 // Version is stamped at build time: -ldflags "-X .../internal/cli.Version=v1.2.3".
 var Version = "dev"
 
-// Exit codes (DESIGN.md "Output and exit codes").
+// Exit codes (README.md "Exit codes").
 const (
 	ExitOK            = 0
 	ExitFailed        = 1  // a phase failed; phases before it stay applied
@@ -59,12 +62,24 @@ type env struct {
 	// unchanged ends the message of an error raised before anything was touched, for the
 	// commands that change things ("" for validate and doctor, which never do).
 	unchanged string
+	// roles are the roles --role chooses from.
+	roles role.Registry
 }
 
 // Main runs glbootstrap with args (without the program name) and returns the
 // process exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, unchanged: "\nnothing was changed"}
+	return MainWithRoles(ctx, roles.All, args, stdin, stdout, stderr)
+}
+
+// MainWithRoles is Main with the roles of reg instead of the build's (roles.All): tests run the
+// command line with a role of their own.
+func MainWithRoles(ctx context.Context, reg role.Registry, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if err := reg.Check(); err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return ExitFailed
+	}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, unchanged: "\nnothing was changed", roles: reg}
 	root := &cobra.Command{
 		Use:   "glbootstrap",
 		Short: "Converge an EC2 instance into a self-hosted GitLab host or a GitLab Runner front for AWS Fargate",

@@ -19,6 +19,7 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/role"
 )
 
 // convergeFlags are shared by apply and plan.
@@ -27,8 +28,8 @@ type convergeFlags struct {
 	only, skip                 []string
 }
 
-func addRoleFlag(cmd *cobra.Command, role *string) {
-	cmd.Flags().StringVar(role, "role", "", "role to converge: "+strings.Join(roleNames(), " | "))
+func (e *env) addRoleFlag(cmd *cobra.Command, role *string) {
+	cmd.Flags().StringVar(role, "role", "", "role to converge: "+strings.Join(e.roles.Names(), " | "))
 }
 
 func addConfigFlag(cmd *cobra.Command, src *string) {
@@ -52,7 +53,7 @@ func newConvergeCmd(e *env, verb string) *cobra.Command {
 			return converge(cmd.Context(), e, f, verb == "plan")
 		},
 	}
-	addRoleFlag(cmd, &f.role)
+	e.addRoleFlag(cmd, &f.role)
 	addConfigFlag(cmd, &f.source)
 	cmd.Flags().StringVar(&f.root, "root", "/", "converge the tree under DIR instead of the live system; nothing is executed or started")
 	cmd.Flags().StringSliceVar(&f.only, "phase", nil, "run only these phases (repeatable or comma-separated)")
@@ -62,12 +63,12 @@ func newConvergeCmd(e *env, verb string) *cobra.Command {
 }
 
 // checkCommon validates the flags every converge-like command shares.
-func checkCommon(role, source, output string) error {
+func (e *env) checkCommon(role, source, output string) error {
 	switch {
 	case role == "":
-		return exitf(ExitUsage, "--role is required: one of %s", strings.Join(roleNames(), ", "))
-	case !contains(roleNames(), role):
-		return exitf(ExitUsage, "unknown role %q: one of %s", role, strings.Join(roleNames(), ", "))
+		return exitf(ExitUsage, "--role is required: one of %s", strings.Join(e.roles.Names(), ", "))
+	case !contains(e.roles.Names(), role):
+		return exitf(ExitUsage, "unknown role %q: one of %s", role, strings.Join(e.roles.Names(), ", "))
 	case source == "":
 		return exitf(ExitUsage, "--config is required: FILE, - (stdin), ssm:/name or s3://bucket/key")
 	case output != "text" && output != "json":
@@ -87,24 +88,19 @@ type awsClients struct {
 	err error
 	ssm *ssm.Client
 	s3  *s3.Client
+	// plan makes Put only read (a plan must not write SSM either).
+	plan bool
 
-	facts    *imds.Facts
-	factsErr error
+	// facts reads instance metadata once, when something needs it.
+	facts *imds.Lazy
 }
 
-func newAWSClients(ctx context.Context) *awsClients { return &awsClients{ctx: ctx} }
+func newAWSClients(ctx context.Context) *awsClients {
+	return &awsClients{ctx: ctx, facts: imds.NewLazy(nil)}
+}
 
 // Facts reads instance metadata once.
-func (a *awsClients) Facts() (imds.Facts, error) {
-	if a.facts == nil && a.factsErr == nil {
-		f, err := imds.Fetch(a.ctx)
-		a.facts, a.factsErr = &f, err
-	}
-	if a.factsErr != nil {
-		return imds.Facts{}, a.factsErr
-	}
-	return *a.facts, nil
-}
+func (a *awsClients) Facts() (imds.Facts, error) { return a.facts.Get(a.ctx) }
 
 func (a *awsClients) config() (aws.Config, error) {
 	if a.cfg == nil && a.err == nil {
@@ -112,7 +108,7 @@ func (a *awsClients) config() (aws.Config, error) {
 		if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
 			f, err := a.Facts()
 			if err != nil {
-				a.err = fmt.Errorf("finding the AWS region: %w", err)
+				a.err = fmt.Errorf("finding the AWS region (off EC2, set AWS_REGION): %w", err)
 				return aws.Config{}, a.err
 			}
 			region = f.Region
@@ -150,9 +146,10 @@ func (a *awsClients) Open(ctx context.Context, bucket, key string) (io.ReadClose
 	return a.s3.Open(ctx, bucket, key)
 }
 
-// loadConfig reads, parses and validates the configuration for role,
-// printing every problem; any error means exit 3 and nothing touched.
-func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source string) (*config.Config, error) {
+// loadConfig reads, parses and validates the configuration for role (a
+// role of the registry), printing every problem; any error means exit 3 and
+// nothing touched. The document is the role's type (role.Definition.NewConfig).
+func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source string) (config.Document, error) {
 	data, err := config.Read(ctx, source, e.stdin, clients, clients)
 	if err != nil {
 		// A file that is missing or unreadable, or a parameter or object that does not exist, is
@@ -165,7 +162,7 @@ func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source s
 		}
 		return nil, exitf(code, "%v%s", err, e.unchanged)
 	}
-	cfg, problems := config.Parse(data, role)
+	cfg, problems := config.Parse(data, role, e.roles.Schemas())
 	for _, p := range problems.Warnings() {
 		fmt.Fprintln(e.stderr, p.String())
 	}
@@ -181,19 +178,21 @@ func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source s
 
 func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error {
 	e.json = f.output == "json"
-	if err := checkCommon(f.role, f.source, f.output); err != nil {
+	if err := e.checkCommon(f.role, f.source, f.output); err != nil {
 		return err
 	}
-	def, _ := findRole(f.role)
-	selected, err := engine.Select(def.phases(), engine.Options{Stage: engine.Boot, Only: f.only, Skip: f.skip})
+	def, _ := e.roles.Find(f.role)
+	selected, err := engine.Select(def.Phases(), engine.Options{Only: f.only, Skip: f.skip})
 	if err != nil {
 		return exitf(ExitUsage, "%v", err)
 	}
 	bakeOnly := len(selected) > 0
+	names := []string{}
 	for _, p := range selected {
 		bakeOnly = bakeOnly && p.Stage == engine.Bake
+		names = append(names, p.Name)
 	}
-	s, err := openSession(ctx, e, "", def, f.source, f.root, f.output, dryRun, bakeOnly)
+	s, err := openSession(ctx, e, "", def, f.source, f.root, f.output, dryRun, bakeOnly, names)
 	if err != nil {
 		return err
 	}
@@ -206,7 +205,7 @@ func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error 
 		s.out.phase(r)
 	}
 	rep, runErr := engine.Run(ctx, f.role, s.role.Phases(), engine.Options{
-		Stage: engine.Boot, Only: f.only, Skip: f.skip, DryRun: dryRun, Observe: observe,
+		Only: f.only, Skip: f.skip, DryRun: dryRun, Observe: observe,
 	})
 	s.out.summary(rep)
 	switch {
@@ -229,8 +228,10 @@ func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error 
 
 // session is a role prepared on a host, holding the run lock unless dry-run.
 type session struct {
-	host   *host.Host
-	role   prepared
+	host *host.Host
+	// plan wires every effect's plan implementation into the role (roleEnv).
+	plan   bool
+	role   role.Prepared
 	out    *printer
 	unlock func()
 }
@@ -244,19 +245,21 @@ func (s *session) close() {
 
 // openSession does what every command that converges does first, in the
 // order that keeps "invalid input changes nothing": read and validate the
-// configuration (exit 3), take the lock (exit 4), read the instance facts,
-// and resolve the role's inputs (exit 3 for a missing parameter, else 1).
-func openSession(ctx context.Context, e *env, verb string, def roleDef, source, root, output string, dryRun, bakeOnly bool) (*session, error) {
+// configuration (exit 3), take the lock (exit 4), and resolve the role's
+// inputs (exit 3 for a missing parameter, else 1). Instance metadata is read
+// only if the role needs a fact its configuration does not give.
+func openSession(ctx context.Context, e *env, verb string, def role.Definition, source, root, output string, dryRun, bakeOnly bool, selected []string) (*session, error) {
 	h, err := host.New(root, dryRun)
 	if err != nil {
 		return nil, exitf(ExitUsage, "%v", err)
 	}
 	clients := newAWSClients(ctx)
-	cfg, err := loadConfig(ctx, e, clients, def.name, source)
+	cfg, err := loadConfig(ctx, e, clients, def.Name, source)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{host: h}
+	s := &session{host: h, plan: dryRun}
+	clients.plan = dryRun
 	if !dryRun {
 		if s.unlock, err = h.Lock(); err != nil {
 			if errors.Is(err, host.ErrLocked) {
@@ -265,17 +268,13 @@ func openSession(ctx context.Context, e *env, verb string, def roleDef, source, 
 			return nil, exitf(ExitFailed, "%v", err)
 		}
 	}
-	facts, err := clients.Facts()
-	if err != nil {
-		s.close()
-		return nil, exitf(ExitFailed, "reading instance facts: %v\nnothing was changed", err)
-	}
 	s.out = newPrinter(e, output, dryRun)
-	s.role, err = def.prepare(ctx, runtime{host: h, config: cfg, facts: facts, aws: clients, progress: s.out.progress, source: absSource(source), bakeOnly: bakeOnly, plan: dryRun})
+	s.role, err = def.Prepare(ctx, e.roleEnv(s, clients, source, bakeOnly, selected), cfg)
 	if err != nil {
 		s.close()
 		code := ExitFailed
-		if errors.Is(err, ssm.ErrNotFound) {
+		var ce *role.ConfigError
+		if errors.Is(err, ssm.ErrNotFound) || errors.As(err, &ce) {
 			code = ExitInvalidConfig
 		}
 		return nil, exitf(code, "%v\nnothing was changed", err)
@@ -286,7 +285,7 @@ func openSession(ctx context.Context, e *env, verb string, def roleDef, source, 
 		if dryRun {
 			verb = "plan"
 		}
-		verb += " --role " + def.name
+		verb += " --role " + def.Name
 	}
 	s.out.header(verb, h)
 	return s, nil

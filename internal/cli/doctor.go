@@ -1,19 +1,14 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/glbootstrap/glbootstrap/internal/aws/ec2"
-	"github.com/glbootstrap/glbootstrap/internal/aws/ecr"
-	"github.com/glbootstrap/glbootstrap/internal/aws/ecs"
-	"github.com/glbootstrap/glbootstrap/internal/aws/iam"
-	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/roles/runner"
+	"github.com/glbootstrap/glbootstrap/roles/runner/preflight"
 )
 
 // newDoctorCmd is "glbootstrap doctor --role runner --config SRC [--strict]": the runner role's
@@ -27,7 +22,7 @@ func newDoctorCmd(e *env) *cobra.Command {
 		Short: "Check with read-only AWS calls what the Fargate driver needs (exit 1 on a failed check; --strict: also on a warning)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkCommon(role, source, "text"); err != nil {
+			if err := e.checkCommon(role, source, "text"); err != nil {
 				return err
 			}
 			e.unchanged = "" // doctor only reads
@@ -41,27 +36,28 @@ func newDoctorCmd(e *env) *cobra.Command {
 				return exitf(ExitUsage, "%v", err)
 			}
 			clients := newAWSClients(ctx)
-			cfg, err := loadConfig(ctx, e, clients, role, source)
+			doc, err := loadConfig(ctx, e, clients, role, source)
 			if err != nil {
 				return err
 			}
-			facts, err := clients.Facts()
-			if err != nil {
-				return exitf(ExitFailed, "reading instance facts: %v", err)
+			cfg, ok := doc.(*runner.Config)
+			if !ok {
+				return exitf(ExitUsage, "doctor checks role runner only, not %q", role)
 			}
-			p, err := runner.NewPreflight(runner.Deps{Host: h, Config: cfg, Facts: runnerFacts(facts), NewPreflight: clients.preflightReaders})
+			p, err := runner.NewPreflight(ctx, runner.Deps{Host: h, Config: cfg, Facts: clients.facts,
+				NewPreflight: func(region string) (preflight.Readers, error) { return preflight.ReadersFor(clients, region) }})
 			if err != nil {
 				return exitf(ExitFailed, "%v", err)
 			}
 			findings := p.Run(ctx)
 			printFindings(e, findings)
-			if err := runner.FailedError(findings, strict); err != nil {
+			if err := preflight.FailedError(findings, strict); err != nil {
 				return &exitError{code: ExitFailed}
 			}
 			return nil
 		},
 	}
-	addRoleFlag(cmd, &role)
+	e.addRoleFlag(cmd, &role)
 	addConfigFlag(cmd, &source)
 	cmd.Flags().BoolVar(&strict, "strict", false, "exit 1 on warnings too, including checks that could not run for lack of permission")
 	cmd.Flags().StringVar(&root, "root", "/", "check the directories and driver under DIR instead of the live system")
@@ -70,15 +66,15 @@ func newDoctorCmd(e *env) *cobra.Command {
 
 // printFindings writes one line per check, then the fixes of those that are not ok, then a
 // count.
-func printFindings(e *env, findings []runner.Finding) {
-	counts := map[runner.CheckStatus]int{}
+func printFindings(e *env, findings []preflight.Finding) {
+	counts := map[preflight.CheckStatus]int{}
 	for _, f := range findings {
 		fmt.Fprintln(e.stdout, f.Line())
 		counts[f.Status]++
 	}
 	var fixes []string
 	for _, f := range findings {
-		if (f.Status == runner.CheckWarn || f.Status == runner.CheckFail) && f.Fix != "" {
+		if (f.Status == preflight.CheckWarn || f.Status == preflight.CheckFail) && f.Fix != "" {
 			fixes = append(fixes, fmt.Sprintf("  %s (%s): %s", f.Check, f.Resource, f.Fix))
 		}
 	}
@@ -86,28 +82,5 @@ func printFindings(e *env, findings []runner.Finding) {
 		fmt.Fprintf(e.stdout, "\nfixes:\n%s\n", strings.Join(fixes, "\n"))
 	}
 	fmt.Fprintf(e.stdout, "\n%d ok, %d warn, %d fail, %d skipped\n",
-		counts[runner.CheckOK], counts[runner.CheckWarn], counts[runner.CheckFail], counts[runner.CheckSkip])
-}
-
-// runnerFacts are the instance facts the runner role uses.
-func runnerFacts(f imds.Facts) runner.Facts {
-	return runner.Facts{Region: f.Region, InstanceID: f.InstanceID, PrivateIPv4: f.PrivateIPv4, SubnetID: f.SubnetID,
-		VPCID: f.VPCID, SecurityGroups: f.SecurityGroups}
-}
-
-// preflightReaders returns the read-only ECS, EC2, ECR and IAM clients of region (the Fargate
-// region, which may differ from the front's), sharing the lazily loaded AWS configuration.
-func (a *awsClients) preflightReaders(region string) (runner.AWSReaders, error) {
-	cfg, err := a.config()
-	if err != nil {
-		return runner.AWSReaders{}, err
-	}
-	cfg = cfg.Copy()
-	if region != "" {
-		cfg.Region = region
-	}
-	if cfg.Region == "" {
-		return runner.AWSReaders{}, errors.New("no AWS region for the preflight checks: set fargate.region")
-	}
-	return runner.AWSReaders{ECS: ecs.New(cfg), EC2: ec2.New(cfg), ECR: ecr.New(cfg), IAM: iam.New(cfg)}, nil
+		counts[preflight.CheckOK], counts[preflight.CheckWarn], counts[preflight.CheckFail], counts[preflight.CheckSkip])
 }

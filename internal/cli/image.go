@@ -11,9 +11,8 @@ import (
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecr"
 	"github.com/glbootstrap/glbootstrap/internal/codebuild"
-	"github.com/glbootstrap/glbootstrap/internal/config"
-	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/image"
+	"github.com/glbootstrap/glbootstrap/internal/role"
 	"github.com/glbootstrap/glbootstrap/roles/runner"
 )
 
@@ -54,7 +53,7 @@ func newImagePushCmd(e *env) *cobra.Command {
 	fl.StringVar(&f.prefix, "key-prefix", codebuild.DefaultKeyPrefix, "S3 key prefix of build contexts")
 	fl.StringVar(&f.binary, "binary", "", "glbootstrap binary to put in the image, built for the Fargate task's architecture (default: this one)")
 	fl.BoolVar(&f.force, "force", false, "build and push even when latest is already this build context")
-	fl.DurationVar(&f.timeout, "timeout", config.DefaultCoordinatorTimeout, "give up (and stop the build) after this long")
+	fl.DurationVar(&f.timeout, "timeout", runner.DefaultCoordinatorTimeout, "give up (and stop the build) after this long")
 	fl.DurationVar(&f.poll, "poll-interval", codebuild.DefaultPoll, "how often to ask CodeBuild for the build's status")
 	return cmd
 }
@@ -70,9 +69,8 @@ func imagePush(ctx context.Context, e *env, f *imageFlags) error {
 		return exitf(ExitUsage, "--poll-interval must be > 0 and --timeout >= 0")
 	}
 	progress := func(s string) { fmt.Fprintln(e.stderr, "image: "+s) }
-	co := &config.Coordinator{Repository: f.repository, CodeBuildProject: f.project, Bucket: f.bucket,
-		KeyPrefix: f.prefix, Timeout: config.Duration(f.timeout)}
-	c, err := coordinatorImage(newAWSClients(ctx), co, f.binary, f.poll, progress, e.stdout)
+	spec := role.ImageSpec{Repository: f.repository, Project: f.project, Bucket: f.bucket, KeyPrefix: f.prefix, Timeout: f.timeout}
+	c, err := coordinatorImage(newAWSClients(ctx), spec, f.binary, f.poll, progress, e.stdout)
 	if err != nil {
 		return exitf(ExitFailed, "%v", err)
 	}
@@ -92,7 +90,7 @@ func imagePush(ctx context.Context, e *env, f *imageFlags) error {
 
 // coordinatorImage wires image.Coordinator to the AWS clients: CodeBuild through
 // codebuild.Run, ECR's DescribeImages for the repository's state. binary "" is this executable.
-func coordinatorImage(a *awsClients, co *config.Coordinator, binary string, poll time.Duration,
+func coordinatorImage(a *awsClients, co role.ImageSpec, binary string, poll time.Duration,
 	progress func(string), out interface{ Write([]byte) (int, error) }) (*image.Coordinator, error) {
 	if binary == "" {
 		exe, err := os.Executable()
@@ -119,52 +117,55 @@ func coordinatorImage(a *awsClients, co *config.Coordinator, binary string, poll
 		Build: func(ctx context.Context, src codebuild.Source, o codebuild.Options) (codebuild.Result, error) {
 			return codebuild.Run(ctx, deps, src, o)
 		},
-		Options: codebuild.Options{Project: co.CodeBuildProject, Bucket: co.Bucket, KeyPrefix: co.KeyPrefix,
-			Timeout: time.Duration(co.Timeout), Poll: poll, Out: out, Progress: progress},
+		Options: codebuild.Options{Project: co.Project, Bucket: co.Bucket, KeyPrefix: co.KeyPrefix,
+			Timeout: co.Timeout, Poll: poll, Out: out, Progress: progress},
 	}}, nil
 }
 
-// lazyCoordinator is the runner role's CoordinatorImage: it hashes the binary and connects to
-// AWS only when the coordinator-image phase runs.
+// lazyCoordinator is role.Env's Images (the runner role's coordinator image): it hashes the
+// binary and connects to AWS only when the coordinator-image phase runs.
 type lazyCoordinator struct {
-	rt   runtime
-	once sync.Once
-	c    *image.Coordinator
-	err  error
+	aws      *awsClients
+	spec     role.ImageSpec
+	progress func(string)
+	once     sync.Once
+	c        *image.Coordinator
+	err      error
 }
 
-// coordinatorFor returns the coordinator image builder for the runner role, nil when the
-// configuration has no coordinator section.
-func coordinatorFor(rt runtime) runner.CoordinatorImage {
-	if rt.config == nil || rt.config.Coordinator == nil {
-		return nil
-	}
-	return &lazyCoordinator{rt: rt}
+// newLazyImage returns the image builder for spec; nothing is read or connected yet.
+func newLazyImage(a *awsClients, spec role.ImageSpec, progress func(string)) *lazyCoordinator {
+	return &lazyCoordinator{aws: a, spec: spec, progress: progress}
 }
 
 func (l *lazyCoordinator) get() (*image.Coordinator, error) {
 	l.once.Do(func() {
 		progress := func(s string) {
-			if l.rt.progress != nil {
-				l.rt.progress(s)
+			if l.progress != nil {
+				l.progress(s)
 			}
 		}
-		l.c, l.err = coordinatorImage(l.rt.aws, l.rt.config.Coordinator, "", codebuild.DefaultPoll, progress,
-			progressWriter{progress})
+		l.c, l.err = coordinatorImage(l.aws, l.spec, "", codebuild.DefaultPoll, progress, progressWriter{progress})
 	})
 	return l.c, l.err
 }
 
-// Converge builds and pushes the image when needed, or under plan says whether it would.
-func (l *lazyCoordinator) Converge(ctx context.Context) (host.Step, error) {
+func (l *lazyCoordinator) Repository() string { return l.spec.Repository }
+
+func (l *lazyCoordinator) Check(ctx context.Context) (image.State, error) {
 	c, err := l.get()
 	if err != nil {
-		return host.Step{Kind: "remote", Target: l.rt.config.Coordinator.Repository}, err
+		return image.State{}, err
 	}
-	if l.rt.plan {
-		return image.Plan(c).Converge(ctx)
+	return c.Check(ctx)
+}
+
+func (l *lazyCoordinator) Ensure(ctx context.Context) (image.State, bool, error) {
+	c, err := l.get()
+	if err != nil {
+		return image.State{}, false, err
 	}
-	return image.Apply(c).Converge(ctx)
+	return c.Ensure(ctx)
 }
 
 // progressWriter turns build log output into progress lines.

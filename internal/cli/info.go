@@ -13,7 +13,7 @@ func newValidateCmd(e *env) *cobra.Command {
 		Short: "Check a configuration and list every problem with its field path and line (exit 3 when invalid)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkCommon(role, source, "text"); err != nil {
+			if err := e.checkCommon(role, source, "text"); err != nil {
 				return err
 			}
 			e.unchanged = ""
@@ -25,7 +25,7 @@ func newValidateCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
-	addRoleFlag(cmd, &role)
+	e.addRoleFlag(cmd, &role)
 	addConfigFlag(cmd, &source)
 	return cmd
 }
@@ -37,16 +37,16 @@ func newPhasesCmd(e *env) *cobra.Command {
 		Short: "List a role's phases in order, with their stage (bake phases also run at AMI bake)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkCommon(role, "-", "text"); err != nil {
+			if err := e.checkCommon(role, "-", "text"); err != nil {
 				return err
 			}
-			def, _ := findRole(role)
-			for _, p := range def.phases() {
+			def, _ := e.roles.Find(role)
+			for _, p := range def.Phases() {
 				fmt.Fprintf(e.stdout, "%-19s %-5s %s\n", p.Name, p.Stage, p.Description)
 			}
 			return nil
 		},
 	}
-	addRoleFlag(cmd, &role)
+	e.addRoleFlag(cmd, &role)
 	return cmd
 }

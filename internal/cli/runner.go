@@ -22,11 +22,11 @@ func newRunnerCmd(e *env) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			e.json = output == "json"
-			if err := checkCommon(runner.Name, source, output); err != nil {
+			if err := e.checkCommon(runner.Name, source, output); err != nil {
 				return err
 			}
-			def, _ := findRole(runner.Name)
-			s, err := openSession(cmd.Context(), e, "runner unregister", def, source, root, output, dryRun, false)
+			def, _ := e.roles.Find(runner.Name)
+			s, err := openSession(cmd.Context(), e, "runner unregister", def, source, root, output, dryRun, false, []string{})
 			if err != nil {
 				return err
 			}

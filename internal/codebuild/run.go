@@ -5,7 +5,8 @@
 // (SIGINT/SIGTERM, or its own timeout) stops the build before returning.
 //
 // GitLab's published codebuild.sh helper reports success whatever the build's status; this one
-// never does (FACTS.md, CodeBuild).
+// never does (the helper of "Build containers with the AWS Fargate Custom Executor for GitLab
+// Runner and AWS CodeBuild", https://about.gitlab.com/blog/2020/07/31/aws-fargate-codebuild-build-containers-gitlab-runner/).
 package codebuild
 
 import (

@@ -7,6 +7,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,39 +15,51 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Parse decodes and validates one configuration document for role (RoleRunner, RoleGitLab, or "" for
-// no role-specific requirements), and returns every problem found, errors and warnings, in document
-// order. Defaults are applied to the returned Config.
+// Parse decodes and validates one configuration document for role, one of the roles in schemas
+// (every role of the build: the others tell a section of another role from a typo), and returns
+// every problem found, errors and warnings, in document order. Defaults are applied to the
+// returned Document, which is the role's (schema.New()) and which the caller converts to its type.
 //
-// The Config is nil exactly when there is at least one error: a caller never sees a half-valid
-// configuration. Warnings alone leave the Config usable.
+// The Document is nil exactly when there is at least one error: a caller never sees a half-valid
+// configuration. Warnings alone leave the Document usable.
 //
 // It works in passes so one run reports everything: the YAML is read into a node tree (syntax, empty
 // or multiple documents); every scalar is checked for pasted secrets; the tree is walked against the
-// Config types by their yaml tags (unknown and duplicated keys, wrong kinds); the document is decoded
-// with KnownFields; defaults are applied; then the values are checked. Value problems carry the line
-// of their key, or of the nearest enclosing key present when the field is absent.
-func Parse(data []byte, role string) (*Config, Problems) {
+// role's document type by its yaml tags (unknown and duplicated keys, another role's keys, wrong
+// kinds); the document is decoded with KnownFields; the version is checked; then the role's Check
+// applies its defaults and value rules. Value problems carry the line of their key, or of the
+// nearest enclosing key present when the field is absent.
+func Parse(data []byte, role string, schemas []Schema) (Document, Problems) {
 	p := &parser{lines: map[string]int{}, present: map[string]bool{}, bad: map[string]bool{}}
-	switch role {
-	case RoleRunner, RoleGitLab, "":
-	default:
-		p.errf("", 0, "unknown role %q; want %q or %q", role, RoleRunner, RoleGitLab)
+	var schema *Schema
+	var names []string
+	for i, s := range schemas {
+		names = append(names, s.Role)
+		if s.Role == role {
+			schema = &schemas[i]
+		} else {
+			p.others = append(p.others, otherRole{role: s.Role, title: s.Title, t: reflect.TypeOf(s.New()).Elem()})
+		}
+	}
+	if schema == nil {
+		p.errf("", 0, "unknown role %q; want one of %s", role, strings.Join(names, ", "))
 		return nil, p.problems
 	}
+	p.role, p.title = schema.Role, schema.Title
+	doc := schema.New()
+	p.docType = reflect.TypeOf(doc).Elem()
 
 	root, ok := p.readDocument(data)
 	if !ok {
 		return nil, p.finish()
 	}
 	p.scanSecrets(root, "")
-	p.walk(root, reflect.TypeFor[Config](), "")
+	p.walk(root, p.docType, "")
 
-	var cfg Config
 	if !p.pruned && len(p.bad) == 0 {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil {
+		if err := dec.Decode(doc); err != nil {
 			// The walk explains type errors in terms of the schema; the decoder's own wording is a
 			// safety net for anything the walk does not know about.
 			var te *yaml.TypeError
@@ -63,17 +76,30 @@ func Parse(data []byte, role string) (*Config, Problems) {
 		// The walk has pruned what it reported (unknown and duplicated keys gone, wrong kinds set to
 		// null), so the rest still decodes and its values are still checked. The decoder would
 		// otherwise drop a whole mapping for one duplicated key.
-		_ = root.Decode(&cfg)
+		_ = root.Decode(doc)
 	}
 
-	applyDefaults(&cfg, p)
-	validate(&cfg, role, p)
+	c := &Checker{p}
+	switch v := doc.base().Version; {
+	case !p.present["version"]:
+		c.Errorf("version", "is required; write version: %d", SchemaVersion)
+	case v != SchemaVersion:
+		c.Errorf("version", "unsupported schema version %d; this glbootstrap reads version %d", v, SchemaVersion)
+	}
+	checkInstance(c, &doc.base().Instance)
+	doc.Check(c)
 
 	ps := p.finish()
 	if len(ps.Errors()) > 0 {
 		return nil, ps
 	}
-	return &cfg, ps
+	return doc, ps
+}
+
+// otherRole is a role of the build other than the one being read.
+type otherRole struct {
+	role, title string
+	t           reflect.Type
 }
 
 // parser collects problems and knows where each field path is in the document.
@@ -88,6 +114,12 @@ type parser struct {
 	bad map[string]bool
 	// pruned is set when the walk removed something from the tree that is not in bad.
 	pruned bool
+
+	// role and title are the role being read, docType its document type; others are the other
+	// roles of the build.
+	role, title string
+	docType     reflect.Type
+	others      []otherRole
 }
 
 func (p *parser) errf(path string, line int, format string, args ...any) {
@@ -160,7 +192,7 @@ func (p *parser) readDocument(data []byte) (*yaml.Node, bool) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			p.errf("", 0, "the configuration is empty; it needs at least version: 1 and a gitlab section (see examples/runner.yaml)")
+			p.errf("", 0, "%s", p.emptyMessage())
 			return nil, false
 		}
 		line, msg := splitYAMLError(err.Error())
@@ -189,15 +221,36 @@ func (p *parser) readDocument(data []byte) (*yaml.Node, bool) {
 	}
 	root = deref(root)
 	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
-		p.errf("", 0, "the configuration is empty; it needs at least version: 1 and a gitlab section (see examples/runner.yaml)")
+		p.errf("", 0, "%s", p.emptyMessage())
 		return nil, false
 	}
 	if root.Kind != yaml.MappingNode {
-		p.errf("", root.Line, "the configuration must be a mapping (version: 1, gitlab:, runner:, fargate:), got %s", describeNode(root))
+		p.errf("", root.Line, "the configuration must be a mapping (%s: ...), got %s", strings.Join(p.topKeys(), ": ..., "), DescribeNode(root))
 		return nil, false
 	}
 	return root, true
 }
+
+// emptyMessage is the error for a document with nothing in it.
+func (p *parser) emptyMessage() string {
+	return fmt.Sprintf("the configuration is empty; role %s needs at least version: 1 and its sections (%s; see examples/%s.yaml)",
+		p.role, strings.Join(p.topKeys()[1:], ", "), p.role)
+}
+
+// topKeys are the top-level keys of the role's document: version, then the role's sections
+// (the optional instance section every document has is left out).
+func (p *parser) topKeys() []string {
+	var out []string
+	for _, k := range yamlKeys(p.docType) {
+		if k != "instance" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// integerText is an integer as written, for "too large" rather than "not an integer".
+var integerText = regexp.MustCompile(`^[-+]?[0-9_]+$`)
 
 var yamlErrLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
@@ -219,8 +272,9 @@ func deref(n *yaml.Node) *yaml.Node {
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
 
-// describeNode names what a node is, for "must be X, got Y" messages. Scalars are quoted and masked.
-func describeNode(n *yaml.Node) string {
+// DescribeNode names what a node is, for "must be X, got Y" messages: "a mapping", "a list",
+// "nothing" (null) or the scalar quoted, with anything that looks like a GitLab token masked.
+func DescribeNode(n *yaml.Node) string {
 	n = deref(n)
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -239,7 +293,16 @@ func describeNode(n *yaml.Node) string {
 var (
 	durationType    = reflect.TypeFor[Duration]()
 	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+	nodeCheckerType = reflect.TypeFor[NodeChecker]()
 )
+
+// NodeChecker is a value type that checks its own YAML node during the structural walk, for
+// values richer than a struct can describe (gitlab.settings: free-form gitlab.rb settings with
+// rules of their own). CheckNode reports every problem through report, with the path below path
+// and the line it is on, and says whether the node can be decoded into the type.
+type NodeChecker interface {
+	CheckNode(n *yaml.Node, path string, report func(path string, line int, msg string)) bool
+}
 
 var nullNode = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}
 
@@ -251,13 +314,21 @@ func (p *parser) walk(n *yaml.Node, t reflect.Type, path string) bool {
 	if isNull(n) {
 		return true // absent; defaults and required-field rules deal with it
 	}
-	if t == settingsType {
-		return p.walkSettings(n, path)
+	if reflect.PointerTo(t).Implements(nodeCheckerType) {
+		checker := reflect.New(t).Interface().(NodeChecker)
+		ok := checker.CheckNode(n, path, func(ep string, line int, msg string) {
+			p.bad[ep] = true
+			p.errf(ep, line, "%s", msg)
+		})
+		if !ok {
+			p.bad[path] = true
+		}
+		return ok
 	}
 	if t == durationType {
 		var d Duration
 		if err := n.Decode(&d); err != nil {
-			msg := durationHint(describeNode(n))
+			msg := durationHint(DescribeNode(n))
 			var te *yaml.TypeError
 			if errors.As(err, &te) && len(te.Errors) > 0 {
 				_, msg = splitYAMLError(te.Errors[0])
@@ -272,7 +343,7 @@ func (p *parser) walk(n *yaml.Node, t reflect.Type, path string) bool {
 	if t.Kind() != reflect.Struct && reflect.PointerTo(t).Implements(unmarshalerType) {
 		if n.Kind != yaml.ScalarNode {
 			p.bad[path] = true
-			p.errf(path, n.Line, "must be a single value, got %s", describeNode(n))
+			p.errf(path, n.Line, "must be a single value, got %s", DescribeNode(n))
 			return false
 		}
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
@@ -290,7 +361,7 @@ func (p *parser) walk(n *yaml.Node, t reflect.Type, path string) bool {
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			p.bad[path] = true
-			p.errf(path, n.Line, "must be a list, got %s", describeNode(n))
+			p.errf(path, n.Line, "must be a list, got %s", DescribeNode(n))
 			return false
 		}
 		for i, item := range n.Content {
@@ -310,15 +381,12 @@ func (p *parser) walk(n *yaml.Node, t reflect.Type, path string) bool {
 func (p *parser) walkStruct(n *yaml.Node, t reflect.Type, path string) bool {
 	if n.Kind != yaml.MappingNode {
 		p.bad[path] = true
-		p.errf(path, n.Line, "must be a mapping of %s, got %s", strings.Join(yamlKeys(t), ", "), describeNode(n))
+		p.errf(path, n.Line, "must be a mapping of %s, got %s", strings.Join(yamlKeys(t), ", "), DescribeNode(n))
 		return false
 	}
-	fields := map[string]reflect.StructField{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if name := yamlName(f); name != "" {
-			fields[name] = f
-		}
+	fields := map[string]reflect.Type{}
+	for _, f := range yamlFields(t) {
+		fields[f.name] = f.t
 	}
 	seen := map[string]int{}
 	var kept []*yaml.Node
@@ -326,7 +394,7 @@ func (p *parser) walkStruct(n *yaml.Node, t reflect.Type, path string) bool {
 		k, v := deref(n.Content[i]), n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
 			p.bad[path] = true
-			p.errf(path, k.Line, "keys must be plain names, got %s", describeNode(k))
+			p.errf(path, k.Line, "keys must be plain names, got %s", DescribeNode(k))
 			continue
 		}
 		kp := joinPath(path, k.Value)
@@ -342,15 +410,18 @@ func (p *parser) walkStruct(n *yaml.Node, t reflect.Type, path string) bool {
 			continue
 		}
 		seen[k.Value] = k.Line
-		f, ok := fields[k.Value]
+		ft, ok := fields[k.Value]
 		if !ok {
+			if p.otherRolesKey(path, kp, k) {
+				continue
+			}
 			p.bad[kp] = true
-			p.errf(kp, k.Line, "unknown key; %s", suggestKey(k.Value, t, path))
+			p.errf(kp, k.Line, "unknown key; %s", suggestKey(k.Value, t, p.docType, path))
 			continue
 		}
 		p.lines[kp] = k.Line
 		p.present[kp] = !isNull(deref(v))
-		if !p.walk(v, f.Type, kp) {
+		if !p.walk(v, ft, kp) {
 			v = nullNode
 		}
 		kept = append(kept, k, v)
@@ -363,7 +434,7 @@ func (p *parser) walkScalar(n *yaml.Node, t reflect.Type, path string) bool {
 	want := kindName(t)
 	if n.Kind != yaml.ScalarNode {
 		p.bad[path] = true
-		p.errf(path, n.Line, "must be %s, got %s", want, describeNode(n))
+		p.errf(path, n.Line, "must be %s, got %s", want, DescribeNode(n))
 		return false
 	}
 	tag := n.ShortTag()
@@ -373,8 +444,11 @@ func (p *parser) walkScalar(n *yaml.Node, t reflect.Type, path string) bool {
 		// Refuse floats rather than let the decoder truncate 1.5 to 1.
 		ok = tag == "!!int"
 	case reflect.Bool:
-		// The decoder also takes YAML 1.1's yes/no/on/off; it has the last word below.
-		ok = tag == "!!bool" || tag == "!!str"
+		// Only YAML's own true and false. The decoder would also take the strings y/yes/on
+		// and n/no/off (YAML 1.1 words, quoted or not) but not "true" quoted: one rule for
+		// every string, so a quoted or 1.1-style boolean is refused the same way, with the
+		// value shown.
+		ok = tag == "!!bool"
 	case reflect.String:
 		ok = tag == "!!str" || tag == "!!int" || tag == "!!float" || tag == "!!bool"
 	}
@@ -387,7 +461,7 @@ func (p *parser) walkScalar(n *yaml.Node, t reflect.Type, path string) bool {
 		if (t.Kind() == reflect.Int || t.Kind() == reflect.Int64) && (tag == "!!int" || tag == "!!float") && integerText.MatchString(n.Value) {
 			p.errf(path, n.Line, "%s is too large", n.Value)
 		} else {
-			p.errf(path, n.Line, "must be %s, got %s", want, describeNode(n))
+			p.errf(path, n.Line, "must be %s, got %s", want, DescribeNode(n))
 		}
 	}
 	return ok
@@ -423,33 +497,106 @@ func yamlName(f reflect.StructField) string {
 	return name
 }
 
-func yamlKeys(t reflect.Type) []string {
-	var keys []string
+// yamlField is one key of a mapping type.
+type yamlField struct {
+	name string
+	t    reflect.Type
+}
+
+// yamlFields lists the keys of struct type t in field order, with the keys of embedded structs
+// tagged `yaml:",inline"` in place (a role's gitlab section embeds the shared GitLab).
+func yamlFields(t reflect.Type) []yamlField {
+	var out []yamlField
 	for i := 0; i < t.NumField(); i++ {
-		if name := yamlName(t.Field(i)); name != "" {
-			keys = append(keys, name)
+		f := t.Field(i)
+		_, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if f.Anonymous && strings.Contains(opts, "inline") && f.Type.Kind() == reflect.Struct {
+			out = append(out, yamlFields(f.Type)...)
+			continue
+		}
+		if name := yamlName(f); name != "" {
+			out = append(out, yamlField{name, f.Type})
 		}
 	}
+	return out
+}
+
+func yamlKeys(t reflect.Type) []string {
+	var keys []string
+	for _, f := range yamlFields(t) {
+		keys = append(keys, f.name)
+	}
 	return keys
+}
+
+// mappingAt returns the struct type of the mapping at path in document type t, or nil when t has
+// no mapping there.
+func mappingAt(t reflect.Type, path string) reflect.Type {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || t == durationType {
+		return nil
+	}
+	if path == "" {
+		return t
+	}
+	first, rest, _ := strings.Cut(path, ".")
+	for _, f := range yamlFields(t) {
+		if f.name == first {
+			return mappingAt(f.t, rest)
+		}
+	}
+	return nil
+}
+
+// otherRolesKey handles key k, unknown in the role's mapping at path, when another role reads it:
+// a top-level section of another role is an error (a configuration given to the wrong role would
+// converge the wrong host), a key of a shared section another role reads is a warning. Either way
+// the key is dropped. It reports false when no other role reads the key.
+func (p *parser) otherRolesKey(path, kp string, k *yaml.Node) bool {
+	if strings.Contains(path, "[") {
+		return false
+	}
+	var owners []otherRole
+	for _, o := range p.others {
+		if m := mappingAt(o.t, path); m != nil && slices.Contains(yamlKeys(m), k.Value) {
+			owners = append(owners, o)
+		}
+	}
+	if len(owners) == 0 {
+		return false
+	}
+	o := owners[0]
+	if path != "" {
+		p.pruned = true
+		p.warnf(kp, k.Line, "is read by role %s (%s) only; role %s ignores it: is this %s's configuration?", o.role, o.title, p.role, o.title)
+		return true
+	}
+	p.bad[kp] = true
+	if len(owners) > 1 {
+		var names []string
+		for _, o := range owners {
+			names = append(names, o.role)
+		}
+		p.errf(kp, k.Line, "the %s section belongs to roles %s, not to role %s (%s)", k.Value, strings.Join(names, " and "), p.role, p.title)
+		return true
+	}
+	p.errf(kp, k.Line, "the %s section belongs to role %s: is this %s's configuration? Give %s's configuration to --role %s", k.Value, o.role, o.title, p.title, p.role)
+	return true
 }
 
 // suggestKey explains an unknown key: the closest key of the same mapping when it is close (by edit
 // distance, ignoring case, "_" and "-", so fargate.toml's SecurityGroup finds security_group), else
 // the same key in another section, else the list of known keys.
-func suggestKey(key string, t reflect.Type, path string) string {
+func suggestKey(key string, t, doc reflect.Type, path string) string {
 	keys := yamlKeys(t)
 	nk := normalizeKey(key)
-	best, bestDist := "", -1
-	for _, k := range keys {
-		d := levenshtein(nk, normalizeKey(k))
-		if bestDist < 0 || d < bestDist {
-			best, bestDist = k, d
-		}
-	}
+	best, bestDist := Nearest(key, keys)
 	if bestDist >= 0 && bestDist <= max(1, min(3, len(nk)/4)) {
 		return fmt.Sprintf("did you mean %q?", best)
 	}
-	if elsewhere := findKey(reflect.TypeFor[Config](), "", nk, path); elsewhere != "" {
+	if elsewhere := findKey(doc, "", nk, path); elsewhere != "" {
 		return fmt.Sprintf("did you mean %s? (it belongs in another section)", elsewhere)
 	}
 	where := "the top level"
@@ -467,21 +614,29 @@ func findKey(t reflect.Type, path, nk, skip string) string {
 	if t.Kind() != reflect.Struct || t == durationType {
 		return ""
 	}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name := yamlName(f)
-		if name == "" {
-			continue
-		}
-		fp := joinPath(path, name)
-		if normalizeKey(name) == nk && path != skip {
+	for _, f := range yamlFields(t) {
+		fp := joinPath(path, f.name)
+		if normalizeKey(f.name) == nk && path != skip {
 			return fp
 		}
-		if found := findKey(f.Type, fp, nk, skip); found != "" {
+		if found := findKey(f.t, fp, nk, skip); found != "" {
 			return found
 		}
 	}
 	return ""
+}
+
+// Nearest returns the candidate closest to key by edit distance, ignoring case, "_", "-" and
+// spaces, and that distance (-1 without candidates), for "did you mean" hints.
+func Nearest(key string, candidates []string) (string, int) {
+	nk := normalizeKey(key)
+	best, bestDist := "", -1
+	for _, c := range candidates {
+		if d := levenshtein(nk, normalizeKey(c)); bestDist < 0 || d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best, bestDist
 }
 
 func normalizeKey(s string) string {

@@ -1,95 +1,98 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
-// base is a minimal valid runner configuration. Each line carries the field path it sets, so a test
-// case can replace a value, delete a key (with its children; the line becomes a comment, so line
-// numbers stay put) or add a key on a "<parent>+" slot line. The line numbers in the expected messages
-// below are those of this listing.
-var base = []struct{ path, text string }{
-	{"version", "version: 1"},                                  // 1
-	{"gitlab", "gitlab:"},                                      // 2
-	{"gitlab.url", "  url: https://gitlab.example.com"},        // 3
-	{"gitlab.private_url", "  private_url: https://10.0.1.10"}, // 4
-	{"gitlab+", "  # slot"},                                    // 5
-	{"runner", "runner:"},                                      // 6
-	{"runner.concurrent", "  concurrent: 10"},                  // 7
-	{"runner.check_interval", "  check_interval: 3"},           // 8
-	{"runner.limit", "  limit: 0"},                             // 9
-	{"runner.request_concurrency", "  request_concurrency: 1"}, // 10
-	{"runner.create", "  create:"},                             // 11
-	{"runner.create.access_token_parameter", "    access_token_parameter: /glb/create-runner-token"}, // 12
-	{"runner.create.runner_type", "    runner_type: instance_type"},                                  // 13
-	{"runner.create+", "    # slot"},                                                                 // 14
-	{"runner.tags", "  tags: [fargate]"},                                                             // 15
-	{"runner+", "  # slot"},                                                                          // 16
-	{"fargate", "fargate:"},                                                                          // 17
-	{"fargate.cluster", "  cluster: ci"},                                                             // 18
-	{"fargate.security_group", "  security_group: sg-0123456789abcdef0"},                             // 19
-	{"fargate.task_definition", "  task_definition: ci-coordinator"},                                 // 20
-	{"fargate.driver", "  driver:"},                                                                  // 21
-	{"fargate.driver.version", "    version: v0.5.1"},                                                // 22
-	{"fargate.driver.sha256", "    sha256: \"" + strings.Repeat("a", 64) + "\""},                     // 23
-	{"fargate.driver+", "    # slot"},                                                                // 24
-	{"fargate+", "  # slot"},                                                                         // 25
-	{"+", "# slot"},                                                                                  // 26
+// Two made-up roles exercise the reader without any real role: alpha and beta share the gitlab
+// section (each extends it) and each has a section of its own. The real roles' rules are tested
+// beside them (roles/runner, roles/gitlab).
+
+type alphaDoc struct {
+	Base   `yaml:",inline"`
+	GitLab alphaGitLab `yaml:"gitlab"`
+	Alpha  *alphaSec   `yaml:"alpha"`
 }
 
-const del = "\x00delete"
-
-// doc renders base with edits: path → new value (YAML text), or del.
-func doc(t *testing.T, edits map[string]string) string {
-	t.Helper()
-	used := map[string]bool{}
-	var out []string
-	for _, l := range base {
-		text := l.text
-		if strings.HasSuffix(l.path, "+") {
-			// Keys added under parent, sorted; more than one shifts the lines after the slot.
-			parent := strings.TrimSuffix(l.path, "+")
-			var adds []string
-			for p, v := range edits {
-				inBase := slices.ContainsFunc(base, func(b struct{ path, text string }) bool { return b.path == p })
-				if parentPath(p) == parent && !inBase {
-					used[p] = true
-					key := strings.TrimPrefix(p[len(parent):], ".")
-					adds = append(adds, strings.Repeat("  ", strings.Count(p, "."))+key+": "+v)
-				}
-			}
-			if len(adds) > 0 {
-				slices.Sort(adds)
-				text = strings.Join(adds, "\n")
-			}
-			out = append(out, text)
-			continue
-		}
-		deleted := false
-		for p := l.path; p != ""; p = parentPath(p) {
-			if edits[p] == del {
-				deleted, used[p] = true, true
-			}
-		}
-		if v, ok := edits[l.path]; ok && !deleted {
-			used[l.path] = true
-			key, _, _ := strings.Cut(l.text, ":")
-			text = key + ": " + v
-		}
-		if deleted {
-			text = "# deleted"
-		}
-		out = append(out, text)
-	}
-	for p := range edits {
-		if !used[p] {
-			t.Fatalf("test bug: edit %q has no line or slot in base", p)
-		}
-	}
-	return strings.Join(out, "\n") + "\n"
+type alphaGitLab struct {
+	GitLab         `yaml:",inline"`
+	TokenParameter string `yaml:"token_parameter"`
 }
+
+type alphaSec struct {
+	On   bool     `yaml:"on"`
+	Size int      `yaml:"size"`
+	Dir  string   `yaml:"dir"`
+	Tags []string `yaml:"tags"`
+	Free free     `yaml:"free"`
+}
+
+// free is a value that checks its own node: every key must be lower case.
+type free struct{ keys []string }
+
+func (f *free) CheckNode(n *yaml.Node, path string, report func(string, int, string)) bool {
+	if n.Kind != yaml.MappingNode {
+		report(path, n.Line, "must be a mapping, got "+DescribeNode(n))
+		return false
+	}
+	ok := true
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; strings.ToLower(k.Value) != k.Value {
+			report(path+"."+k.Value, k.Line, "keys are lower case")
+			ok = false
+		}
+	}
+	return ok
+}
+
+func (f *free) UnmarshalYAML(n *yaml.Node) error {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		f.keys = append(f.keys, n.Content[i].Value)
+	}
+	return nil
+}
+
+func (d *alphaDoc) Check(c *Checker) {
+	CheckGitLab(c, &d.GitLab.GitLab)
+	if d.Alpha == nil {
+		c.Errorf("alpha", "the alpha section is required")
+		return
+	}
+	if !c.Present("alpha.size") {
+		d.Alpha.Size = 3
+	}
+	if d.Alpha.Size < 1 {
+		c.Errorf("alpha.size", "must be > 0, got %d", d.Alpha.Size)
+	}
+	if d.Alpha.Dir != "" {
+		c.ManagedDir("alpha.dir", d.Alpha.Dir)
+	}
+}
+
+type betaDoc struct {
+	Base   `yaml:",inline"`
+	GitLab struct {
+		GitLab  `yaml:",inline"`
+		Edition string `yaml:"edition"`
+	} `yaml:"gitlab"`
+	Beta *struct {
+		Name string `yaml:"name"`
+	} `yaml:"beta"`
+}
+
+func (d *betaDoc) Check(c *Checker) { CheckGitLab(c, &d.GitLab.GitLab) }
+
+var testSchemas = []Schema{
+	{Role: "alpha", Title: "the alpha host", New: func() Document { return new(alphaDoc) }},
+	{Role: "beta", Title: "the beta host", New: func() Document { return new(betaDoc) }},
+}
+
+const alphaBase = "version: 1\ngitlab:\n  url: https://gitlab.example.com\nalpha:\n  size: 2\n"
 
 func strs(ps Problems) []string {
 	out := make([]string, len(ps))
@@ -99,278 +102,182 @@ func strs(ps Problems) []string {
 	return out
 }
 
-func TestParseRules(t *testing.T) {
-	ok := []string(nil)
-	hex64 := strings.Repeat("0123456789abcdef", 4)
+func TestParseUsesTheRolesDocument(t *testing.T) {
+	doc, ps := Parse([]byte(alphaBase+"  free: {a: 1, b: 2}\n  tags: [x]\n"), "alpha", testSchemas)
+	if err := ps.Err(); err != nil {
+		t.Fatal(err)
+	}
+	d := doc.(*alphaDoc)
+	if d.Version != 1 || d.GitLab.URL != "https://gitlab.example.com" || d.Alpha.Size != 2 ||
+		!slices.Equal(d.Alpha.Free.keys, []string{"a", "b"}) || !slices.Equal(d.Alpha.Tags, []string{"x"}) {
+		t.Errorf("decoded %+v %+v", d, d.Alpha)
+	}
+	if d.GitLab.ReadyTimeout != Duration(DefaultReadyTimeout) {
+		t.Errorf("shared gitlab defaults not applied: %v", d.GitLab.ReadyTimeout)
+	}
+	doc, _ = Parse([]byte("version: 1\ngitlab: {url: https://g.example.com}\nalpha: {}\n"), "alpha", testSchemas)
+	if doc.(*alphaDoc).Alpha.Size != 3 {
+		t.Errorf("role default not applied: %+v", doc.(*alphaDoc).Alpha)
+	}
+}
+
+func TestParseProblems(t *testing.T) {
 	tests := []struct {
-		name  string
-		role  string // default RoleRunner
-		edits map[string]string
-		want  []string
+		name, role, data string
+		want             []string
 	}{
-		{"base is valid", "", nil, ok},
-
-		// version
-		{"version 2", "", map[string]string{"version": "2"},
-			[]string{"version (line 1): unsupported schema version 2; this glbootstrap reads version 1"}},
-		{"version missing", "", map[string]string{"version": del},
-			[]string{"version: is required; write version: 1"}},
-
-		// gitlab.url
-		{"url with relative prefix", "", map[string]string{"gitlab.url": "https://example.com/gitlab"}, ok},
-		{"url http", "", map[string]string{"gitlab.url": "http://gitlab.example.com"},
-			[]string{`gitlab.url (line 3): must use https, got "http://gitlab.example.com"`}},
-		{"url without scheme", "", map[string]string{"gitlab.url": "gitlab.example.com"},
-			[]string{`gitlab.url (line 3): "gitlab.example.com" is not a URL; write the scheme and the host, e.g. https://gitlab.example.com`}},
-		{"url with query", "", map[string]string{"gitlab.url": "https://gitlab.example.com/?a=b"},
-			[]string{`gitlab.url (line 3): must not have a query or fragment, got "https://gitlab.example.com/?a=b"`}},
-		{"url with bad path", "", map[string]string{"gitlab.url": "https://gitlab.example.com/a b"},
-			[]string{`gitlab.url (line 3): path "/a b" is not a relative URL prefix such as /gitlab`}},
-		{"url with credentials", "", map[string]string{"gitlab.url": "https://root:pw@gitlab.example.com"},
-			[]string{`gitlab.url (line 3): must not contain a user name or password; credentials never go in the configuration`}},
-		{"url missing", "", map[string]string{"gitlab.url": del},
-			[]string{`gitlab.url (line 2): is required: GitLab's external URL, e.g. https://gitlab.example.com`}},
-
-		// gitlab.private_url / private_url_parameter
-		{"private url with port", "", map[string]string{"gitlab.private_url": "https://10.0.1.10:8443"}, ok},
-		{"private url http warns", "", map[string]string{"gitlab.private_url": "http://10.0.1.10"},
-			[]string{"warning: gitlab.private_url (line 4): uses http: the runner authentication token travels in clear between the front and GitLab; use https (with gitlab.ca_file for a private CA)"}},
-		{"private url bare IP", "", map[string]string{"gitlab.private_url": "10.0.1.10"},
-			[]string{`gitlab.private_url (line 4): "10.0.1.10" is not a URL; write the scheme and the host, e.g. https://10.0.1.10`}},
-		{"private url garbage scheme", "", map[string]string{"gitlab.private_url": "ht!tp://x"},
-			[]string{`gitlab.private_url (line 4): "ht!tp://x" is not a URL (first path segment in URL cannot contain colon); write the scheme and the host, e.g. https://gitlab.example.com`}},
-		{"private url bad port", "", map[string]string{"gitlab.private_url": "https://10.0.1.10:70000"},
-			[]string{`gitlab.private_url (line 4): port "70000" is not in 1..65535`}},
-		{"private url ftp", "", map[string]string{"gitlab.private_url": "ftp://10.0.1.10"},
-			[]string{`gitlab.private_url (line 4): must be an https URL, got scheme "ftp" in "ftp://10.0.1.10"`}},
-		{"private url parameter instead", "", map[string]string{"gitlab.private_url": del, "gitlab.private_url_parameter": "/glb/gitlab/private-url"}, ok},
-		{"both private url forms", "", map[string]string{"gitlab.private_url_parameter": "/glb/gitlab/private-url"},
-			[]string{"gitlab (line 2): private_url and private_url_parameter are both set; set exactly one"}},
-		{"no private url for runner", "", map[string]string{"gitlab.private_url": del},
-			[]string{"gitlab (line 2): one of private_url or private_url_parameter is required for role runner: the address the runner front reaches GitLab at over the private network, e.g. https://10.0.1.10"}},
-		{"no private url for gitlab role", RoleGitLab, map[string]string{"gitlab.private_url": del, "runner": del, "fargate": del}, ok},
-
-		// SSM parameter names
-		{"parameter without leading slash", "", map[string]string{"gitlab.private_url": del, "gitlab.private_url_parameter": "glb/url"},
-			[]string{`gitlab.private_url_parameter (line 5): is not an SSM parameter name (the value is not shown: it may be a secret); write the name of the parameter that holds the value, a full path such as /glbootstrap/runner-token (letters, digits, _ . - and /)`}},
-		{"parameter with trailing slash", "", map[string]string{"gitlab.private_url": del, "gitlab.private_url_parameter": "/glb/url/"},
-			[]string{`gitlab.private_url_parameter (line 5): "/glb/url/" must not end with /`}},
-		{"parameter with empty level", "", map[string]string{"gitlab.private_url": del, "gitlab.private_url_parameter": "/glb//url"},
-			[]string{`gitlab.private_url_parameter (line 5): "/glb//url" must not contain //`}},
-		{"parameter too long", "", map[string]string{"gitlab.private_url": del, "gitlab.private_url_parameter": "/" + strings.Repeat("a", 1011)},
-			[]string{"gitlab.private_url_parameter (line 5): is 1012 characters long; SSM allows at most 1011"}},
-		{"parameter reserved prefix", "", map[string]string{"gitlab.private_url": del, "gitlab.private_url_parameter": "/aws/reference/x"},
-			[]string{`gitlab.private_url_parameter (line 5): "/aws/reference/x" starts with "aws", which SSM reserves`}},
-
-		// gitlab.ca_file, ready_timeout
-		{"ca file absolute", "", map[string]string{"gitlab.ca_file": "/etc/ssl/gitlab-ca.pem"}, ok},
-		{"ca file relative", "", map[string]string{"gitlab.ca_file": "certs/ca.pem"},
-			[]string{`gitlab.ca_file (line 5): must be an absolute path, got "certs/ca.pem"`}},
-		{"ready timeout", "", map[string]string{"gitlab.ready_timeout": "90s"}, ok},
-		{"ready timeout without unit", "", map[string]string{"gitlab.ready_timeout": "600"},
-			[]string{`gitlab.ready_timeout (line 5): must be a duration such as "90s" or "10m", got "600" (a unit is required: "600s" for seconds)`}},
-		{"ready timeout zero", "", map[string]string{"gitlab.ready_timeout": "0s"},
-			[]string{`gitlab.ready_timeout (line 5): must be a positive duration such as "10m", got "0s"`}},
-
-		// token source: exactly one
-		{"token parameter", "", map[string]string{"runner.create": del, "runner.tags": del, "runner.token_parameter": "/glb/runner-token"}, ok},
-		{"no token source", "", map[string]string{"runner.create": del},
-			[]string{"runner (line 6): set exactly one of token_parameter (an existing glrt- runner authentication token), create (glbootstrap creates the runner) or registration_token_parameter (legacy); none is set"}},
-		{"two token sources", "", map[string]string{"runner.token_parameter": "/glb/runner-token", "runner.tags": del},
-			[]string{"runner (line 6): set exactly one of token_parameter, create or registration_token_parameter; token_parameter and create are set"}},
-		{"registration token warns", "", map[string]string{"runner.create": del, "runner.registration_token_parameter": "/glb/reg-token"},
-			[]string{"warning: runner.registration_token_parameter (line 16): registration tokens are deprecated and disabled by default since GitLab 17.0 (HTTP 410 when disabled); prefer runner.create or runner.token_parameter"}},
-		{"token parameter bad name", "", map[string]string{"runner.create": del, "runner.tags": del, "runner.token_parameter": "runner-token"},
-			[]string{`runner.token_parameter (line 16): is not an SSM parameter name (the value is not shown: it may be a secret); write the name of the parameter that holds the value, a full path such as /glbootstrap/runner-token (letters, digits, _ . - and /)`}},
-
-		// create
-		{"create group", "", map[string]string{"runner.create.runner_type": "group_type", "runner.create.group_id": "42"}, ok},
-		{"create project", "", map[string]string{"runner.create.runner_type": "project_type", "runner.create.project_id": "7"}, ok},
-		{"create default type", "", map[string]string{"runner.create.runner_type": del}, ok},
-		{"create group without id", "", map[string]string{"runner.create.runner_type": "group_type"},
-			[]string{"runner.create.group_id (line 11): is required (> 0) with runner_type group_type"}},
-		{"create project without id", "", map[string]string{"runner.create.runner_type": "project_type"},
-			[]string{"runner.create.project_id (line 11): is required (> 0) with runner_type project_type"}},
-		{"create instance with group id", "", map[string]string{"runner.create.group_id": "42"},
-			[]string{"runner.create.group_id (line 14): is only for runner_type group_type; an instance_type runner takes no group_id"}},
-		{"create group with project id", "", map[string]string{"runner.create.runner_type": "group_type", "runner.create.project_id": "7"},
-			[]string{"runner.create.group_id (line 11): is required (> 0) with runner_type group_type",
-				"runner.create.project_id (line 14): is only for runner_type project_type, not group_type"}},
-		{"create bad type", "", map[string]string{"runner.create.runner_type": "shared"},
-			[]string{`runner.create.runner_type (line 13): must be one of instance_type, group_type or project_type, got "shared"`}},
-		{"create without access token", "", map[string]string{"runner.create.access_token_parameter": del},
-			[]string{"runner.create.access_token_parameter (line 11): is required: the SSM SecureString parameter holding a token with the create_runner scope"}},
-
-		// concurrent, check_interval, limit, request_concurrency
-		{"concurrent zero", "", map[string]string{"runner.concurrent": "0"},
-			[]string{"runner.concurrent (line 7): must be > 0 (gitlab-runner rejects 0), got 0"}},
-		{"concurrent missing", "", map[string]string{"runner.concurrent": del},
-			[]string{"runner.concurrent (line 6): is required: how many jobs (Fargate tasks) run at once, > 0; the reference setup uses 200"}},
-		{"check interval", "", map[string]string{"runner.check_interval": "10"}, ok},
-		{"check interval zero", "", map[string]string{"runner.check_interval": "0"},
-			[]string{"runner.check_interval (line 8): must be >= 1 (seconds), got 0"}},
-		{"limit equal to concurrent", "", map[string]string{"runner.limit": "10"}, ok},
-		{"limit negative", "", map[string]string{"runner.limit": "-1"},
-			[]string{"runner.limit (line 9): must be >= 0 (0 = unlimited), got -1"}},
-		{"limit above concurrent warns", "", map[string]string{"runner.limit": "20"},
-			[]string{"warning: runner.limit (line 9): 20 is more than runner.concurrent (10) and can never be reached"}},
-		{"request concurrency", "", map[string]string{"runner.request_concurrency": "4"}, ok},
-		{"request concurrency zero", "", map[string]string{"runner.request_concurrency": "0"},
-			[]string{"runner.request_concurrency (line 10): must be in 1..100, got 0"}},
-		{"request concurrency too high", "", map[string]string{"runner.request_concurrency": "101"},
-			[]string{"runner.request_concurrency (line 10): must be in 1..100, got 101"}},
-		{"request concurrency above limit warns", "", map[string]string{"runner.limit": "2", "runner.request_concurrency": "4"},
-			[]string{"warning: runner.request_concurrency (line 10): 4 is more than runner.limit (2): requests beyond the limit cannot get a job"}},
-
-		// directories and the user
-		{"builds dir", "", map[string]string{"runner.builds_dir": "/srv/builds"}, ok},
-		{"builds dir relative", "", map[string]string{"runner.builds_dir": "builds"},
-			[]string{`runner.builds_dir (line 16): must be an absolute path, got "builds"`}},
-		{"cache dir unclean", "", map[string]string{"runner.cache_dir": "/opt/x/../cache/"},
-			[]string{`runner.cache_dir (line 16): must be a clean path; write "/opt/cache" instead of "/opt/x/../cache/"`}},
-		{"metadata dir relative", "", map[string]string{"fargate.metadata_dir": "metadata"},
-			[]string{`fargate.metadata_dir (line 25): must be an absolute path, got "metadata"`}},
-		{"driver path relative", "", map[string]string{"fargate.driver.path": "fargate"},
-			[]string{`fargate.driver.path (line 24): must be an absolute path, got "fargate"`}},
-		{"runner user", "", map[string]string{"runner.user": "ci_runner"}, ok},
-		{"runner user invalid", "", map[string]string{"runner.user": "Runner User"},
-			[]string{`runner.user (line 16): "Runner User" is not a valid user name (lower-case letters, digits, _ and -, at most 32)`}},
-
-		// tags, run_untagged, locked
-		{"no tags but run untagged", "", map[string]string{"runner.tags": del, "runner.run_untagged": "true"}, ok},
-		{"no tags and not run untagged", "", map[string]string{"runner.tags": del},
-			[]string{"runner.tags (line 6): is empty and run_untagged is false: GitLab refuses a runner that can pick no job; add tags or set run_untagged: true"}},
-		{"tag with comma", "", map[string]string{"runner.tags": `["a,b"]`},
-			[]string{`runner.tags[0] (line 15): "a,b" contains a comma; write each tag as its own list item`}},
-		{"empty tag", "", map[string]string{"runner.tags": `[a, ""]`},
-			[]string{`runner.tags[1] (line 15): is empty`}},
-		{"tags with glrt token warn", "", map[string]string{"runner.create": del, "runner.token_parameter": "/glb/runner-token"},
-			[]string{"warning: runner.tags (line 15): is ignored with a glrt- runner authentication token (runner.token_parameter): tags, run-untagged and locked are set on the runner in GitLab (Admin area > CI/CD > Runners > Edit)"}},
-		{"locked and run untagged with glrt token warn", "", map[string]string{"runner.create": del, "runner.tags": del,
-			"runner.token_parameter": "/glb/runner-token", "runner.locked": "true", "runner.run_untagged": "true"},
-			[]string{"warning: runner.locked (line 16): is ignored with a glrt- runner authentication token (runner.token_parameter): tags, run-untagged and locked are set on the runner in GitLab (Admin area > CI/CD > Runners > Edit)",
-				"warning: runner.run_untagged (line 17): is ignored with a glrt- runner authentication token (runner.token_parameter): tags, run-untagged and locked are set on the runner in GitLab (Admin area > CI/CD > Runners > Edit)"}},
-
-		// fargate
-		{"cluster ARN", "", map[string]string{"fargate.cluster": "arn:aws:ecs:us-east-2:123456789012:cluster/ci"}, ok},
-		{"cluster missing", "", map[string]string{"fargate.cluster": del},
-			[]string{"fargate.cluster (line 17): is required: the ECS cluster's name or ARN"}},
-		{"cluster invalid", "", map[string]string{"fargate.cluster": "my cluster"},
-			[]string{`fargate.cluster (line 18): "my cluster" is not an ECS cluster name (letters, digits, _ and -, up to 255) or cluster ARN`}},
-		{"security group short form", "", map[string]string{"fargate.security_group": "sg-0123abcd"}, ok},
-		{"security group invalid", "", map[string]string{"fargate.security_group": "sg-0123ABCD"},
-			[]string{`fargate.security_group (line 19): "sg-0123ABCD" is not a security group id (sg- and 8 or 17 lower-case hex digits)`}},
-		{"security group missing", "", map[string]string{"fargate.security_group": del},
-			[]string{"fargate.security_group (line 17): is required: the tasks' security group, sg-xxxxxxxxxxxxxxxxx"}},
-		{"subnet", "", map[string]string{"fargate.subnet": "subnet-0123456789abcdef0"}, ok},
-		{"subnet invalid", "", map[string]string{"fargate.subnet": "subnet-123"},
-			[]string{`fargate.subnet (line 25): "subnet-123" is not a subnet id (subnet- and 8 or 17 lower-case hex digits)`}},
-		{"region gov", "", map[string]string{"fargate.region": "us-gov-west-1"}, ok},
-		{"region invalid", "", map[string]string{"fargate.region": "US East"},
-			[]string{`fargate.region (line 25): "US East" is not an AWS region such as us-east-2`}},
-		{"task definition revision", "", map[string]string{"fargate.task_definition": "ci-coordinator:12"}, ok},
-		{"task definition ARN", "", map[string]string{"fargate.task_definition": "arn:aws:ecs:us-east-2:123456789012:task-definition/ci-coordinator:3"}, ok},
-		{"task definition revision zero", "", map[string]string{"fargate.task_definition": "ci-coordinator:0"},
-			[]string{`fargate.task_definition (line 20): "ci-coordinator:0" is not a task definition family (letters, digits, _ and -, up to 255) with an optional :revision`}},
-		{"task definition ARN without revision", "", map[string]string{"fargate.task_definition": "arn:aws:ecs:us-east-2:123456789012:task-definition/ci"},
-			[]string{`fargate.task_definition (line 20): "arn:aws:ecs:us-east-2:123456789012:task-definition/ci" is not a task-definition ARN (arn:aws:ecs:<region>:<account>:task-definition/<family>:<revision>)`}},
-		{"task definition missing", "", map[string]string{"fargate.task_definition": del},
-			[]string{"fargate.task_definition (line 17): is required: the coordinator's task definition as family, family:revision or ARN"}},
-		{"platform version", "", map[string]string{"fargate.platform_version": "1.4.0"}, ok},
-		{"platform version invalid", "", map[string]string{"fargate.platform_version": "newest"},
-			[]string{`fargate.platform_version (line 25): "newest" is not a Fargate platform version such as LATEST or 1.4.0`}},
-		{"log level", "", map[string]string{"fargate.log_level": "debug"}, ok},
-		{"log level invalid", "", map[string]string{"fargate.log_level": "verbose"},
-			[]string{`fargate.log_level (line 25): must be one of debug, info, warn, error, fatal, panic, got "verbose"`}},
-		{"log format", "", map[string]string{"fargate.log_format": "json"}, ok},
-		{"log format invalid", "", map[string]string{"fargate.log_format": "xml"},
-			[]string{`fargate.log_format (line 25): must be one of text, json, got "xml"`}},
-		{"ssh", "", map[string]string{"fargate.ssh": "{username: coordinator, port: 2222}"}, ok},
-		{"ssh port zero", "", map[string]string{"fargate.ssh": "{port: 0}"},
-			[]string{"fargate.ssh.port (line 25): must be in 1..65535, got 0"}},
-		{"ssh port too high", "", map[string]string{"fargate.ssh": "{port: 65536}"},
-			[]string{"fargate.ssh.port (line 25): must be in 1..65535, got 65536"}},
-		{"ssh username invalid", "", map[string]string{"fargate.ssh": "{username: 'ro ot'}"},
-			[]string{`fargate.ssh.username (line 25): "ro ot" is not a valid user name (lower-case letters, digits, _ and -, at most 32)`}},
-
-		// driver
-		{"driver latest", "", map[string]string{"fargate.driver.version": "latest"},
-			[]string{"fargate.driver.version (line 22): must be a pinned release tag such as v0.5.1, not latest: GitLab publishes no checksum, so the binary is verified against fargate.driver.sha256"}},
-		{"driver version without v", "", map[string]string{"fargate.driver.version": "0.5.1"},
-			[]string{`fargate.driver.version (line 22): "0.5.1" is not a release tag such as v0.5.1`}},
-		{"driver sha256 upper case", "", map[string]string{"fargate.driver.sha256": strings.ToUpper(hex64)}, ok},
-		{"driver sha256 short", "", map[string]string{"fargate.driver.sha256": "abc"},
-			[]string{"fargate.driver.sha256 (line 23): must be 64 hex digits, got 3 characters"}},
-		{"driver sha256 not hex", "", map[string]string{"fargate.driver.sha256": strings.Repeat("g", 64)},
-			[]string{"fargate.driver.sha256 (line 23): must be 64 hex digits, got characters other than 0-9 and a-f"}},
-		{"driver sha256 missing", "", map[string]string{"fargate.driver.sha256": del},
-			[]string{"fargate.driver.sha256 (line 21): is required: the SHA-256 of the driver binary (sha256sum fargate-linux-amd64), since GitLab publishes none"}},
-		{"driver url https", "", map[string]string{"fargate.driver.url": "https://mirror.example.com/fargate"}, ok},
-		{"driver url s3", "", map[string]string{"fargate.driver.url": "s3://bucket/fargate/v0.5.1"}, ok},
-		{"driver url file", "", map[string]string{"fargate.driver.url": "file:///srv/fargate"}, ok},
-		{"driver url http", "", map[string]string{"fargate.driver.url": "http://mirror.example.com/fargate"},
-			[]string{"fargate.driver.url (line 24): must not use http: the driver is an executable and would be downloaded in clear; use https, s3:// or file://"}},
-		{"driver url s3 without key", "", map[string]string{"fargate.driver.url": "s3://bucket"},
-			[]string{`fargate.driver.url (line 24): "s3://bucket" needs a bucket and a key: s3://bucket/key`}},
-		{"driver url file relative", "", map[string]string{"fargate.driver.url": "file://srv/fargate"},
-			[]string{`fargate.driver.url (line 24): "file://srv/fargate" needs an absolute path: file:///absolute/path`}},
-		{"driver url ftp", "", map[string]string{"fargate.driver.url": "ftp://mirror/fargate"},
-			[]string{`fargate.driver.url (line 24): scheme "ftp" is not supported; use https://, s3://bucket/key or file:///absolute/path`}},
-
-		// sections and roles
-		{"runner role needs sections", "", map[string]string{"runner": del, "fargate": del},
-			[]string{"runner: the runner section is required for role runner (see examples/runner.yaml)",
-				"fargate: the fargate section is required for role runner (see examples/runner.yaml)"}},
-		{"gitlab role needs only gitlab", RoleGitLab, map[string]string{"runner": del, "fargate": del, "gitlab.private_url": del}, ok},
-		{"no role", "-", map[string]string{"runner": del, "fargate": del}, ok},
-
-		// structure: unknown keys, kinds, duplicates
-		{"unknown key close", "", map[string]string{"runner.concurent": "10"},
-			[]string{`runner.concurent (line 16): unknown key; did you mean "concurrent"?`}},
-		{"unknown key in toml spelling", "", map[string]string{"fargate.SecurityGroup": "sg-0123abcd"},
-			[]string{`fargate.SecurityGroup (line 25): unknown key; did you mean "security_group"?`}},
-		{"unknown key from another section", "", map[string]string{"runner.region": "us-east-2"},
-			[]string{`runner.region (line 16): unknown key; did you mean fargate.region? (it belongs in another section)`}},
-		{"unknown key far", "", map[string]string{"fargate.driver.checksum_url": "x"},
-			[]string{`fargate.driver.checksum_url (line 24): unknown key; known keys in fargate.driver: version, sha256, url, path`}},
-		{"unknown top-level key", "", map[string]string{"runners": "{}"},
-			[]string{`runners (line 26): unknown key; did you mean "runner"?`}},
-		{"integer expected", "", map[string]string{"runner.concurrent": "abc"},
-			[]string{`runner.concurrent (line 7): must be an integer, got "abc"`}},
-		{"integer, not float", "", map[string]string{"runner.limit": "1.5"},
-			[]string{`runner.limit (line 9): must be an integer, got "1.5"`}},
-		{"integer, not quoted", "", map[string]string{"version": `"1"`},
-			[]string{`version (line 1): must be an integer, got "1"`}},
-		{"bool expected", "", map[string]string{"fargate.enable_public_ip": "maybe"},
-			[]string{`fargate.enable_public_ip (line 25): must be true or false, got "maybe"`}},
-		{"list expected", "", map[string]string{"runner.tags": "fargate"},
-			[]string{`runner.tags (line 15): must be a list, got "fargate"`}},
-		{"mapping expected", "", map[string]string{"fargate.ssh": "v1"},
-			[]string{`fargate.ssh (line 25): must be a mapping of username, port, got "v1"`}},
-		{"string expected", "", map[string]string{"fargate.cluster": "[a, b]"},
-			[]string{`fargate.cluster (line 18): must be a string, got a list`}},
-		{"duration expected", "", map[string]string{"gitlab.ready_timeout": "{a: 1}"},
-			[]string{`gitlab.ready_timeout (line 5): must be a duration such as "90s" or "10m", got a mapping`}},
-		{"duplicated key", "", map[string]string{"runner.limit": "0\n  limit: 5"},
-			[]string{"runner.limit (line 10): duplicated key; it is already set on line 9"}},
+		{"empty", "alpha", "", []string{"the configuration is empty; role alpha needs at least version: 1 and its sections (gitlab, alpha; see examples/alpha.yaml)"}},
+		{"only comments", "alpha", "# nothing\n", []string{"the configuration is empty; role alpha needs at least version: 1 and its sections (gitlab, alpha; see examples/alpha.yaml)"}},
+		{"null", "beta", "~\n", []string{"the configuration is empty; role beta needs at least version: 1 and its sections (gitlab, beta; see examples/beta.yaml)"}},
+		{"two documents", "alpha", "version: 1\n---\nversion: 1\n", []string{"line 2: a second YAML document starts here; the configuration must be one document (remove the --- separator)"}},
+		{"syntax error", "alpha", "version: 1\ngitlab:\n  url: [\n", []string{"line 3: invalid YAML: did not find expected node content"}},
+		{"tab indentation", "alpha", "version: 1\ngitlab:\n\turl: x\n", []string{"line 3: invalid YAML: found character that cannot start any token; the line is indented with a tab: YAML indents with spaces only"}},
+		{"not a mapping", "alpha", "- version: 1\n", []string{"line 1: the configuration must be a mapping (version: ..., gitlab: ..., alpha: ...), got a list"}},
+		{"merge key", "alpha", "version: 1\nbase: &b {url: https://g.example.com}\ngitlab:\n  <<: *b\nalpha: {}\n", []string{
+			`base (line 2): unknown key; known keys in the top level: version, instance, gitlab, alpha`,
+			"gitlab (line 4): merge keys (<<) are not supported; write the keys out",
+		}},
+		{"alias is followed", "alpha", alphaBase + "  dir: &d /opt/a\n  tags: [*d]\n", nil},
+		{"version", "alpha", strings.Replace(alphaBase, "version: 1", "version: 2", 1), []string{"version (line 1): unsupported schema version 2; this glbootstrap reads version 1"}},
+		{"no version", "alpha", strings.Replace(alphaBase, "version: 1", "", 1), []string{"version: is required; write version: 1"}},
+		{"role rule with line", "alpha", strings.Replace(alphaBase, "size: 2", "size: 0", 1), []string{"alpha.size (line 5): must be > 0, got 0"}},
+		{"required section", "alpha", "version: 1\ngitlab:\n  url: https://gitlab.example.com\n", []string{"alpha: the alpha section is required"}},
+		{"kinds", "alpha", alphaBase + "  tags: x\n  dir: [a]\n", []string{
+			`alpha.tags (line 6): must be a list, got "x"`, "alpha.dir (line 7): must be a string, got a list"}},
+		{"unknown key close", "alpha", alphaBase + "  sise: 1\n", []string{`alpha.sise (line 6): unknown key; did you mean "size"?`}},
+		{"unknown key in another section", "alpha", alphaBase + "  url: x\n", []string{`alpha.url (line 6): unknown key; did you mean gitlab.url? (it belongs in another section)`}},
+		{"inline keys are the section's", "alpha", strings.Replace(alphaBase, "gitlab:\n", "gitlab:\n  token_parameter: /a/b\n  ready_timeout: 90s\n", 1), nil},
+		{"a key of the shared section only another role reads", "alpha", strings.Replace(alphaBase, "gitlab:\n", "gitlab:\n  edition: ce\n", 1),
+			[]string{"warning: gitlab.edition (line 3): is read by role beta (the beta host) only; role alpha ignores it: is this the beta host's configuration?"}},
+		{"another role's section", "alpha", alphaBase + "beta:\n  name: b\n",
+			[]string{"beta (line 6): the beta section belongs to role beta: is this the beta host's configuration? Give the alpha host's configuration to --role alpha"}},
+		{"and the other way round", "beta", "version: 1\ngitlab:\n  url: https://gitlab.example.com\n  token_parameter: /a/b\nalpha:\n  size: 2\n", []string{
+			"warning: gitlab.token_parameter (line 4): is read by role alpha (the alpha host) only; role beta ignores it: is this the alpha host's configuration?",
+			"alpha (line 5): the alpha section belongs to role alpha: is this the alpha host's configuration? Give the beta host's configuration to --role beta"}},
+		{"a value that checks itself", "alpha", alphaBase + "  free:\n    ok: 1\n    Bad: 2\n", []string{"alpha.free.Bad (line 8): keys are lower case"}},
+		{"a self-checking value of the wrong kind", "alpha", alphaBase + "  free: [1]\n", []string{`alpha.free (line 6): must be a mapping, got a list`}},
+		{"system directory", "alpha", alphaBase + "  dir: /etc/x\n", []string{`alpha.dir (line 6): "/etc/x" is a system directory or lies directly in one; use a directory of its own such as /opt/gitlab-runner/...`}},
+		{"secret under an unknown key", "alpha", alphaBase + "  token: glpat-AbCdEfGhIjKlMnOpQrSt\n", []string{
+			"alpha.token (line 6): holds what looks like a personal access token (glpat-********); secrets never go in the configuration: store it in an SSM SecureString parameter and put the parameter's name in runner.create.access_token_parameter",
+			"alpha.token (line 6): unknown key; known keys in alpha: on, size, dir, tags, free"}},
+		{"instance facts", "alpha", alphaBase + "instance:\n  id: i-0123456789abcdef0\n  private_ipv4: 10.0.1.20\n  security_groups: [sg-0aaaaaaaaaaaaaaaa]\n  vpc_cidr: 10.0.0.0/16\n", nil},
+		{"instance facts invalid", "alpha", alphaBase + "instance:\n  id: 12\n  private_ipv4: ::1\n  security_groups: [sg-1]\n  vpc_cidr: 10.0.0.1/16\n", []string{
+			`instance.id (line 7): "12" is not an instance id (i- and 8 or 17 lower-case hex digits)`,
+			`instance.private_ipv4 (line 8): "::1" is not an IPv4 address such as 10.0.1.20`,
+			`instance.security_groups[0] (line 9): "sg-1" is not a security group id (sg- and 8 or 17 lower-case hex digits)`,
+			`instance.vpc_cidr (line 10): "10.0.0.1/16" has host bits set; write 10.0.0.0/16`}},
+		{"duplicated key", "alpha", alphaBase + "  size: 3\n", []string{"alpha.size (line 6): duplicated key; it is already set on line 5"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			role := tt.role
-			switch role {
-			case "":
-				role = RoleRunner
-			case "-":
-				role = ""
-			}
-			cfg, ps := Parse([]byte(doc(t, tt.edits)), role)
-			got := strs(ps)
-			if !slices.Equal(got, tt.want) {
+			doc, ps := Parse([]byte(tt.data), tt.role, testSchemas)
+			if got := strs(ps); !slices.Equal(got, tt.want) {
 				t.Errorf("problems:\n got  %q\n want %q", got, tt.want)
 			}
-			if (cfg == nil) != (len(ps.Errors()) > 0) {
-				t.Errorf("config is nil: %v, with %d errors", cfg == nil, len(ps.Errors()))
+			if (doc == nil) != (len(ps.Errors()) > 0) {
+				t.Errorf("document is nil: %v, with %d errors", doc == nil, len(ps.Errors()))
 			}
 		})
+	}
+}
+
+// TestBooleansAreTrueOrFalse: a boolean key takes YAML's true or false; every string, quoted or
+// not, YAML 1.1's yes/on/y included, is refused with the same message.
+func TestBooleansAreTrueOrFalse(t *testing.T) {
+	for _, v := range []string{"true", "false", "True", "FALSE"} {
+		if _, ps := Parse([]byte(alphaBase+"  on: "+v+"\n"), "alpha", testSchemas); ps.Err() != nil {
+			t.Errorf("%s refused: %v", v, ps.Err())
+		}
+	}
+	for _, v := range []string{`"true"`, `'false'`, `"yes"`, `"on"`, "yes", "on", "no", "off", "y", "n", `"1"`, "1"} {
+		_, ps := Parse([]byte(alphaBase+"  on: "+v+"\n"), "alpha", testSchemas)
+		want := fmt.Sprintf("alpha.on (line 6): must be true or false, got %q", strings.Trim(v, `"'`))
+		if got := strs(ps); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: %q, want %q", v, got, want)
+		}
+	}
+}
+
+func TestUnknownRole(t *testing.T) {
+	doc, ps := Parse([]byte(alphaBase), "front", testSchemas)
+	if doc != nil || len(ps) != 1 || ps[0].String() != `unknown role "front"; want one of alpha, beta` {
+		t.Errorf("got %v %q", doc, strs(ps))
+	}
+}
+
+func TestProblemString(t *testing.T) {
+	tests := []struct {
+		p    Problem
+		want string
+	}{
+		{Problem{Path: "runner.concurrent", Line: 12, Message: "must be > 0"}, "runner.concurrent (line 12): must be > 0"},
+		{Problem{Path: "runner", Message: "x"}, "runner: x"},
+		{Problem{Line: 3, Message: "x"}, "line 3: x"},
+		{Problem{Message: "x"}, "x"},
+		{Problem{Path: "runner.limit", Line: 9, Message: "x", Warning: true}, "warning: runner.limit (line 9): x"},
+	}
+	for _, tt := range tests {
+		if got := tt.p.String(); got != tt.want {
+			t.Errorf("String() = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+func TestProblemsFilters(t *testing.T) {
+	ps := Problems{{Path: "a", Message: "e1"}, {Path: "b", Message: "w", Warning: true}, {Path: "c", Message: "e2"}}
+	if got := strs(ps.Errors()); !slices.Equal(got, []string{"a: e1", "c: e2"}) {
+		t.Errorf("Errors() = %q", got)
+	}
+	if got := strs(ps.Warnings()); !slices.Equal(got, []string{"warning: b: w"}) {
+		t.Errorf("Warnings() = %q", got)
+	}
+	if err := ps.Err(); err == nil || err.Error() != "a: e1\nc: e2" {
+		t.Errorf("Err() = %v", err)
+	}
+	if err := ps.Warnings().Err(); err != nil {
+		t.Errorf("warnings alone: Err() = %v", err)
+	}
+}
+
+// TestManagedPlacesStayOutOfTheSystem: a managed directory is refused anywhere under /etc, /usr,
+// /boot, /proc, /sys, /dev and glbootstrap's own state directory, at any depth; a managed
+// program too, but for /usr/local/bin and /usr/local/sbin.
+func TestManagedPlacesStayOutOfTheSystem(t *testing.T) {
+	check := func(f func(c *Checker)) []string {
+		p := &parser{lines: map[string]int{}, present: map[string]bool{}, bad: map[string]bool{}}
+		f(&Checker{p})
+		return strs(p.problems)
+	}
+	for _, dir := range []string{"/etc/gitlab-runner/builds", "/usr/local/ci", "/usr/share/a/b", "/boot/efi/x", "/proc/self/x",
+		"/sys/fs/x", "/dev/shm/ci", "/var/lib/glbootstrap", "/var/lib/glbootstrap/builds/x"} {
+		got := check(func(c *Checker) { c.ManagedDir("x.dir", dir) })
+		if len(got) != 1 || !strings.Contains(got[0], "is under /") || !strings.Contains(got[0], "use a directory of its own") {
+			t.Errorf("%s: %q", dir, got)
+		}
+	}
+	for _, dir := range []string{"/opt/gitlab-runner/builds", "/srv/ci/cache", "/var/lib/gitlab-runner/metadata", "/home/ci/builds", "/var/lib/glbootstrap-other"} {
+		if got := check(func(c *Checker) { c.ManagedDir("x.dir", dir) }); len(got) != 0 {
+			t.Errorf("%s refused: %q", dir, got)
+		}
+	}
+	for p, ok := range map[string]bool{"/usr/local/bin/fargate": true, "/opt/gitlab-runner/fargate": true,
+		"/usr/lib/x/fargate": false, "/var/lib/glbootstrap/fargate": false, "/boot/x/fargate": false, "/etc/x/fargate": false} {
+		got := check(func(c *Checker) { c.ProgramPath("x.path", p, "/opt/gitlab-runner/fargate") })
+		if ok != (len(got) == 0) {
+			t.Errorf("program %s: %q", p, got)
+		}
+	}
+}
+
+func TestSystemDirectoriesRefused(t *testing.T) {
+	for _, p := range []string{"/", "/etc", "/usr/bin", "/etc/passwd", "/usr/bin/fargate", "/var/lib", "/opt"} {
+		if !SystemPath(p) {
+			t.Errorf("%s accepted", p)
+		}
+	}
+	for _, p := range []string{"/opt/gitlab-runner", "/opt/gitlab-runner/builds", "/var/lib/gitlab-runner", "/srv/ci", "/usr/local/gitlab-runner"} {
+		if SystemPath(p) {
+			t.Errorf("%s refused", p)
+		}
 	}
 }

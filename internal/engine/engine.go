@@ -1,7 +1,8 @@
 // Package engine runs a role: an ordered list of phases, each a set of
-// idempotent steps. It owns ordering, --phase / --skip-phases, the bake|boot
-// stage filter, timing, and wrapping a failure with the phase's name once
-// (the kubeadm "phases are data" workflow).
+// idempotent steps. It owns ordering, --phase / --skip-phases, timing, and
+// wrapping a failure with the phase's name once (the kubeadm "phases are
+// data" workflow). A phase's Stage says whether it may run at AMI bake;
+// the bake runs "apply --phase" with the bake phases.
 package engine
 
 import (
@@ -83,8 +84,6 @@ type Report struct {
 
 // Options select what runs.
 type Options struct {
-	// Stage Bake runs bake phases only; Boot (apply) runs all phases.
-	Stage Stage
 	// Only, when non-empty, runs just these phases (in role order).
 	Only []string
 	// Skip names phases not to run.
@@ -128,9 +127,6 @@ func Select(phases []Phase, opts Options) ([]Phase, error) {
 	}
 	var out []Phase
 	for _, p := range phases {
-		if opts.Stage == Bake && p.Stage != Bake {
-			continue
-		}
 		if len(opts.Only) > 0 && !slices.Contains(opts.Only, p.Name) {
 			continue
 		}

@@ -34,12 +34,11 @@ func TestRunSelection(t *testing.T) {
 		skipped    int
 		usageError string
 	}{
-		{name: "all", opts: Options{Stage: Boot}, want: "a b c d", changed: 2, unchanged: 2},
-		{name: "bake only", opts: Options{Stage: Bake}, want: "a c", changed: 1, unchanged: 1, skipped: 2},
-		{name: "only", opts: Options{Stage: Boot, Only: []string{"d", "b"}}, want: "b d", changed: 1, unchanged: 1, skipped: 2},
-		{name: "skip", opts: Options{Stage: Boot, Skip: []string{"a"}}, want: "b c d", changed: 1, unchanged: 2, skipped: 1},
-		{name: "unknown phase", opts: Options{Stage: Boot, Only: []string{"zz"}}, usageError: `unknown phase "zz"; phases of this role: a, b, c, d`},
-		{name: "unknown skip", opts: Options{Stage: Boot, Skip: []string{"zz"}}, usageError: `unknown phase "zz"`},
+		{name: "all", opts: Options{}, want: "a b c d", changed: 2, unchanged: 2},
+		{name: "only", opts: Options{Only: []string{"d", "b"}}, want: "b d", changed: 1, unchanged: 1, skipped: 2},
+		{name: "skip", opts: Options{Skip: []string{"a"}}, want: "b c d", changed: 1, unchanged: 2, skipped: 1},
+		{name: "unknown phase", opts: Options{Only: []string{"zz"}}, usageError: `unknown phase "zz"; phases of this role: a, b, c, d`},
+		{name: "unknown skip", opts: Options{Skip: []string{"zz"}}, usageError: `unknown phase "zz"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var ran []string
@@ -66,7 +65,7 @@ func TestRunSelection(t *testing.T) {
 func TestRunStopsAtFailureAndNamesPhase(t *testing.T) {
 	var ran []string
 	var seen []PhaseResult
-	rep, err := Run(context.Background(), "r", phases(&ran, "b"), Options{Stage: Boot, Observe: func(r PhaseResult) { seen = append(seen, r) }})
+	rep, err := Run(context.Background(), "r", phases(&ran, "b"), Options{Observe: func(r PhaseResult) { seen = append(seen, r) }})
 	var pe *PhaseError
 	if !errors.As(err, &pe) || pe.Phase != "b" || err.Error() != "phase b: disk full" {
 		t.Fatalf("err = %v", err)
@@ -84,7 +83,7 @@ func TestRunHonoursCancellation(t *testing.T) {
 	sig := errors.New("interrupted by SIGTERM")
 	cancel(sig)
 	var ran []string
-	rep, err := Run(ctx, "r", phases(&ran, ""), Options{Stage: Boot})
+	rep, err := Run(ctx, "r", phases(&ran, ""), Options{})
 	var pe *PhaseError
 	if !errors.As(err, &pe) || pe.Phase != "a" || !errors.Is(err, sig) || len(ran) != 0 {
 		t.Fatalf("err=%v ran=%v", err, ran)
@@ -107,7 +106,7 @@ func TestRunStopsAtThePhaseASignalCutShort(t *testing.T) {
 		return nil, fmt.Errorf("waiting for GitLab: %w", ctx.Err())
 	}
 	var seen []PhaseResult
-	rep, err := Run(ctx, "r", ps, Options{Stage: Boot, Observe: func(r PhaseResult) { seen = append(seen, r) }})
+	rep, err := Run(ctx, "r", ps, Options{Observe: func(r PhaseResult) { seen = append(seen, r) }})
 	var pe *PhaseError
 	if !errors.As(err, &pe) || pe.Phase != "b" || !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)

@@ -56,7 +56,8 @@ func TestCoordinatorContext(t *testing.T) {
 	}
 }
 
-// FACTS.md "Coordinator image": what the Fargate driver needs in the image.
+// What the Fargate driver needs in the image (GitLab Runner's "Autoscaling GitLab CI on AWS
+// Fargate", https://docs.gitlab.com/runner/configuration/runner_autoscale_aws_fargate/).
 func TestCoordinatorTemplates(t *testing.T) {
 	df, _ := fs.ReadFile(coordinator.FS, "Dockerfile")
 	for _, want := range []string{"openssh-server", " git ", "git-lfs", "gitlab-runner", "ca-certificates", "bash",

@@ -150,7 +150,7 @@ type RunnerConfigValues struct {
 	Extra string
 }
 
-// RunnerConfigTemplate is the reference configuration (FACTS.md) pointing
+// RunnerConfigTemplate is the reference configuration (examples/runner.yaml) pointing
 // at the stack.
 const RunnerConfigTemplate = `version: 1
 gitlab:

@@ -3,6 +3,8 @@ package gitlab
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/glbootstrap/glbootstrap/internal/config"
@@ -36,7 +38,7 @@ func backupRegion(b *config.Backup, f Facts) string {
 // (use_iam_profile), SSE-S3 or SSE-KMS, the multipart chunk and the local
 // retention. Source: docs.gitlab.com, "Back up GitLab" > "Upload backups to
 // a remote (cloud) storage" (Omnibus gitlab_rails['backup_*'] settings).
-func backupStatements(cfg *config.Config, f Facts) ([]string, error) {
+func backupStatements(cfg *Config, f Facts) ([]string, error) {
 	b := cfg.Backup
 	if b == nil {
 		return nil, nil
@@ -83,7 +85,7 @@ func (r *Role) backupPreflight(ctx context.Context) ([]host.Step, error) {
 	if r.d.BackupCheck == nil {
 		return nil, fmt.Errorf("no S3 client for the backup checks")
 	}
-	st, err := r.d.BackupCheck.Check(ctx, b, backupRegion(b, r.d.Facts))
+	st, err := r.d.BackupCheck.Check(ctx, b, backupRegion(b, r.facts))
 	return []host.Step{st}, err
 }
 
@@ -102,6 +104,10 @@ func (r *Role) backupTimer(ctx context.Context) ([]host.Step, error) {
 	}
 	if r.d.ConfigSource == "" || r.d.ConfigSource == "-" {
 		return nil, fmt.Errorf("the backup service reads the configuration again at 2 a.m., so it cannot come from stdin: apply with --config FILE, ssm:/name or s3://bucket/key")
+	}
+	// Before the first write, so a schedule systemd would refuse leaves the old timer in place.
+	if msg := checkCalendar(ctx, b.Schedule); msg != "" {
+		return nil, fmt.Errorf("backup.schedule %s; fix backup.schedule and apply again (the timer was left as it was)", msg)
 	}
 	data := unitData{Binary: r.d.Binary, ConfigSource: r.d.ConfigSource, Schedule: b.Schedule}
 	if data.Binary == "" {
@@ -145,3 +151,26 @@ func (r *Role) backupTimer(ctx context.Context) ([]host.Step, error) {
 // DefaultBinary is where the AMI bake installs glbootstrap; the backup
 // service runs it from there unless Deps.Binary says otherwise.
 const DefaultBinary = "/usr/local/bin/glbootstrap"
+
+// checkCalendar checks a systemd OnCalendar expression with "systemd-analyze calendar" (a pure
+// computation: it reads and changes nothing, so it runs under plan and --root too); it returns ""
+// when systemd accepts the expression, else why not. Where systemd-analyze is not installed (a
+// test machine; the GitLab host always has it) only config.Parse's shape check applies.
+func checkCalendar(ctx context.Context, spec string) string {
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		return ""
+	}
+	out, err := exec.CommandContext(ctx, sa, "calendar", "--iterations=1", spec).CombinedOutput()
+	if err == nil {
+		return ""
+	}
+	msg := strings.TrimSpace(string(out))
+	if i := strings.LastIndex(msg, "\n"); i >= 0 {
+		msg = msg[i+1:]
+	}
+	if msg == "" {
+		msg = err.Error()
+	}
+	return fmt.Sprintf("%q is not a valid systemd OnCalendar expression (systemd-analyze calendar: %s); examples: \"daily\", \"*-*-* 02:00:00\", \"Mon..Fri 03:30\"", spec, msg)
+}

@@ -139,3 +139,26 @@ func TestBackupTimerRefusesStdinSource(t *testing.T) {
 		t.Error("units written for a source the timer cannot read")
 	}
 }
+
+// TestBackupTimerChecksTheSchedule: a schedule systemd refuses fails the backup-timer phase with
+// systemd's reason and the key to fix, before anything is written.
+func TestBackupTimerChecksTheSchedule(t *testing.T) {
+	needTool(t, "systemd-analyze", "systemd")
+	h, err := host.New(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := parse(t, strings.Replace(backupDoc, `"*-*-* 02:00:00"`, "every night at two", 1))
+	if cfg.Backup.Schedule != "every night at two" {
+		t.Fatalf("test bug: schedule %q", cfg.Backup.Schedule)
+	}
+	r := &Role{cfg: cfg, d: Deps{Host: h, Units: systemd.For(h, false), ConfigSource: "ssm:/glbootstrap/gitlab/config"}}
+	steps, err := r.backupTimer(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `backup.schedule "every night at two" is not a valid systemd OnCalendar expression (systemd-analyze calendar: `) ||
+		!strings.Contains(err.Error(), "fix backup.schedule") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(steps) != 0 || h.Exists(unitDir) {
+		t.Errorf("units written for a schedule systemd refuses: %+v", steps)
+	}
+}

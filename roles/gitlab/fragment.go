@@ -8,7 +8,6 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/render"
 	"github.com/glbootstrap/glbootstrap/templates"
@@ -55,7 +54,7 @@ type fragmentData struct {
 }
 
 // renderFragment renders the fragment for cfg on an instance with facts f.
-func renderFragment(cfg *config.Config, f Facts) ([]byte, error) {
+func renderFragment(cfg *Config, f Facts) ([]byte, error) {
 	g := cfg.GitLab
 	data := fragmentData{
 		Header:              render.Header,
@@ -73,7 +72,7 @@ func renderFragment(cfg *config.Config, f Facts) ([]byte, error) {
 		data.ListenPort, data.ListenHTTPS = 80, false
 	}
 	if data.SSHPort == 0 {
-		data.SSHPort = config.DefaultGitLabSSHPort
+		data.SSHPort = DefaultGitLabSSHPort
 	}
 	if rails, ok := g.Settings.Get("gitlab_rails").(map[string]any); ok {
 		if extra, ok := rails["monitoring_whitelist"].([]any); ok {
@@ -97,11 +96,11 @@ func renderFragment(cfg *config.Config, f Facts) ([]byte, error) {
 // settingsStatements turns gitlab.settings into statements, roots and keys in sorted order so
 // the fragment only changes when a setting does. monitoring_whitelist is merged into the managed
 // one instead.
-func settingsStatements(s config.Settings) ([]string, error) {
+func settingsStatements(s Settings) ([]string, error) {
 	var out []string
 	for _, root := range s.Roots() {
 		v := s.Get(root)
-		if config.IsCallRoot(root) {
+		if IsCallRoot(root) {
 			st, err := Statement(root, "", v)
 			if err != nil {
 				return nil, fmt.Errorf("gitlab.settings.%s: %w", root, err)

@@ -11,7 +11,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/render"
 	"github.com/glbootstrap/glbootstrap/templates"
 )
@@ -19,9 +18,9 @@ import (
 var testFacts = Facts{PrivateIPv4: "10.0.1.20", VPCCIDR: "10.0.0.0/16"}
 
 // parse parses a role gitlab document and fails the test on any error.
-func parse(t *testing.T, doc string) *config.Config {
+func parse(t *testing.T, doc string) *Config {
 	t.Helper()
-	cfg, ps := config.Parse([]byte(doc), config.RoleGitLab)
+	cfg, ps := parseDoc([]byte(doc), Name)
 	if cfg == nil {
 		t.Fatalf("config: %v\n%s", ps.Err(), doc)
 	}
@@ -287,7 +286,7 @@ func TestExampleRendersValidRuby(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, ps := config.Parse(b, config.RoleGitLab)
+	cfg, ps := parseDoc(b, Name)
 	if cfg == nil || len(ps) != 0 {
 		t.Fatalf("examples/gitlab.yaml: %v", ps)
 	}

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-
-	"github.com/glbootstrap/glbootstrap/internal/config"
 )
 
 // readiness probes GitLab's GET /-/readiness on this host, over loopback: 127.0.0.0/8 is always
@@ -32,7 +30,7 @@ type readiness struct {
 }
 
 // loopbackReadiness builds the probe for cfg.
-func loopbackReadiness(cfg *config.Config) *readiness {
+func loopbackReadiness(cfg *Config) *readiness {
 	u, _ := url.Parse(cfg.GitLab.URL)
 	path := ""
 	if u != nil {

@@ -10,18 +10,50 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
 	"github.com/glbootstrap/glbootstrap/internal/backup"
 	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/role"
 	"github.com/glbootstrap/glbootstrap/internal/systemd"
 )
 
 // Name is the role's name on the command line.
 const Name = "gitlab"
+
+// Definition is the GitLab host role, for the registry (roles/registry.go).
+var Definition = role.Definition{
+	Name:      Name,
+	Title:     "the GitLab host",
+	NewConfig: func() config.Document { return new(Config) },
+	Phases:    PhaseList,
+	Prepare:   prepare,
+}
+
+// prepare wires the role to what the command line hands every role.
+func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepared, error) {
+	binary := ""
+	if env.Host.Live() {
+		// The backup service runs this very binary; under --root the bake's path.
+		binary, _ = os.Executable()
+	}
+	return Prepare(ctx, Deps{
+		Host:     env.Host,
+		Config:   doc.(*Config),
+		Facts:    env.Facts,
+		Params:   env.AWS,
+		Progress: env.Progress,
+		BackupCheck:  env.BackupCheck,
+		Units:        env.Units,
+		ConfigSource: env.Source,
+		Binary:       binary,
+	})
+}
 
 // Paths on the GitLab host. The fragment, the password file and gitlab.rb live in /etc/gitlab,
 // which Omnibus keeps 0775 root and whose gitlab.rb it expects 0600.
@@ -47,7 +79,8 @@ const (
 	DefaultGitUser = "git"
 )
 
-// Facts are what EC2 instance metadata tells about this instance.
+// Facts are the instance facts the role uses: each the configuration's when given
+// (instance.vpc_cidr, instance.private_ipv4, backup.region), else instance metadata's.
 type Facts struct {
 	// PrivateIPv4 is local-ipv4: the published private URL is https://<PrivateIPv4> unless
 	// gitlab.private_url is set.
@@ -72,8 +105,10 @@ type Parameters interface {
 // Deps are what the role needs from the outside world; each phase uses a few of them.
 type Deps struct {
 	Host   *host.Host
-	Config *config.Config
-	Facts  Facts
+	Config *Config
+	// Facts reads instance metadata, once, when a fact the configuration does not give is needed
+	// (nil: the real IMDS).
+	Facts  *imds.Lazy
 	Params Parameters
 	// WaitReady waits until GitLab on this host answers /-/readiness, for at most timeout; nil
 	// uses the loopback probe of ready.go. It is only called on the live system, after a
@@ -95,7 +130,8 @@ type Deps struct {
 // Role is a prepared GitLab host: inputs resolved and the fragment rendered, ready to converge.
 type Role struct {
 	d          Deps
-	cfg        *config.Config
+	cfg        *Config
+	facts      Facts
 	fragment   []byte // the desired /etc/gitlab/glbootstrap.rb
 	privateURL string // what publish-private-url writes ("" when nothing is published)
 	gitUser    string
@@ -157,22 +193,23 @@ func (r *Role) Phases() []engine.Phase {
 func Prepare(ctx context.Context, d Deps) (*Role, error) {
 	cfg := d.Config
 	r := &Role{d: d, cfg: cfg, gitUser: DefaultGitUser}
-	if d.Facts.VPCCIDR == "" {
-		return nil, fmt.Errorf("instance metadata gave no VPC CIDR (network/interfaces/macs/<mac>/vpc-ipv4-cidr-block), which monitoring_whitelist needs: run on EC2 with IMDSv2 reachable")
+	var err error
+	if r.facts, err = resolveFacts(ctx, d); err != nil {
+		return nil, err
 	}
 	if u, ok := userSetting(cfg); ok {
 		r.gitUser = u
 	}
 
 	if cfg.GitLab.PublishPrivateURLParameter != "" {
-		pu, err := privateURL(cfg, d.Facts)
+		pu, err := privateURL(cfg, r.facts)
 		if err != nil {
 			return nil, err
 		}
 		r.privateURL = pu
 	}
 
-	frag, err := renderFragment(cfg, d.Facts)
+	frag, err := renderFragment(cfg, r.facts)
 	if err != nil {
 		return nil, err
 	}
@@ -205,10 +242,31 @@ func Prepare(ctx context.Context, d Deps) (*Role, error) {
 // Secrets are the secret values this run knows, for masking in output.
 func (r *Role) Secrets() []string { return append([]string(nil), r.secrets...) }
 
+// resolveFacts returns the facts this configuration needs, each from its key when set, else from
+// instance metadata, which is read once and only if some fact needs it: the VPC CIDR always (the
+// fragment's monitoring_whitelist), the private address only to publish a private URL that
+// gitlab.private_url does not give, the region only for a backup bucket without backup.region.
+func resolveFacts(ctx context.Context, d Deps) (Facts, error) {
+	cfg, meta := d.Config, d.Facts
+	if meta == nil {
+		meta = imds.NewLazy(nil)
+	}
+	var f Facts
+	var err error
+	f.VPCCIDR, err = meta.Or(ctx, cfg.Instance.VPCCIDR, "instance.vpc_cidr", func(m imds.Facts) string { return m.VPCCIDR })
+	if err == nil && cfg.GitLab.PublishPrivateURLParameter != "" && cfg.GitLab.PrivateURL == "" {
+		f.PrivateIPv4, err = meta.Or(ctx, cfg.Instance.PrivateIPv4, "gitlab.private_url (or instance.private_ipv4)", func(m imds.Facts) string { return m.PrivateIPv4 })
+	}
+	if err == nil && cfg.Backup != nil && cfg.Backup.Region == "" {
+		f.Region, err = meta.Or(ctx, "", "backup.region", func(m imds.Facts) string { return m.Region })
+	}
+	return f, err
+}
+
 // privateURL is what publish-private-url writes: gitlab.private_url when set, else the
 // instance's private IPv4 with the external URL's relative path. With TLS terminated at the NLB,
 // nginx serves plain HTTP, so the address is http:// (the runner role warns about it).
-func privateURL(cfg *config.Config, f Facts) (string, error) {
+func privateURL(cfg *Config, f Facts) (string, error) {
 	if cfg.GitLab.PrivateURL != "" {
 		return strings.TrimRight(cfg.GitLab.PrivateURL, "/"), nil
 	}
@@ -227,7 +285,7 @@ func privateURL(cfg *config.Config, f Facts) (string, error) {
 }
 
 // userSetting returns gitlab.settings' user.username (Omnibus's git user) when it is set.
-func userSetting(cfg *config.Config) (string, bool) {
+func userSetting(cfg *Config) (string, bool) {
 	m, ok := cfg.GitLab.Settings.Get("user").(map[string]any)
 	if !ok {
 		return "", false
@@ -297,7 +355,7 @@ func (r *Role) omnibus(ctx context.Context) ([]host.Step, error) {
 
 func editionOr(e string) string {
 	if e == "" {
-		return config.DefaultEdition
+		return DefaultEdition
 	}
 	return e
 }

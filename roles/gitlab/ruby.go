@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/glbootstrap/glbootstrap/internal/config"
 )
 
 // RubyLiteral returns v as a Ruby literal that evaluates to exactly v and runs no code.
@@ -17,7 +15,7 @@ import (
 // always has a "." or an exponent, so 1.0 stays a Float; []string and []any as arrays; and
 // map[string]any as a hash with string keys in sorted order, so the same value always renders
 // the same bytes. nil, NaN, infinities and any other type are errors: gitlab.rb has no use for
-// them and config.Parse refuses them earlier with a line number.
+// them and config.Parse (through Settings.CheckNode) refuses them earlier with a line number.
 //
 // Strings of printable ASCII become single-quoted literals, where only \\ and \' are escapes, so
 // "#{...}" stays text. Anything else (newlines, control characters, non-ASCII) becomes a
@@ -123,7 +121,7 @@ func rubyString(s string) string {
 }
 
 // rootRE is what a gitlab.rb root must look like; the root is Ruby code (a method call), so it
-// must also be one config knows (config.IsHashRoot / config.IsCallRoot).
+// must also be one settings.go knows (IsHashRoot / IsCallRoot).
 var rootRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // Statement builds one gitlab.rb statement for a known root: root['key'] = value for a hash root
@@ -138,9 +136,9 @@ func Statement(root, key string, value any) (string, error) {
 		return "", fmt.Errorf("%s: %w", root, err)
 	}
 	switch {
-	case key != "" && config.IsHashRoot(root):
+	case key != "" && IsHashRoot(root):
 		return root + "[" + rubyString(key) + "] = " + lit, nil
-	case key == "" && config.IsCallRoot(root):
+	case key == "" && IsCallRoot(root):
 		return root + " " + lit, nil
 	}
 	return "", fmt.Errorf("%q is not a gitlab.rb %s glbootstrap knows", root, map[bool]string{true: "hash", false: "setting"}[key != ""])

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/image"
@@ -36,10 +35,10 @@ func (f *fakeImage) Ensure(context.Context) (image.State, bool, error) {
 const fakeRepo = "123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator"
 
 func TestCoordinatorImagePhase(t *testing.T) {
-	coord := &config.Coordinator{Repository: "123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator", CodeBuildProject: "p", Bucket: "b"}
+	coord := &Coordinator{Repository: "123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator", CodeBuildProject: "p", Bucket: "b"}
 	for _, tc := range []struct {
 		name     string
-		section  *config.Coordinator
+		section  *Coordinator
 		dryRun   bool
 		st       image.State
 		err      error
@@ -68,9 +67,9 @@ func TestCoordinatorImagePhase(t *testing.T) {
 			if tc.dryRun {
 				conv = image.PlanTo(fakeRepo, fake)
 			}
-			r := &Role{cfg: &config.Config{Coordinator: tc.section}, d: Deps{Host: h, Coordinator: conv}}
+			r := &Role{cfg: &Config{Coordinator: tc.section}, d: Deps{Host: h, Coordinator: conv}}
 			var got engine.PhaseResult
-			_, _ = engine.Run(context.Background(), Name, r.Phases(), engine.Options{Stage: engine.Boot, Only: []string{"coordinator-image"},
+			_, _ = engine.Run(context.Background(), Name, r.Phases(), engine.Options{Only: []string{"coordinator-image"},
 				Observe: func(pr engine.PhaseResult) { got = pr }})
 			if got.Status != tc.status {
 				t.Fatalf("status %s, want %s (%+v)", got.Status, tc.status, got)

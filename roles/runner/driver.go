@@ -22,11 +22,11 @@ import (
 // maxDriverBytes bounds a driver download (the release binaries are ~20 MB).
 const maxDriverBytes = 256 << 20
 
-// fargateDriver installs the pinned driver: when the file at driver.path
+// installDriver installs the pinned driver: when the file at driver.path
 // already has the pinned SHA-256 nothing is downloaded; otherwise the
 // download streams into a temp file beside the target, is hashed on the
 // way, and replaces the old binary only when the hash matches.
-func (r *Role) fargateDriver(ctx context.Context) ([]host.Step, error) {
+func (r *Role) installDriver(ctx context.Context) ([]host.Step, error) {
 	drv := r.cfg.Fargate.Driver
 	st := host.Step{Kind: "download", Target: drv.Path}
 	// Hashing a named pipe would wait for a writer forever; nothing but a file is a driver.

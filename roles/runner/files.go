@@ -2,8 +2,6 @@ package runner
 
 import (
 	"time"
-
-	"github.com/glbootstrap/glbootstrap/internal/config"
 )
 
 // Paths of the files this role manages on the front.
@@ -94,7 +92,7 @@ type CustomSection struct {
 
 // fargateFile builds fargate.toml from the config and the resolved region
 // and subnet.
-func fargateFile(f *config.Fargate, region, subnet string) FargateFile {
+func fargateFile(f *Fargate, region, subnet string) FargateFile {
 	return FargateFile{
 		LogLevel:  f.LogLevel,
 		LogFormat: f.LogFormat,

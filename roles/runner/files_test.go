@@ -9,13 +9,11 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
-
-	"github.com/glbootstrap/glbootstrap/internal/config"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-// referenceRole is a Role prepared for the reference setup (FACTS.md),
+// referenceRole is a Role prepared for the reference setup (examples/runner.yaml),
 // without any network: what Prepare would resolve is filled in directly.
 func referenceRole(t *testing.T) *Role {
 	t.Helper()
@@ -23,7 +21,7 @@ func referenceRole(t *testing.T) *Role {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, problems := config.Parse(data, config.RoleRunner)
+	cfg, problems := parseDoc(data, Name)
 	if err := problems.Err(); err != nil {
 		t.Fatalf("examples/runner.yaml: %v", err)
 	}

@@ -34,7 +34,8 @@ type State struct {
 }
 
 // systemIDPattern is gitlab-runner's format for .runner_system_id
-// (FACTS.md: s_ from machine-id, r_ random).
+// (s_ derived from /etc/machine-id, r_ random: commands/internal/configfile in
+// https://gitlab.com/gitlab-org/gitlab-runner).
 var systemIDPattern = regexp.MustCompile(`^[sr]_[0-9a-zA-Z]{12}$`)
 
 // loadState reads the state file; a missing file is the zero State.
@@ -100,7 +101,7 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.InstanceID, st.SystemID = r.d.Facts.InstanceID, sysID
+	st.InstanceID, st.SystemID = r.facts.InstanceID, sysID
 	// persist writes the system id (when new) and the state together, and
 	// only once GitLab has accepted a token with that id: a failed attempt
 	// leaves both files as they were, so a retry changes nothing more.
@@ -255,7 +256,7 @@ func (r *Role) systemID(st State) (id, change string, err error) {
 	} else if !host.IsNotExist(err) {
 		return "", "", fmt.Errorf("reading %s: %w", SystemIDFile, err)
 	}
-	if cur != "" && systemIDPattern.MatchString(cur) && st.InstanceID == r.d.Facts.InstanceID && st.SystemID == cur {
+	if cur != "" && systemIDPattern.MatchString(cur) && st.InstanceID == r.facts.InstanceID && st.SystemID == cur {
 		return cur, "", nil
 	}
 	if id, err = randomSystemID(); err != nil {
@@ -264,7 +265,7 @@ func (r *Role) systemID(st State) (id, change string, err error) {
 	switch {
 	case cur == "":
 		change = "new runner manager " + id
-	case st.InstanceID != "" && st.InstanceID != r.d.Facts.InstanceID:
+	case st.InstanceID != "" && st.InstanceID != r.facts.InstanceID:
 		change = fmt.Sprintf("new runner manager %s replaces %s: it was made on instance %s (an AMI carried it)", id, cur, st.InstanceID)
 	default:
 		change = fmt.Sprintf("new runner manager %s replaces %s: not recorded as made on this instance (an AMI may have carried it)", id, cur)

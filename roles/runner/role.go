@@ -9,24 +9,100 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
 	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/gitlabapi"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/role"
 	"github.com/glbootstrap/glbootstrap/internal/systemd"
+	"github.com/glbootstrap/glbootstrap/roles/runner/preflight"
 )
 
 // Name is the role's name on the command line.
 const Name = "runner"
 
-// Facts are what EC2 instance metadata tells about this instance.
+// Definition is the runner front role, for the registry (roles/registry.go).
+var Definition = role.Definition{
+	Name:      Name,
+	Title:     "the runner front",
+	NewConfig: func() config.Document { return new(Config) },
+	Phases:    PhaseList,
+	Prepare:   prepare,
+}
+
+// prepare wires the role to what the command line hands every role.
+func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepared, error) {
+	cfg := doc.(*Config)
+	d := Deps{
+		Host:    env.Host,
+		Config:  cfg,
+		Facts:   env.Facts,
+		Params:  env.AWS,
+		Objects: env.AWS,
+		NewPreflight: func(region string) (preflight.Readers, error) {
+			return preflight.ReadersFor(env.AWS, region)
+		},
+		NewGitLab: env.GitLab,
+		Units:     env.Units,
+		Progress: env.Progress,
+		BakeOnly: env.BakeOnly,
+		Selected: env.Selected,
+	}
+	if co := cfg.Coordinator; co != nil && env.Images != nil {
+		d.Coordinator = env.Images(role.ImageSpec{Repository: co.Repository, Project: co.CodeBuildProject,
+			Bucket: co.Bucket, KeyPrefix: co.KeyPrefix, Timeout: time.Duration(co.Timeout)})
+	}
+	return Prepare(ctx, d)
+}
+
+// factNeeds says which facts a run needs.
+type factNeeds struct {
+	// place: the tasks' region and subnet (fargate.toml, the preflight); instance: this
+	// instance's id (the runner's default name, the system id's provenance); front: the front's
+	// address and security groups (the preflight's SSH path check).
+	place, instance, front bool
+}
+
+// resolveFacts returns the facts want asks for, each from its configuration key when that is
+// set, else from instance metadata, which is read once and only if some fact needs it.
+func resolveFacts(ctx context.Context, d Deps, want factNeeds) (Facts, error) {
+	cfg, meta := d.Config, d.Facts
+	if meta == nil {
+		meta = imds.NewLazy(nil)
+	}
+	var f Facts
+	var err error
+	or := func(dst *string, given, key string, pick func(imds.Facts) string) {
+		if err == nil {
+			*dst, err = meta.Or(ctx, given, key, pick)
+		}
+	}
+	if want.place {
+		or(&f.Region, cfg.Fargate.Region, "fargate.region", func(m imds.Facts) string { return m.Region })
+		or(&f.SubnetID, cfg.Fargate.Subnet, "fargate.subnet", func(m imds.Facts) string { return m.SubnetID })
+	}
+	if want.instance {
+		or(&f.InstanceID, cfg.Instance.ID, "instance.id", func(m imds.Facts) string { return m.InstanceID })
+	}
+	if want.front {
+		or(&f.PrivateIPv4, cfg.Instance.PrivateIPv4, "instance.private_ipv4", func(m imds.Facts) string { return m.PrivateIPv4 })
+		if err == nil {
+			f.SecurityGroups, err = meta.OrList(ctx, cfg.Instance.SecurityGroups, "instance.security_groups", func(m imds.Facts) []string { return m.SecurityGroups })
+		}
+	}
+	return f, err
+}
+
+// Facts are the instance facts the phases use: each the configuration's (fargate.region,
+// fargate.subnet, instance.*) when given, else instance metadata's.
 type Facts struct {
 	Region, InstanceID, PrivateIPv4, SubnetID string
-	// VPCID and SecurityGroups are the front's, for the preflight checks.
-	VPCID          string
+	// SecurityGroups are the front's, for the preflight checks.
 	SecurityGroups []string
 }
 
@@ -47,9 +123,11 @@ type GitLab = gitlabapi.Lifecycle
 // Deps are what the role needs from the outside world; each phase uses a
 // few of them.
 type Deps struct {
-	Host    *host.Host
-	Config  *config.Config
-	Facts   Facts
+	Host   *host.Host
+	Config *Config
+	// Facts reads instance metadata, once, when a fact the configuration does not give is needed
+	// (nil: the real IMDS).
+	Facts   *imds.Lazy
 	Params  ParameterReader
 	Objects ObjectOpener
 	// NewGitLab connects to GitLab's private URL, trusting caPEM (nil =
@@ -60,10 +138,13 @@ type Deps struct {
 	// Progress receives human progress lines (waiting for GitLab...).
 	Progress func(string)
 	// BakeOnly says only bake-stage phases will run (directories, fargate-driver): Prepare then
-	// reads no SSM parameter and no CA file.
+	// reads no SSM parameter, no CA file and no instance fact.
 	BakeOnly bool
+	// Selected are the phases that will run; nil means all. Prepare resolves only the facts they
+	// need.
+	Selected []string
 	// NewPreflight returns the read-only AWS APIs of region the preflight checks use.
-	NewPreflight func(region string) (AWSReaders, error)
+	NewPreflight func(region string) (preflight.Readers, error)
 	// Coordinator builds and pushes the coordinator image; set when the configuration has a
 	// coordinator section.
 	Coordinator CoordinatorImage
@@ -72,7 +153,8 @@ type Deps struct {
 // Role is a prepared runner front: inputs resolved, ready to converge.
 type Role struct {
 	d          Deps
-	cfg        *config.Config
+	cfg        *Config
+	facts      Facts
 	privateURL string
 	caPEM      []byte
 	region     string
@@ -113,24 +195,25 @@ func (r *Role) Phases() []engine.Phase {
 	}
 }
 
-// Prepare resolves everything the phases need from outside before any of
-// them touches the host: region and subnet defaults from the facts, GitLab's
-// private URL (from the config or its SSM parameter), the CA file, and the
-// secret the chosen registration method needs. Any error here means nothing
-// was changed.
+// Prepare resolves everything the selected phases need from outside before
+// any of them touches the host: the instance facts they use (from the
+// configuration, else instance metadata), GitLab's private URL (from the
+// config or its SSM parameter), the CA file, and the secret the chosen
+// registration method needs. Any error here means nothing was changed.
 func Prepare(ctx context.Context, d Deps) (*Role, error) {
-	cfg := d.Config
-	r := &Role{d: d, cfg: cfg}
-	r.region = firstNonEmpty(cfg.Fargate.Region, d.Facts.Region)
-	r.subnet = firstNonEmpty(cfg.Fargate.Subnet, d.Facts.SubnetID)
-	r.name = firstNonEmpty(cfg.Runner.Name, "fargate-"+d.Facts.InstanceID)
-	if r.region == "" || r.subnet == "" || d.Facts.InstanceID == "" {
-		return nil, fmt.Errorf("instance metadata gave no region, subnet or instance id: set fargate.region and fargate.subnet, or run on EC2")
+	if err := checkDriverPin(d.Host, d.Config.Fargate.Driver); err != nil {
+		return nil, err
 	}
 	if d.BakeOnly {
-		// Bake phases need no GitLab and no secret, and an AMI bake may have no access to them.
-		return r, nil
+		// Bake phases need no fact, no GitLab and no secret, and an AMI bake may have no
+		// access to them.
+		return &Role{d: d, cfg: d.Config}, nil
 	}
+	r, err := prepareFacts(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	cfg := d.Config
 
 	r.privateURL = cfg.GitLab.PrivateURL
 	if r.privateURL == "" {
@@ -175,6 +258,27 @@ func Prepare(ctx context.Context, d Deps) (*Role, error) {
 	return r, nil
 }
 
+// prepareFacts returns the role with the facts its selected phases use: the tasks' region and
+// subnet (fargate-config, preflight), this instance's id (register, and runner-config for the
+// default name), the front's address and security groups (preflight).
+func prepareFacts(ctx context.Context, d Deps) (*Role, error) {
+	cfg := d.Config
+	r := &Role{d: d, cfg: cfg}
+	runs := func(phase string) bool { return d.Selected == nil || slices.Contains(d.Selected, phase) }
+	var err error
+	r.facts, err = resolveFacts(ctx, d, factNeeds{
+		place:    runs("fargate-config") || runs("preflight"),
+		instance: runs("register") || cfg.Runner.Name == "" && runs("runner-config"),
+		front:    runs("preflight"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.region, r.subnet = r.facts.Region, r.facts.SubnetID
+	r.name = firstNonEmpty(cfg.Runner.Name, "fargate-"+r.facts.InstanceID)
+	return r, nil
+}
+
 // Secrets are the secret values this run knows, for masking in output.
 func (r *Role) Secrets() []string {
 	out := append([]string(nil), r.secrets...)
@@ -192,15 +296,8 @@ func (r *Role) runnerOwner() host.Owner {
 // each task's SSH private key) and the builds and cache directories.
 func (r *Role) directories(ctx context.Context) ([]host.Step, error) {
 	var steps []host.Step
-	for _, d := range []struct {
-		path string
-		mode uint32
-	}{
-		{r.cfg.Fargate.MetadataDir, 0o700},
-		{r.cfg.Runner.BuildsDir, 0o750},
-		{r.cfg.Runner.CacheDir, 0o750},
-	} {
-		st, err := r.d.Host.EnsureDir(d.path, fsMode(d.mode), r.runnerOwner())
+	for _, d := range runnerDirs(r.cfg) {
+		st, err := r.d.Host.EnsureDir(d.Path, fsMode(d.Mode), r.runnerOwner())
 		if err != nil {
 			if host.IsNoSuchUser(err) {
 				return steps, fmt.Errorf("%w: the gitlab-runner package creates the runner's user; install it when baking the AMI (https://docs.gitlab.com/runner/install/linux-repository/) or set runner.user", err)

@@ -1,5 +1,6 @@
 // Package coordinator holds the coordinator image's build context templates: the Dockerfile and
-// the entrypoint (FACTS.md "Coordinator image"). The glbootstrap binary is added to the context
+// the entrypoint (what the Fargate driver needs in it: GitLab Runner's "Autoscaling GitLab CI on AWS
+// Fargate", https://docs.gitlab.com/runner/configuration/runner_autoscale_aws_fargate/). The glbootstrap binary is added to the context
 // by internal/image.
 package coordinator
 

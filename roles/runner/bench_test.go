@@ -1,4 +1,4 @@
-package config
+package runner
 
 import (
 	"os"
@@ -14,7 +14,7 @@ func BenchmarkParseExample(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, ps := Parse(data, RoleRunner); ps.Err() != nil {
+		if _, ps := parseDoc(data, Name); ps.Err() != nil {
 			b.Fatal(ps.Err())
 		}
 	}

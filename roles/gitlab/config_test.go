@@ -1,9 +1,24 @@
-package config
+package gitlab
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/glbootstrap/glbootstrap/internal/config"
+	"github.com/glbootstrap/glbootstrap/roles/runner"
 )
+
+// schemas are the roles config.Parse tells apart in these tests: this one and the runner front,
+// whose sections a GitLab host's configuration must not have.
+var schemas = []config.Schema{Definition.Schema(), runner.Definition.Schema()}
+
+// parseDoc parses data for role (Name or runner.Name); the Config is nil unless the document is
+// a valid role gitlab one.
+func parseDoc(data []byte, role string) (*Config, config.Problems) {
+	doc, ps := config.Parse(data, role, schemas)
+	cfg, _ := doc.(*Config)
+	return cfg, ps
+}
 
 const gitlabBase = `version: 1
 gitlab:
@@ -11,18 +26,13 @@ gitlab:
 `
 
 func TestGitLabRoleDefaults(t *testing.T) {
-	cfg, ps := Parse([]byte(gitlabBase), RoleGitLab)
+	cfg, ps := parseDoc([]byte(gitlabBase), Name)
 	if cfg == nil {
 		t.Fatal(ps.Err())
 	}
 	g := cfg.GitLab
 	if g.Edition != "ee" || g.SSHPort != 22 || g.NLB != (NLB{}) || g.Settings.Len() != 0 {
 		t.Errorf("defaults: %+v", g)
-	}
-	// A runner's configuration stays as written.
-	cfg, _ = Parse([]byte(gitlabBase+"  private_url: https://10.0.1.10\n"), "")
-	if cfg == nil || cfg.GitLab.Edition != "" || cfg.GitLab.SSHPort != 0 {
-		t.Errorf("role \"\" got gitlab host defaults: %+v", cfg)
 	}
 }
 
@@ -67,7 +77,7 @@ func TestGitLabRoleRules(t *testing.T) {
 		{"proxy protocol warning", "  nlb: {proxy_protocol: true}\n  publish_private_url_parameter: /glb/u\n", []string{`warning: gitlab.nlb.proxy_protocol (line 4): with the PROXY protocol`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, ps := Parse([]byte(gitlabBase+c.extra), RoleGitLab)
+			_, ps := parseDoc([]byte(gitlabBase+c.extra), Name)
 			var got []string
 			for _, p := range ps {
 				got = append(got, p.String())
@@ -85,10 +95,10 @@ func TestGitLabRoleRules(t *testing.T) {
 }
 
 func TestGitLabSettingsValues(t *testing.T) {
-	cfg, ps := Parse([]byte(gitlabBase+`  settings:
+	cfg, ps := parseDoc([]byte(gitlabBase+`  settings:
     nginx: {client_max_body_size: 250m, keepalive: 65, gzip: true, ratio: 0.5, list: [a, 1], map: {k: v}, day: 2024-01-02}
     roles: [a_role]
-`), RoleGitLab)
+`), Name)
 	if cfg == nil {
 		t.Fatal(ps.Err())
 	}
@@ -112,7 +122,7 @@ func TestSettingsRefuseAliases(t *testing.T) {
 	doc := "version: 1\ngitlab:\n  url: https://gitlab.example.com\n  settings:\n    gitlab_rails:\n" +
 		"      a: &a [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n      b: &b [*a,*a,*a,*a,*a,*a,*a,*a]\n" +
 		"      c: &c [*b,*b,*b,*b,*b,*b,*b,*b]\n      d: &d [*c,*c,*c,*c,*c,*c,*c,*c]\n      e: &e [*d,*d,*d,*d,*d,*d,*d,*d]\n"
-	_, ps := Parse([]byte(doc), RoleGitLab)
+	_, ps := parseDoc([]byte(doc), Name)
 	err := ps.Err()
 	if err == nil || !strings.Contains(err.Error(), "gitlab.settings (line 7): YAML aliases (*name) are not allowed") {
 		t.Fatalf("err = %v", err)

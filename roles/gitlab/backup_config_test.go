@@ -1,16 +1,19 @@
-package config
+package gitlab
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/glbootstrap/glbootstrap/roles/runner"
 )
 
 const backupBase = "version: 1\ngitlab:\n  url: https://gitlab.example.com\nbackup:\n  bucket: example-gitlab-backups\n"
 
 func TestBackupDefaults(t *testing.T) {
-	cfg, ps := Parse([]byte(backupBase), RoleGitLab)
+	cfg, ps := parseDoc([]byte(backupBase), Name)
 	if err := ps.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +41,7 @@ func TestBackupRules(t *testing.T) {
 		{"unknown key", "  bukcet: x\n", `backup.bukcet (line 6): unknown key; known keys in backup: bucket, region`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, ps := Parse([]byte(backupBase+tc.extra), RoleGitLab)
+			_, ps := parseDoc([]byte(backupBase+tc.extra), Name)
 			got := ""
 			if err := ps.Err(); err != nil {
 				got = err.Error()
@@ -48,37 +51,32 @@ func TestBackupRules(t *testing.T) {
 			}
 		})
 	}
-	_, ps := Parse([]byte("version: 1\ngitlab:\n  url: https://gitlab.example.com\nbackup:\n  prefix: x/\n"), RoleGitLab)
+	_, ps := parseDoc([]byte("version: 1\ngitlab:\n  url: https://gitlab.example.com\nbackup:\n  prefix: x/\n"), Name)
 	if err := ps.Err(); err == nil || !strings.Contains(err.Error(), "backup.bucket (line 4): is required") {
 		t.Errorf("missing bucket: %v", err)
 	}
 }
 
-func TestBackupScheduleCheckedBySystemd(t *testing.T) {
-	if msg := CheckCalendar("*-*-* 02:00:00"); msg != "" {
-		t.Fatalf("valid spec refused: %s", msg)
+// TestParseRunsNoProgram: reading a configuration has no side effect; the schedule is checked
+// by systemd in the backup-timer phase (TestBackupTimerChecksTheSchedule), not by Parse, even
+// with a systemd-analyze on PATH.
+func TestParseRunsNoProgram(t *testing.T) {
+	bin := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "ran")
+	script := "#!/bin/sh\necho \"$@\" > " + marker + "\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(bin, "systemd-analyze"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	msg := CheckCalendar("every night at two")
-	if msg == "" {
-		if os.Getenv("GLB_REQUIRE_TOOLS") == "1" {
-			t.Fatal("systemd-analyze is not installed (Debian package systemd); GLB_REQUIRE_TOOLS=1 requires it")
-		}
-		t.Skip("systemd-analyze is not installed (Debian package systemd): only the shape was checked")
+	t.Setenv("PATH", bin)
+	if _, ps := parseDoc([]byte(backupBase+"  schedule: every night at two\n"), Name); ps.Err() != nil {
+		t.Errorf("a schedule only systemd can judge was refused by Parse: %v", ps.Err())
 	}
-	if !strings.Contains(msg, "systemd-analyze calendar") || !strings.Contains(msg, `"*-*-* 02:00:00"`) {
-		t.Errorf("message = %q", msg)
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("Parse ran systemd-analyze")
 	}
-}
-
-func TestSystemDirectoriesRefused(t *testing.T) {
-	for _, p := range []string{"/", "/etc", "/usr/bin", "/etc/passwd", "/usr/bin/fargate", "/var/lib", "/opt"} {
-		if !systemPath(p) {
-			t.Errorf("%s accepted", p)
-		}
-	}
-	for _, p := range []string{"/opt/gitlab-runner", "/opt/gitlab-runner/builds", "/var/lib/gitlab-runner", "/srv/ci", "/usr/local/gitlab-runner"} {
-		if systemPath(p) {
-			t.Errorf("%s refused", p)
+	for _, bad := range []string{`"daily\nExecStart=/bin/sh"`, `"daily; reboot"`} {
+		if _, ps := parseDoc([]byte(backupBase+"  schedule: "+bad+"\n"), Name); ps.Err() == nil || !strings.Contains(ps.Err().Error(), "backup.schedule (line 6)") {
+			t.Errorf("schedule %s: %v", bad, ps.Err())
 		}
 	}
 }
@@ -88,7 +86,7 @@ func TestRoleFit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, ps := Parse(data, RoleGitLab)
+	_, ps := parseDoc(data, Name)
 	if err := ps.Err(); err == nil || !strings.Contains(err.Error(), "runner (line") || !strings.Contains(err.Error(), "the runner section belongs to role runner") {
 		t.Errorf("runner config under role gitlab: %v", err)
 	}
@@ -96,7 +94,7 @@ func TestRoleFit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, ps = Parse(data, RoleRunner)
+	_, ps = parseDoc(data, runner.Name)
 	warned := false
 	for _, w := range ps.Warnings() {
 		warned = warned || strings.Contains(w.String(), "gitlab.edition (line")
@@ -127,7 +125,7 @@ func TestPlacesAndNamesFromTheFreshUserReview(t *testing.T) {
 			if doc == base {
 				t.Fatalf("%q not in the example", tc.old)
 			}
-			_, ps := Parse([]byte(doc), RoleRunner)
+			_, ps := parseDoc([]byte(doc), runner.Name)
 			got := ""
 			if err := ps.Err(); err != nil {
 				got = err.Error()
@@ -138,7 +136,7 @@ func TestPlacesAndNamesFromTheFreshUserReview(t *testing.T) {
 		})
 	}
 	for _, pre := range []string{"../", "gitlab/../../etc/", "./x/"} {
-		_, ps := Parse([]byte(backupBase+"  prefix: "+pre+"\n"), RoleGitLab)
+		_, ps := parseDoc([]byte(backupBase+"  prefix: "+pre+"\n"), Name)
 		if err := ps.Err(); err == nil || !strings.Contains(err.Error(), "must not contain . or .. segments") {
 			t.Errorf("prefix %q: %v", pre, err)
 		}

@@ -1,4 +1,4 @@
-package config
+package runner
 
 import (
 	"os"
@@ -7,19 +7,34 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/glbootstrap/glbootstrap/internal/config"
+	"github.com/glbootstrap/glbootstrap/roles/gitlab"
 )
+
+// schemas are the roles config.Parse tells apart in these tests: this one and the GitLab host,
+// whose sections a runner front's configuration must not have.
+var schemas = []config.Schema{Definition.Schema(), gitlab.Definition.Schema()}
+
+// parseDoc parses data for role (Name or gitlab.Name); the Config is nil unless the document is
+// a valid role runner one.
+func parseDoc(data []byte, role string) (*Config, config.Problems) {
+	doc, ps := config.Parse(data, role, schemas)
+	cfg, _ := doc.(*Config)
+	return cfg, ps
+}
 
 func TestExampleRunnerConfig(t *testing.T) {
 	data, err := os.ReadFile("../../examples/runner.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, ps := Parse(data, RoleRunner)
+	cfg, ps := parseDoc(data, Name)
 	// The one warning the example must give: its checksum is a placeholder to replace.
 	if len(ps) != 1 || !ps[0].Warning || ps[0].Path != "fargate.driver.sha256" {
 		t.Fatalf("examples/runner.yaml has problems:\n%s", strings.Join(strs(ps), "\n"))
 	}
-	// The reference setup (FACTS.md).
+	// The reference setup (examples/runner.yaml).
 	r, f := cfg.Runner, cfg.Fargate
 	checks := []struct {
 		name      string
@@ -37,7 +52,7 @@ func TestExampleRunnerConfig(t *testing.T) {
 		{"ssh", f.SSH, SSH{Username: "root", Port: 22}},
 		{"driver.version", f.Driver.Version, "v0.5.1"},
 		{"driver.sha256", f.Driver.SHA256, strings.Repeat("0", 64)},
-		{"ready_timeout", cfg.GitLab.ReadyTimeout, Duration(10 * time.Minute)},
+		{"ready_timeout", cfg.GitLab.ReadyTimeout, config.Duration(10 * time.Minute)},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -47,13 +62,13 @@ func TestExampleRunnerConfig(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	cfg, ps := Parse([]byte(doc(t, nil)), RoleRunner)
+	cfg, ps := parseDoc([]byte(doc(t, nil)), Name)
 	if len(ps) != 0 {
 		t.Fatal(strs(ps))
 	}
 	want := Config{
-		Version: 1,
-		GitLab:  GitLab{URL: "https://gitlab.example.com", PrivateURL: "https://10.0.1.10", ReadyTimeout: Duration(10 * time.Minute)},
+		Base:   config.Base{Version: 1},
+		GitLab: GitLabSection{GitLab: config.GitLab{URL: "https://gitlab.example.com", PrivateURL: "https://10.0.1.10", ReadyTimeout: config.Duration(10 * time.Minute)}},
 		Runner: &Runner{
 			User: "gitlab-runner", Concurrent: 10, CheckInterval: 3, RequestConcurrency: 1,
 			BuildsDir: "/opt/gitlab-runner/builds", CacheDir: "/opt/gitlab-runner/cache",
@@ -82,7 +97,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestSHA256Normalized(t *testing.T) {
-	cfg, ps := Parse([]byte(doc(t, map[string]string{"fargate.driver.sha256": strings.Repeat("AB", 32)})), RoleRunner)
+	cfg, ps := parseDoc([]byte(doc(t, map[string]string{"fargate.driver.sha256": strings.Repeat("AB", 32)})), Name)
 	if len(ps) != 0 {
 		t.Fatal(strs(ps))
 	}
@@ -138,7 +153,7 @@ fargate:
 		`fargate.subnet (line 18): "subnet-1" is not a subnet id (subnet- and 8 or 17 lower-case hex digits)`,
 		"fargate.subnet (line 19): duplicated key; it is already set on line 18",
 	}
-	cfg, ps := Parse([]byte(data), RoleRunner)
+	cfg, ps := parseDoc([]byte(data), Name)
 	if cfg != nil {
 		t.Error("config is not nil despite errors")
 	}
@@ -170,7 +185,7 @@ func TestSecretsAreReportedAndMasked(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, ps := Parse([]byte(tt.data), "")
+			_, ps := parseDoc([]byte(tt.data), Name)
 			got := strs(ps)
 			if !slices.Contains(got, tt.want) {
 				t.Errorf("missing problem %q in\n  %s", tt.want, strings.Join(got, "\n  "))
@@ -186,78 +201,9 @@ func TestSecretsAreReportedAndMasked(t *testing.T) {
 	}
 
 	// A parameter whose name merely contains a prefix is not a secret.
-	_, ps := Parse([]byte(doc(t, map[string]string{"runner.create.access_token_parameter": "/ci/glpat-create-runner-token"})), RoleRunner)
+	_, ps := parseDoc([]byte(doc(t, map[string]string{"runner.create.access_token_parameter": "/ci/glpat-create-runner-token"})), Name)
 	if len(ps) != 0 {
 		t.Errorf("parameter name taken for a secret: %q", strs(ps))
-	}
-}
-
-func TestDocumentProblems(t *testing.T) {
-	tests := []struct {
-		name, data string
-		want       []string
-	}{
-		{"empty", "", []string{"the configuration is empty; it needs at least version: 1 and a gitlab section (see examples/runner.yaml)"}},
-		{"only comments", "# nothing\n", []string{"the configuration is empty; it needs at least version: 1 and a gitlab section (see examples/runner.yaml)"}},
-		{"null", "~\n", []string{"the configuration is empty; it needs at least version: 1 and a gitlab section (see examples/runner.yaml)"}},
-		{"two documents", "version: 1\n---\nversion: 1\n", []string{"line 2: a second YAML document starts here; the configuration must be one document (remove the --- separator)"}},
-		{"syntax error", "version: 1\ngitlab:\n  url: [\n", []string{"line 3: invalid YAML: did not find expected node content"}},
-		{"tab indentation", "version: 1\ngitlab:\n\turl: x\n", []string{"line 3: invalid YAML: found character that cannot start any token; the line is indented with a tab: YAML indents with spaces only"}},
-		{"not a mapping", "- version: 1\n", []string{"line 1: the configuration must be a mapping (version: 1, gitlab:, runner:, fargate:), got a list"}},
-		{"merge key", "version: 1\nbase: &b {url: https://g.example.com}\ngitlab:\n  <<: *b\n", []string{
-			`base (line 2): unknown key; known keys in the top level: version, gitlab, runner, fargate, coordinator, backup`,
-			"gitlab (line 4): merge keys (<<) are not supported; write the keys out",
-		}},
-		{"alias is followed", "version: 1\ngitlab:\n  url: &u https://g.example.com\n  private_url: *u\n", nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, ps := Parse([]byte(tt.data), "")
-			if got := strs(ps); !slices.Equal(got, tt.want) {
-				t.Errorf("problems:\n got  %q\n want %q", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestUnknownRole(t *testing.T) {
-	cfg, ps := Parse([]byte(doc(t, nil)), "front")
-	if cfg != nil || len(ps) != 1 || ps[0].String() != `unknown role "front"; want "runner" or "gitlab"` {
-		t.Errorf("got %v %q", cfg, strs(ps))
-	}
-}
-
-func TestProblemString(t *testing.T) {
-	tests := []struct {
-		p    Problem
-		want string
-	}{
-		{Problem{Path: "runner.concurrent", Line: 12, Message: "must be > 0"}, "runner.concurrent (line 12): must be > 0"},
-		{Problem{Path: "runner", Message: "x"}, "runner: x"},
-		{Problem{Line: 3, Message: "x"}, "line 3: x"},
-		{Problem{Message: "x"}, "x"},
-		{Problem{Path: "runner.limit", Line: 9, Message: "x", Warning: true}, "warning: runner.limit (line 9): x"},
-	}
-	for _, tt := range tests {
-		if got := tt.p.String(); got != tt.want {
-			t.Errorf("String() = %q, want %q", got, tt.want)
-		}
-	}
-}
-
-func TestProblemsFilters(t *testing.T) {
-	ps := Problems{{Path: "a", Message: "e1"}, {Path: "b", Message: "w", Warning: true}, {Path: "c", Message: "e2"}}
-	if got := strs(ps.Errors()); !slices.Equal(got, []string{"a: e1", "c: e2"}) {
-		t.Errorf("Errors() = %q", got)
-	}
-	if got := strs(ps.Warnings()); !slices.Equal(got, []string{"warning: b: w"}) {
-		t.Errorf("Warnings() = %q", got)
-	}
-	if err := ps.Err(); err == nil || err.Error() != "a: e1\nc: e2" {
-		t.Errorf("Err() = %v", err)
-	}
-	if err := ps.Warnings().Err(); err != nil {
-		t.Errorf("warnings alone: Err() = %v", err)
 	}
 }
 

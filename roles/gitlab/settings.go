@@ -1,15 +1,16 @@
-package config
+package gitlab
 
 import (
 	"fmt"
 	"math"
-	"reflect"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/glbootstrap/glbootstrap/internal/config"
 )
 
 // Settings are the extra gitlab.rb settings of gitlab.settings, decoded into plain typed values:
@@ -26,6 +27,9 @@ import (
 // The root names are Ruby code in gitlab.rb (method calls), never literals, so they are limited
 // to GitLabRBHashRoots and GitLabRBCallRoots. Keys below a root are only ever rendered as Ruby
 // string literals.
+//
+// config.Parse checks the section through CheckNode (a config.NodeChecker), so each problem
+// comes with its path and line.
 //
 // Settings is a small struct around a pointer so that GitLab stays comparable with ==; the zero
 // value holds no settings.
@@ -108,12 +112,10 @@ var managedSettings = map[string]string{
 // servers' password, secret_key_base, ...). Secrets never go in the configuration.
 var secretKeyRE = regexp.MustCompile(`(?i)(password|secret|private_key|key_base|(^|_)token$)`)
 
-var settingsType = reflect.TypeFor[Settings]()
-
 var integerText = regexp.MustCompile(`^[-+]?[0-9_]+$`)
 
 // UnmarshalYAML converts the mapping with the rules of Settings; problems come back as a
-// *yaml.TypeError (Parse reports them earlier, with paths, through walkSettings).
+// *yaml.TypeError (Parse reports them earlier, with paths, through CheckNode).
 func (s *Settings) UnmarshalYAML(n *yaml.Node) error {
 	var errs []string
 	v, ok := convertSettings(n, "gitlab.settings", func(path string, line int, msg string) {
@@ -126,16 +128,10 @@ func (s *Settings) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// walkSettings checks gitlab.settings during the structural walk, reporting every problem with
-// its path and line.
-func (p *parser) walkSettings(n *yaml.Node, path string) bool {
-	_, ok := convertSettings(n, path, func(ep string, line int, msg string) {
-		p.bad[ep] = true
-		p.errf(ep, line, "%s", msg)
-	})
-	if !ok {
-		p.bad[path] = true
-	}
+// CheckNode checks gitlab.settings during config.Parse's structural walk, reporting every
+// problem with its path and line (config.NodeChecker).
+func (s *Settings) CheckNode(n *yaml.Node, path string, report func(path string, line int, msg string)) bool {
+	_, ok := convertSettings(n, path, report)
 	return ok
 }
 
@@ -152,7 +148,7 @@ func convertSettings(n *yaml.Node, path string, report func(path string, line in
 		return Settings{}, true
 	}
 	if n.Kind != yaml.MappingNode {
-		report(path, n.Line, fmt.Sprintf("must be a mapping of gitlab.rb roots (gitlab_rails:, nginx:, ...), got %s", describeNode(n)))
+		report(path, n.Line, fmt.Sprintf("must be a mapping of gitlab.rb roots (gitlab_rails:, nginx:, ...), got %s", config.DescribeNode(n)))
 		return Settings{}, false
 	}
 	out := map[string]any{}
@@ -179,7 +175,7 @@ func convertSettings(n *yaml.Node, path string, report func(path string, line in
 			ok = false
 		case slices.Contains(GitLabRBHashRoots, root):
 			if v.Kind != yaml.MappingNode {
-				report(rp, v.Line, fmt.Sprintf("must be a mapping of %s keys (%s: {key: value}), got %s", root, root, describeNode(v)))
+				report(rp, v.Line, fmt.Sprintf("must be a mapping of %s keys (%s: {key: value}), got %s", root, root, config.DescribeNode(v)))
 				ok = false
 				continue
 			}
@@ -201,13 +197,7 @@ func convertSettings(n *yaml.Node, path string, report func(path string, line in
 // suggestRoot names the closest known root, or lists them all.
 func suggestRoot(root string) string {
 	all := append(slices.Clone(GitLabRBHashRoots), GitLabRBCallRoots...)
-	best, bestDist := "", -1
-	for _, r := range all {
-		d := levenshtein(normalizeKey(root), normalizeKey(r))
-		if bestDist < 0 || d < bestDist {
-			best, bestDist = r, d
-		}
-	}
+	best, bestDist := config.Nearest(root, all)
 	// Two edits, not one: a swapped pair of letters (ngnix) is the usual typo.
 	if bestDist >= 0 && bestDist <= max(2, min(3, len(root)/4)) {
 		return fmt.Sprintf("did you mean %q?", best)
@@ -344,6 +334,22 @@ func IsHashRoot(root string) bool { return slices.Contains(GitLabRBHashRoots, ro
 
 // IsCallRoot reports whether root is one of GitLabRBCallRoots.
 func IsCallRoot(root string) bool { return slices.Contains(GitLabRBCallRoots, root) }
+
+func deref(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
+
+func joinPath(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
 
 // firstAlias returns the first alias node in n's subtree, without following any.
 func firstAlias(n *yaml.Node) *yaml.Node {
