@@ -201,7 +201,7 @@ func TestBackupBadInput(t *testing.T) {
 		want        string
 	}{
 		// Only systemd can judge the expression: the backup-timer phase asks it before writing.
-		{name: "invalid calendar", extra: "", code: 1, want: `phase backup-timer: backup.schedule "every night" is not a valid systemd OnCalendar expression`, setup: func(w *world) {
+		{name: "invalid calendar", extra: "", code: 1, want: `backup.schedule "every night" is not a valid systemd OnCalendar expression`, setup: func(w *world) {
 			w.setGitLabConfig(w.stack.GitLabConfig("", strings.Replace(backupSection, `"*-*-* 02:00:00"`, `"every night"`, 1)))
 		}},
 		{name: "chunk below S3's minimum part size", code: 3, want: "below S3's minimum part size of 5 MiB", setup: func(w *world) {

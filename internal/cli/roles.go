@@ -46,9 +46,9 @@ func (e *env) roleEnv(s *session, clients *awsClients, source string, bakeOnly b
 			return gitlabapi.Apply(c), nil
 		},
 		BackupCheck: backupCheck(clients, s.plan),
-		Progress: s.out.progress,
-		Source:   absSource(source),
-		BakeOnly: bakeOnly,
+		Progress:    s.out.progress,
+		Source:      absSource(source),
+		BakeOnly:    bakeOnly,
 	}
 }
 

@@ -43,11 +43,11 @@ func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepa
 		binary, _ = os.Executable()
 	}
 	return Prepare(ctx, Deps{
-		Host:     env.Host,
-		Config:   doc.(*Config),
-		Facts:    env.Facts,
-		Params:   env.AWS,
-		Progress: env.Progress,
+		Host:         env.Host,
+		Config:       doc.(*Config),
+		Facts:        env.Facts,
+		Params:       env.AWS,
+		Progress:     env.Progress,
 		BackupCheck:  env.BackupCheck,
 		Units:        env.Units,
 		ConfigSource: env.Source,

@@ -49,9 +49,9 @@ func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepa
 		},
 		NewGitLab: env.GitLab,
 		Units:     env.Units,
-		Progress: env.Progress,
-		BakeOnly: env.BakeOnly,
-		Selected: env.Selected,
+		Progress:  env.Progress,
+		BakeOnly:  env.BakeOnly,
+		Selected:  env.Selected,
 	}
 	if co := cfg.Coordinator; co != nil && env.Images != nil {
 		d.Coordinator = env.Images(role.ImageSpec{Repository: co.Repository, Project: co.CodeBuildProject,
