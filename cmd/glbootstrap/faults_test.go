@@ -86,6 +86,11 @@ func faultRunnerWorld(t *testing.T) *world {
 	cfg = strings.Replace(cfg, w.stack.DriverURL, "s3://"+testenv.StackBucket+"/"+key, 1)
 	cfg = strings.Replace(cfg, w.stack.DriverSHA256, hex.EncodeToString(sum[:]), 1)
 	w.setConfig(cfg)
+	// A kill can land after GitLab created the runner and before its token was saved; the next
+	// apply finds that runner by its maintenance note and deletes it, which takes a token that
+	// may also read (read_api) and delete (manage_runner) runners. With create_runner alone it
+	// can only warn (TestOrphanedRunnerIsDeletedOnceFound).
+	w.stack.GitLab.AddAccessToken(testenv.StackAccessTokenVal, "create_runner", "read_api", "manage_runner")
 	return w
 }
 

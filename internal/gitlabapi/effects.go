@@ -15,6 +15,9 @@ type Lifecycle interface {
 	CheckTLS(ctx context.Context) error
 	WaitReady(ctx context.Context, timeout time.Duration, progress func(string)) error
 	Verify(ctx context.Context, token, systemID string) (bool, error)
+	// Orphans lists the runners a create request with o and marker in its maintenance note
+	// left behind, never contacted (errors wrap ErrCannotList without the read_api scope).
+	Orphans(ctx context.Context, accessToken string, o CreateOptions, marker string) ([]int64, error)
 	// Create is POST /api/v4/user/runners with a create_runner access token.
 	Create(ctx context.Context, accessToken string, o CreateOptions) (Registered, host.Step, error)
 	// Register is the legacy POST /api/v4/runners with a registration token.

@@ -39,6 +39,10 @@ type CreateOptions struct {
 	RunUntagged bool
 	// Locked keeps a project runner from being enabled in other projects.
 	Locked bool
+	// MaintenanceNote is the runner's maintenance note (free text, at most 1024 characters):
+	// glbootstrap puts a per-request marker there, by which a later run recognises a runner
+	// whose create answer was lost.
+	MaintenanceNote string
 }
 
 // Registered is a runner as GitLab returned it on creation. Token is the
@@ -123,10 +127,17 @@ func (c *Client) CreateRunner(ctx context.Context, accessToken string, o CreateO
 	if len(o.Tags) > 0 {
 		opts.TagList = gitlab.Ptr(o.Tags)
 	}
+	if o.MaintenanceNote != "" {
+		opts.MaintenanceNote = gitlab.Ptr(o.MaintenanceNote)
+	}
 	r, resp, err := c.gl.Users.CreateUserRunner(opts,
 		gitlab.WithContext(ctx), gitlab.WithToken(gitlab.PrivateToken, accessToken), noRetry)
 	if err != nil {
-		return Registered{}, redact(c.createError(resp, err, o), accessToken)
+		out := redact(c.createError(resp, err, o), accessToken)
+		if code := statusOf(resp, err); code >= 400 && code < 500 {
+			out = refusedError{out}
+		}
+		return Registered{}, out
 	}
 	if r == nil || r.Token == "" || r.ID == 0 {
 		return Registered{}, fmt.Errorf("creating runner at %s: GitLab's answer has no runner id or token", c.URL())
@@ -181,6 +192,9 @@ func (c *Client) RegisterLegacy(ctx context.Context, registrationToken string, o
 	if len(o.Tags) > 0 {
 		opts.TagList = gitlab.Ptr(o.Tags)
 	}
+	if o.MaintenanceNote != "" {
+		opts.MaintenanceNote = gitlab.Ptr(o.MaintenanceNote)
+	}
 	r, resp, err := c.gl.Runners.RegisterNewRunner(opts, gitlab.WithContext(ctx), noRetry)
 	if err != nil {
 		var out error
@@ -200,7 +214,11 @@ func (c *Client) RegisterLegacy(ctx context.Context, registrationToken string, o
 		default:
 			out = fmt.Errorf("registering runner at %s: GitLab answered %s: %w", c.URL(), httpStatus(code, err), err)
 		}
-		return Registered{}, redact(out, registrationToken)
+		out = redact(out, registrationToken)
+		if code := statusOf(resp, err); code >= 400 && code < 500 {
+			out = refusedError{out}
+		}
+		return Registered{}, out
 	}
 	if r == nil || r.Token == "" || r.ID == 0 {
 		return Registered{}, fmt.Errorf("registering runner at %s: GitLab's answer has no runner id or token", c.URL())
@@ -289,4 +307,91 @@ func (c *Client) explainRequestError(err error) error {
 		return err
 	}
 	return c.explainConnError(c.addr(), err)
+}
+
+// ErrCannotList means the access token may not list runners (HTTP 401/403 on the runner list):
+// it needs the read_api (or api) scope besides create_runner.
+var ErrCannotList = errors.New("the access token may not list runners")
+
+// refusedError marks an error GitLab answered with a 4xx status to a create or register
+// request: the runner was certainly not created.
+type refusedError struct{ error }
+
+func (e refusedError) Unwrap() error { return e.error }
+
+// Refused reports whether err is GitLab's 4xx answer to a create or register request, so no
+// runner was created; a network error or a 5xx leaves that unknown.
+func Refused(err error) bool {
+	var r refusedError
+	return errors.As(err, &r)
+}
+
+// Orphans lists the ids of the runners a create request with options o left behind when its
+// answer was lost (the process killed before it saved the token): runners of o's type (and
+// group or project) described o.Description that no runner manager ever contacted GitLab for
+// (status never_contacted) and whose maintenance note contains marker, the request's own. It
+// uses GET /api/v4/runners/all, /groups/:id/runners or /projects/:id/runners with type and
+// status filters, following pages, then GET /api/v4/runners/:id for each candidate's note
+// (REST API "Runners"). Errors wrap ErrCannotList when the token may not read runners.
+func (c *Client) Orphans(ctx context.Context, accessToken string, o CreateOptions, marker string) ([]int64, error) {
+	typ := o.RunnerType
+	if typ == "" {
+		typ = "instance_type"
+	}
+	var ids []int64
+	for page := int64(1); page > 0; {
+		lo := gitlab.ListOptions{Page: page, PerPage: 100}
+		var (
+			list []*gitlab.Runner
+			resp *gitlab.Response
+			err  error
+		)
+		opts := []gitlab.RequestOptionFunc{gitlab.WithContext(ctx), gitlab.WithToken(gitlab.PrivateToken, accessToken), noRetry}
+		switch typ {
+		case "group_type":
+			list, resp, err = c.gl.Runners.ListGroupsRunners(o.GroupID, &gitlab.ListGroupsRunnersOptions{ListOptions: lo,
+				Type: gitlab.Ptr(typ), Status: gitlab.Ptr("never_contacted")}, opts...)
+		case "project_type":
+			list, resp, err = c.gl.Runners.ListProjectRunners(o.ProjectID, &gitlab.ListProjectRunnersOptions{ListOptions: lo,
+				Type: gitlab.Ptr(typ), Status: gitlab.Ptr("never_contacted")}, opts...)
+		default:
+			list, resp, err = c.gl.Runners.ListAllRunners(&gitlab.ListRunnersOptions{ListOptions: lo,
+				Type: gitlab.Ptr(typ), Status: gitlab.Ptr("never_contacted")}, opts...)
+		}
+		if err != nil {
+			switch code := statusOf(resp, err); code {
+			case http.StatusUnauthorized, http.StatusForbidden:
+				return nil, redact(fmt.Errorf("%w (%s): it needs the read_api or api scope", ErrCannotList, httpStatus(code, err)), accessToken)
+			case 0:
+				return nil, redact(fmt.Errorf("listing runners at %s: %w", c.URL(), c.explainRequestError(err)), accessToken)
+			default:
+				return nil, redact(fmt.Errorf("listing runners at %s: GitLab answered %s: %w", c.URL(), httpStatus(code, err), err), accessToken)
+			}
+		}
+		for _, r := range list {
+			if r.Description == o.Description && (r.Status == "" || r.Status == "never_contacted") {
+				ids = append(ids, r.ID)
+			}
+		}
+		page = 0
+		if resp != nil {
+			page = resp.NextPage
+		}
+	}
+	var out []int64
+	for _, id := range ids {
+		d, resp, err := c.gl.Runners.GetRunnerDetails(id, gitlab.WithContext(ctx), gitlab.WithToken(gitlab.PrivateToken, accessToken), noRetry)
+		if err != nil {
+			if code := statusOf(resp, err); code == http.StatusUnauthorized || code == http.StatusForbidden {
+				return nil, redact(fmt.Errorf("%w (%s on runner %d): it needs the read_api or api scope", ErrCannotList, httpStatus(code, err), id), accessToken)
+			} else if code == http.StatusNotFound {
+				continue
+			}
+			return nil, redact(fmt.Errorf("reading runner %d at %s: %w", id, c.URL(), err), accessToken)
+		}
+		if marker != "" && strings.Contains(d.MaintenanceNote, marker) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -70,6 +71,8 @@ type GitLabRunner struct {
 	SystemIDs []string
 	// Legacy is true for runners registered with a registration token.
 	Legacy bool
+	// MaintenanceNote is the free-text note given at creation.
+	MaintenanceNote string
 }
 
 // GitLab is a protocol-level stand-in for the GitLab REST endpoints a runner
@@ -85,6 +88,9 @@ type GitLabRunner struct {
 //	DELETE /api/v4/runners                 runner token → 204 | 403
 //	DELETE /api/v4/runners/:id             PRIVATE-TOKEN with api or manage_runner scope → 204 | 404
 //	GET    /api/v4/version                 PRIVATE-TOKEN with api or read_api scope → 200
+//	GET    /api/v4/runners/all             PRIVATE-TOKEN with api or read_api scope; ?type= &status= &page= &per_page=
+//	GET    /api/v4/groups/:id/runners      the same, for a group's runners
+//	GET    /api/v4/projects/:id/runners    the same, for a project's runners
 //
 // Every access token is treated as an administrator's; group and project IDs
 // > 0 are taken to exist. All methods are safe for concurrent use.
@@ -320,6 +326,10 @@ func (g *GitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.handleDeleteByToken(w, r)
 	case r.Method == http.MethodDelete && idRoute != "":
 		g.handleDeleteByID(w, r, idRoute)
+	case r.Method == http.MethodGet && idRoute != "" && idRoute != "all":
+		g.handleDetails(w, r, idRoute)
+	case r.Method == http.MethodGet && (path == "/api/v4/runners/all" || gitlabScopedRunnersRE.MatchString(path)):
+		g.handleList(w, r)
 	case r.Method == http.MethodGet && path == "/api/v4/version":
 		if _, ok := g.authorize(w, r, "api", "read_api"); !ok {
 			return
@@ -404,6 +414,7 @@ func (g *GitLab) handleCreate(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rn.Description, _ = p.str("description")
+	rn.MaintenanceNote, _ = p.str("maintenance_note")
 	p.boolean("paused", &rn.Paused, &errs)
 	p.boolean("locked", &rn.Locked, &errs)
 	p.boolean("run_untagged", &rn.RunUntagged, &errs)
@@ -455,6 +466,7 @@ func (g *GitLab) handleRegister(w http.ResponseWriter, r *http.Request) {
 	var errs []string
 	rn := &GitLabRunner{RunnerType: "instance_type", Legacy: true, RunUntagged: true}
 	rn.Description, _ = p.str("description")
+	rn.MaintenanceNote, _ = p.str("maintenance_note")
 	p.boolean("paused", &rn.Paused, &errs)
 	p.boolean("locked", &rn.Locked, &errs)
 	p.boolean("run_untagged", &rn.RunUntagged, &errs)
@@ -567,6 +579,95 @@ func (g *GitLab) whitelisted(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// handleDetails answers GET /api/v4/runners/:id (REST API "Get runner's details") with the
+// fields glbootstrap reads.
+func (g *GitLab) handleDetails(w http.ResponseWriter, r *http.Request, rawID string) {
+	if _, ok := g.authorize(w, r, "api", "read_api", "manage_runner"); !ok {
+		return
+	}
+	id, err := strconv.ParseInt(rawID, 10, 64)
+	if err != nil {
+		gitlabJSON(w, http.StatusBadRequest, map[string]any{"error": "id is invalid"})
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	rn, ok := g.runners[id]
+	if !ok {
+		gitlabMessage(w, http.StatusNotFound, "404 Runner Not Found")
+		return
+	}
+	status := "online"
+	if len(rn.SystemIDs) == 0 {
+		status = "never_contacted"
+	}
+	gitlabJSON(w, http.StatusOK, map[string]any{"id": rn.ID, "description": rn.Description, "runner_type": rn.RunnerType,
+		"status": status, "paused": rn.Paused, "maintenance_note": rn.MaintenanceNote, "tag_list": rn.Tags,
+		"run_untagged": rn.RunUntagged, "locked": rn.Locked})
+}
+
+// gitlabScopedRunnersRE matches GET /groups/:id/runners and /projects/:id/runners.
+var gitlabScopedRunnersRE = regexp.MustCompile(`^/api/v4/(groups|projects)/([0-9]+)/runners$`)
+
+// handleList answers the runner list endpoints (REST API "Runners": list all runners, a
+// group's, a project's) with the fields glbootstrap reads: id, description, runner_type and
+// status, which is never_contacted until a runner manager verified or polled with the token.
+// Filters: type, status; pages of per_page (default 20, at most 100) with X-Next-Page.
+func (g *GitLab) handleList(w http.ResponseWriter, r *http.Request) {
+	if _, ok := g.authorize(w, r, "api", "read_api"); !ok {
+		return
+	}
+	q := r.URL.Query()
+	scope, scopeID := "", int64(0)
+	if m := gitlabScopedRunnersRE.FindStringSubmatch(r.URL.Path); m != nil {
+		scope = m[1]
+		scopeID, _ = strconv.ParseInt(m[2], 10, 64)
+	}
+	g.mu.Lock()
+	var list []map[string]any
+	ids := make([]int64, 0, len(g.runners))
+	for id := range g.runners {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		rn := g.runners[id]
+		status := "online"
+		if len(rn.SystemIDs) == 0 {
+			status = "never_contacted"
+		}
+		switch {
+		case scope == "groups" && rn.GroupID != scopeID,
+			scope == "projects" && rn.ProjectID != scopeID,
+			q.Get("type") != "" && q.Get("type") != rn.RunnerType,
+			q.Get("status") != "" && q.Get("status") != status:
+			continue
+		}
+		list = append(list, map[string]any{"id": rn.ID, "description": rn.Description, "runner_type": rn.RunnerType,
+			"status": status, "paused": rn.Paused, "is_shared": rn.RunnerType == "instance_type"})
+	}
+	g.mu.Unlock()
+	per, _ := strconv.Atoi(q.Get("per_page"))
+	if per <= 0 {
+		per = 20
+	}
+	per = min(per, 100)
+	page, _ := strconv.Atoi(q.Get("page"))
+	page = max(page, 1)
+	start := min((page-1)*per, len(list))
+	end := min(start+per, len(list))
+	if end < len(list) {
+		w.Header().Set("X-Next-Page", strconv.Itoa(page+1))
+	}
+	w.Header().Set("X-Page", strconv.Itoa(page))
+	w.Header().Set("X-Per-Page", strconv.Itoa(per))
+	out := list[start:end]
+	if out == nil {
+		out = []map[string]any{}
+	}
+	gitlabJSON(w, http.StatusOK, out)
 }
 
 func (g *GitLab) storeLocked(r *GitLabRunner) *GitLabRunner {

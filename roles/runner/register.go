@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,18 @@ type State struct {
 	TokenObtainedAt time.Time `json:"token_obtained_at"`
 	TokenExpiresAt  time.Time `json:"token_expires_at"`
 	URL             string    `json:"url"`
+	// Creating is set, durably, just before glbootstrap asks GitLab to create or register a
+	// runner, and cleared once its token is saved: when it is found set, a run was killed in
+	// between and GitLab may hold a runner whose token nobody has (see recoverOrphans).
+	Creating *CreateIntent `json:"create_in_progress,omitempty"`
+}
+
+// CreateIntent records a create or register request that was sent.
+type CreateIntent struct {
+	Description string    `json:"description"`
+	Since       time.Time `json:"since"`
+	// Marker is the request's own random marker, sent in the runner's maintenance note.
+	Marker string `json:"marker"`
 }
 
 // systemIDPattern is gitlab-runner's format for .runner_system_id
@@ -200,6 +213,26 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		opts.RunnerType, opts.GroupID, opts.ProjectID = rc.Create.RunnerType, rc.Create.GroupID, rc.Create.ProjectID
 		verb = "created"
 	}
+	if st.Creating != nil {
+		rs, err := r.recoverOrphans(ctx, gl, opts, *st.Creating)
+		steps = append(steps, rs...)
+		if err != nil {
+			return steps, err
+		}
+	}
+	// Record the request before sending it: if this process dies before the token is saved,
+	// the next run knows GitLab may hold a runner nobody has the token of.
+	prev, hadState := st, r.d.Host.Exists(StateFile)
+	prev.Creating = nil
+	marker, err := randomMarker()
+	if err != nil {
+		return steps, err
+	}
+	st.Creating = &CreateIntent{Description: r.name, Since: time.Now().UTC().Truncate(time.Second), Marker: marker}
+	opts.MaintenanceNote = fmt.Sprintf("Created by glbootstrap for runner manager %s on instance %s (request %s).", sysID, r.facts.InstanceID, marker)
+	if _, err := r.saveState(st); err != nil {
+		return steps, err
+	}
 	var (
 		reg  gitlabapi.Registered
 		step host.Step
@@ -215,6 +248,15 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		reg, step, err = gl.Register(cctx, r.secret, opts)
 	}
 	if err != nil {
+		if gitlabapi.Refused(err) {
+			// GitLab said no: nothing was created, so nothing is pending either. The state file
+			// goes back to what it was, and a retry changes nothing more than this one.
+			if hadState {
+				_, _ = r.saveState(prev)
+			} else {
+				_, _ = r.d.Host.EnsureAbsent(StateFile, "the create request was refused")
+			}
+		}
 		if rc.Create == nil {
 			return steps, fmt.Errorf("registering with the token in SSM %s (runner.registration_token_parameter): %w", rc.RegistrationTokenParameter, err)
 		}
@@ -231,6 +273,7 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	if rc.Create == nil {
 		st.Source = "registration"
 	}
+	st.Creating = nil
 	// The token is shown once: keep it before doing anything else.
 	steps = append(steps, step)
 	ps, err := persist(st)
@@ -309,3 +352,54 @@ func (r *Role) progress(msg string) {
 
 // errNoToken is returned by runner-config when no token is known yet.
 var errNoToken = errors.New("no runner authentication token is known yet: run the register phase first (glbootstrap apply without --phase)")
+
+// recoverOrphans handles a create or register request an earlier run sent but did not live to
+// save the answer of (State.Creating): GitLab may hold a runner whose token nobody has, and
+// which no runner manager will ever poll. With an access token that may read runners (read_api)
+// and delete them (manage_runner or api), each runner of this name that never contacted GitLab
+// and carries the request's marker in its maintenance note is deleted, so creating again leaves
+// exactly one; another front's runner of the same name is never touched. Otherwise the step is a warning that names
+// the runner to delete by hand; creating goes on (a front without a runner helps nobody).
+func (r *Role) recoverOrphans(ctx context.Context, gl GitLab, o gitlabapi.CreateOptions, in CreateIntent) ([]host.Step, error) {
+	what := fmt.Sprintf("an earlier apply was interrupted after asking GitLab (at %s) to create runner %q, before it could save the token",
+		in.Since.Format(time.RFC3339), in.Description)
+	manual := fmt.Sprintf("delete the runner %q that never contacted GitLab (Admin area > CI/CD > Runners, or the group's or project's runners page)", in.Description)
+	note := host.Step{Kind: "remote", Target: r.privateURL + "/api/v4/runners"}
+	if r.cfg.Runner.Create == nil {
+		note.Warning = what + "; a registration token cannot look it up: " + manual
+		return []host.Step{note}, nil
+	}
+	o.Description = in.Description
+	ids, err := gl.Orphans(ctx, r.secret, o, in.Marker)
+	if errors.Is(err, gitlabapi.ErrCannotList) {
+		note.Warning = what + "; the access token in " + r.cfg.Runner.Create.AccessTokenParameter +
+			" may not list runners, so glbootstrap cannot find it: " + manual + ", or give the token the read_api and manage_runner scopes"
+		return []host.Step{note}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s; looking for it: %w", what, err)
+	}
+	var steps []host.Step
+	for _, id := range ids {
+		st, err := gl.Delete(ctx, r.secret, id)
+		st.Summary += " (left by an interrupted apply: GitLab created it, its token was lost)"
+		if err != nil {
+			st.Changed, st.Warning = false, fmt.Sprintf("%s; deleting runner #%d failed (%v): %s", what, id, err, manual)
+		}
+		steps = append(steps, st)
+	}
+	if len(steps) == 0 {
+		steps = append(steps, host.Step{Kind: "remote", Target: note.Target,
+			Summary: fmt.Sprintf("%s: GitLab created none (no runner %q that never contacted it)", what, in.Description)})
+	}
+	return steps, nil
+}
+
+// randomMarker returns 16 random hex digits for a create request's maintenance note.
+func randomMarker() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
