@@ -36,6 +36,14 @@ func newBackupWorld(t *testing.T, extra string) (*world, result) {
 	w.stack.S3.CreateBucketIn(testenv.StackBackupBucket, "us-east-2")
 	w.setGitLabConfig(w.stack.GitLabConfig("", backupSection+extra))
 	r := w.gitlab("apply")
+	w.useBackupStandIn(t)
+	return w, r
+}
+
+// useBackupStandIn makes the root look reconfigured by Omnibus and puts this test binary, as
+// Omnibus's gitlab-backup, first on the runs' PATH.
+func (w *world) useBackupStandIn(t *testing.T) {
+	t.Helper()
 	if err := standin.SimulateReconfigure(w.root); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +57,6 @@ func newBackupWorld(t *testing.T, extra string) (*world, result) {
 		}
 	}
 	w.env = append(w.env, standInFlag+"=1", standin.RootEnv+"="+w.root, standin.BucketEnv+"="+testenv.StackBackupBucket)
-	return w, r
 }
 
 func (w *world) backup(verb string, extra ...string) result {

@@ -199,19 +199,7 @@ func gitlabSecrets(t *testing.T, format string) {
 	w.cmdIn(format, 0, with("apply")...)
 
 	// The nightly backup archives /etc/gitlab (gitlab.rb, gitlab-secrets.json), and fails.
-	if err := standin.SimulateReconfigure(w.root); err != nil {
-		t.Fatal(err)
-	}
-	bin := t.TempDir()
-	if err := standin.WriteGitLabBackup(bin, os.Args[0]); err != nil {
-		t.Fatal(err)
-	}
-	for i, kv := range w.env {
-		if strings.HasPrefix(kv, "PATH=") {
-			w.env[i] = "PATH=" + bin + ":" + strings.TrimPrefix(kv, "PATH=")
-		}
-	}
-	w.env = append(w.env, standInFlag+"=1", standin.RootEnv+"="+w.root, standin.BucketEnv+"="+testenv.StackBackupBucket)
+	w.useBackupStandIn(t)
 	backup := func(verb string) []string {
 		return []string{"backup", verb, "--config", "ssm:" + testenv.StackGitLabConfigParam, "--root", w.root}
 	}

@@ -599,12 +599,8 @@ func (g *GitLab) handleDetails(w http.ResponseWriter, r *http.Request, rawID str
 		gitlabMessage(w, http.StatusNotFound, "404 Runner Not Found")
 		return
 	}
-	status := "online"
-	if len(rn.SystemIDs) == 0 {
-		status = "never_contacted"
-	}
 	gitlabJSON(w, http.StatusOK, map[string]any{"id": rn.ID, "description": rn.Description, "runner_type": rn.RunnerType,
-		"status": status, "paused": rn.Paused, "maintenance_note": rn.MaintenanceNote, "tag_list": rn.Tags,
+		"status": rn.status(), "paused": rn.Paused, "maintenance_note": rn.MaintenanceNote, "tag_list": rn.Tags,
 		"run_untagged": rn.RunUntagged, "locked": rn.Locked})
 }
 
@@ -634,10 +630,7 @@ func (g *GitLab) handleList(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
 		rn := g.runners[id]
-		status := "online"
-		if len(rn.SystemIDs) == 0 {
-			status = "never_contacted"
-		}
+		status := rn.status()
 		switch {
 		case scope == "groups" && rn.GroupID != scopeID,
 			scope == "projects" && rn.ProjectID != scopeID,
@@ -688,6 +681,15 @@ func (g *GitLab) byTokenLocked(token string) *GitLabRunner {
 		}
 	}
 	return nil
+}
+
+// status is the runner's status as the REST API reports it: never_contacted until a runner
+// manager verified or polled with its token (the stand-in does not age runners to offline).
+func (r *GitLabRunner) status() string {
+	if len(r.SystemIDs) == 0 {
+		return "never_contacted"
+	}
+	return "online"
 }
 
 func gitlabCopyRunner(r *GitLabRunner) GitLabRunner {
