@@ -250,3 +250,40 @@ func (h *Host) Replace(st Step, p string, r io.Reader, mode fs.FileMode, owner O
 	st.Summary = h.m.verb(st.Summary)
 	return st, h.WriteAtomic(p, r, mode, owner, verify)
 }
+
+// EnsureSymlink makes the target path p a symbolic link whose target is exactly target (kept
+// as written: an absolute target means the root's own tree, as for a chroot). A link with
+// another target is replaced atomically (a new link beside it, renamed over it); anything else
+// at p is refused. Missing parents are created 0755.
+func (h *Host) EnsureSymlink(p, target string) (Step, error) {
+	st := Step{Kind: "link", Target: p}
+	rel, err := h.resolve(p, false)
+	if err != nil {
+		return st, err
+	}
+	if err := h.m.cleanTemps(rel); err != nil {
+		return st, err
+	}
+	info, err := h.root.Lstat(rel)
+	switch {
+	case err == nil && info.Mode().Type() != fs.ModeSymlink:
+		return st, fmt.Errorf("%s exists and is not a symbolic link (%s): move it away", p, info.Mode().Type())
+	case err == nil:
+		cur, err := h.root.Readlink(rel)
+		if err != nil {
+			return st, h.explain("reading the link", p, err)
+		}
+		if cur == target {
+			st.Summary = "unchanged"
+			return st, nil
+		}
+		st.Summary = "-> " + target + " (was -> " + cur + ")"
+	case errors.Is(err, fs.ErrNotExist):
+		st.Summary = "-> " + target
+	default:
+		return st, h.explain("checking", p, err)
+	}
+	st.Changed = true
+	st.Summary = h.m.verb("linked " + st.Summary)
+	return st, h.explain("linking", p, h.m.symlink(rel, target))
+}

@@ -27,6 +27,8 @@ type mutator interface {
 	chmod(rel string, mode fs.FileMode) error
 	chown(rel string, uid, gid int) error
 	remove(rel string) error
+	// symlink makes rel a link to target, replacing a link already there atomically.
+	symlink(rel, target string) error
 	// cleanTemps removes temp files a killed run left beside rel (.NAME.glb-*).
 	cleanTemps(rel string) error
 	run(ctx context.Context, stdin io.Reader, argv []string) (Action, []byte, error)
@@ -60,6 +62,10 @@ func (p planMutator) chown(rel string, uid, gid int) error {
 }
 func (p planMutator) remove(rel string) error {
 	p.log.add(Action{Kind: "remove", Target: "/" + rel})
+	return nil
+}
+func (p planMutator) symlink(rel, target string) error {
+	p.log.add(Action{Kind: "symlink", Target: "/" + rel})
 	return nil
 }
 func (p planMutator) cleanTemps(string) error { return nil }
@@ -167,6 +173,25 @@ func (a *applyMutator) chown(rel string, uid, gid int) error {
 }
 
 func (a *applyMutator) remove(rel string) error { return a.h.root.Remove(rel) }
+
+func (a *applyMutator) symlink(rel, target string) error {
+	if err := a.h.root.MkdirAll(path.Dir(rel), 0o755); err != nil {
+		return err
+	}
+	var rnd [6]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return err
+	}
+	tmp := path.Join(path.Dir(rel), tempPrefix(rel)+hex.EncodeToString(rnd[:]))
+	if err := a.h.root.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := a.h.root.Rename(tmp, rel); err != nil {
+		_ = a.h.root.Remove(tmp)
+		return err
+	}
+	return nil
+}
 
 func (a *applyMutator) cleanTemps(rel string) error {
 	d, err := a.h.root.Open(path.Dir(rel))

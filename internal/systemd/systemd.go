@@ -5,14 +5,16 @@
 package systemd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/dbus"
+	sdunit "github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/glbootstrap/glbootstrap/internal/host"
 )
@@ -52,63 +54,116 @@ var unitDirs = []string{"/etc/systemd/system", "/usr/lib/systemd/system", "/lib/
 // ErrNoUnit means the unit file is not installed.
 var ErrNoUnit = errors.New("unit file not installed")
 
-// Offline enables units in a root directory with "systemctl --root=DIR"
-// (which only creates the [Install] symlinks) and never starts anything.
+// Offline enables units in a root directory the way "systemctl --root=DIR enable" does (it
+// only creates the [Install] links), and never starts anything. It makes the links itself,
+// through the Host, rather than running systemctl: systemctl follows a link inside the root
+// (a *.wants directory pointing elsewhere) out of it, the Host never does. The tests check its
+// links with the real "systemctl --root is-enabled".
 type Offline struct {
-	// Host is the tree; unit files are looked up in it.
+	// Host is the tree; unit files are looked up and links made in it.
 	Host *host.Host
-	// Plan makes Enable report what it would do and do nothing.
+	// Plan makes Enable report what it would do when the unit file is not there yet (an
+	// earlier step of the same plan only said it would write it).
 	Plan bool
 }
 
-// Installed looks for the unit file in the root's unit directories.
+// Installed looks for the unit file in the root's unit directories; it must be loadable
+// (parse as a unit file) and have an [Install] section, or it could not be enabled.
 func (o *Offline) Installed(ctx context.Context, unit string) error {
-	for _, d := range unitDirs {
-		if o.Host.Exists(d + "/" + unit) {
-			if target, err := o.Host.Readlink(d + "/" + unit); err == nil && target == "/dev/null" {
-				return fmt.Errorf("%s is masked (%s/%s links to /dev/null): systemctl --root=%s unmask %s", unit, d, unit, o.Host.Root, unit)
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: %s is in none of %s under %s", ErrNoUnit, unit, strings.Join(unitDirs, ", "), o.Host.Root)
+	_, _, err := o.installLinks(unit)
+	return err
 }
 
-// Enable runs "systemctl --root=DIR enable UNIT" unless is-enabled already
-// says enabled.
-func (o *Offline) Enable(ctx context.Context, unit string) (host.Step, error) {
-	st := host.Step{Kind: "service", Target: unit}
-	h, root := o.Host, o.Host.Root
-	found := false
+// installLinks finds unit's file and returns where it is and the links "systemctl enable"
+// makes for it: WantedBy= and RequiredBy= (DIR.wants/UNIT, DIR.requires/UNIT in
+// /etc/systemd/system) and Alias= (/etc/systemd/system/ALIAS), each pointing at the unit file
+// (systemd.unit(5), "[Install] Section Options"; systemctl(1) enable).
+func (o *Offline) installLinks(unit string) (string, map[string]string, error) {
+	h := o.Host
+	file := ""
 	for _, d := range unitDirs {
 		if h.Exists(d + "/" + unit) {
-			found = true
+			file = d + "/" + unit
 			break
 		}
 	}
-	if !found && o.Plan {
-		// Under plan an earlier step of the same phase may only have said it
-		// would install the unit.
+	if file == "" {
+		return "", nil, fmt.Errorf("%w: %s is in none of %s under %s; the package that provides it (for gitlab-runner: \"gitlab-runner install\") should have put it there",
+			ErrNoUnit, unit, strings.Join(unitDirs, ", "), h.Root)
+	}
+	if target, err := h.Readlink(file); err == nil && target == "/dev/null" {
+		return "", nil, fmt.Errorf("%s is masked (%s links to /dev/null): systemctl --root=%s unmask %s", unit, file, h.Root, unit)
+	}
+	if strings.Contains(unit, "@") {
+		return "", nil, fmt.Errorf("%s is a template unit: glbootstrap enables only plain units", unit)
+	}
+	b, err := h.ReadFile(file)
+	if err != nil {
+		return "", nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	opts, err := sdunit.DeserializeOptions(bytes.NewReader(b))
+	if err != nil {
+		return "", nil, fmt.Errorf("%s is not a valid unit file (%v): reinstall the package that provides it", file, err)
+	}
+	links := map[string]string{}
+	for _, op := range opts {
+		if op.Section != "Install" {
+			continue
+		}
+		for _, v := range strings.Fields(op.Value) {
+			switch op.Name {
+			case "WantedBy":
+				links[unitDirs[0]+"/"+v+".wants/"+unit] = file
+			case "RequiredBy":
+				links[unitDirs[0]+"/"+v+".requires/"+unit] = file
+			case "Alias":
+				links[unitDirs[0]+"/"+v] = file
+			}
+		}
+	}
+	if len(links) == 0 {
+		return "", nil, fmt.Errorf("%s has no [Install] section with WantedBy=, RequiredBy= or Alias=, so nothing starts it at boot: reinstall the package that provides it", file)
+	}
+	return file, links, nil
+}
+
+// Enable makes the unit's [Install] links (see installLinks) that are missing; with all of them
+// in place it changes nothing.
+func (o *Offline) Enable(ctx context.Context, unit string) (host.Step, error) {
+	st := host.Step{Kind: "service", Target: unit}
+	_, links, err := o.installLinks(unit)
+	if errors.Is(err, ErrNoUnit) && o.Plan {
+		// Under plan an earlier step of the same phase may only have said it would install
+		// the unit.
 		st.Changed, st.Summary = true, "would be enabled offline once its unit file is installed"
 		return st, nil
 	}
-	if !found {
-		return st, fmt.Errorf("%w: %s is in none of %s under %s; the package that provides it (for gitlab-runner: \"gitlab-runner install\") should have put it there",
-			ErrNoUnit, unit, strings.Join(unitDirs, ", "), root)
+	if err != nil {
+		return st, err
 	}
-	out, _ := exec.CommandContext(ctx, "systemctl", "--root="+root, "is-enabled", unit).CombinedOutput()
-	if strings.TrimSpace(string(out)) == "enabled" {
+	names := make([]string, 0, len(links))
+	for l := range links {
+		names = append(names, l)
+	}
+	sort.Strings(names)
+	var made []string
+	for _, l := range names {
+		ls, err := o.Host.EnsureSymlink(l, links[l])
+		if err != nil {
+			return st, fmt.Errorf("enabling %s: %w", unit, err)
+		}
+		if ls.Changed {
+			made = append(made, l)
+		}
+	}
+	if len(made) == 0 {
 		st.Summary = "enabled (offline)"
 		return st, nil
 	}
 	st.Changed = true
-	st.Summary = "enabled offline (systemctl --root)"
+	st.Summary = "enabled offline: " + strings.Join(made, ", ")
 	if o.Plan {
 		st.Summary = "would be " + st.Summary
-		return st, nil
-	}
-	if out, err := exec.CommandContext(ctx, "systemctl", "--root="+root, "enable", unit).CombinedOutput(); err != nil {
-		return st, fmt.Errorf("systemctl --root=%s enable %s: %w: %s", root, unit, err, strings.TrimSpace(string(out)))
 	}
 	return st, nil
 }

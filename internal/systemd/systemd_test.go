@@ -81,3 +81,102 @@ func TestOfflineEnable(t *testing.T) {
 		t.Errorf("restart: %+v %v", st, err)
 	}
 }
+
+// isEnabled asks the real systemctl whether unit is enabled in root: the links Offline makes
+// must be the ones systemctl itself reads.
+func isEnabled(t *testing.T, root, unit string) string {
+	t.Helper()
+	out, _ := exec.Command("systemctl", "--root="+root, "is-enabled", unit).CombinedOutput()
+	return strings.TrimSpace(string(out))
+}
+
+// TestOfflineEnableMatchesSystemctl: WantedBy, RequiredBy and Alias links made through the
+// Host read as "enabled" to the real systemctl, and a unit in /lib/systemd/system (where
+// packages put them) is linked where systemctl would link it.
+func TestOfflineEnableMatchesSystemctl(t *testing.T) {
+	needSystemctl(t)
+	root := t.TempDir()
+	h, err := host.New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for _, d := range []string{"etc/systemd/system", "lib/systemd/system"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := map[string]string{
+		"lib/systemd/system/pkg.service":    "[Unit]\nDescription=p\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\nAlias=pkg-alias.service\n",
+		"etc/systemd/system/backup.timer":   "[Unit]\nDescription=t\n[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n",
+		"etc/systemd/system/req.service":    "[Unit]\nDescription=r\n[Service]\nExecStart=/bin/true\n[Install]\nRequiredBy=multi-user.target\n",
+		"etc/systemd/system/static.service": "[Unit]\nDescription=s\n[Service]\nExecStart=/bin/true\n",
+	}
+	for p, c := range files {
+		if err := os.WriteFile(filepath.Join(root, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := &Offline{Host: h}
+	for _, u := range []string{"pkg.service", "backup.timer", "req.service"} {
+		if got := isEnabled(t, root, u); got == "enabled" {
+			t.Fatalf("%s enabled before Enable", u)
+		}
+		st, err := m.Enable(t.Context(), u)
+		if err != nil || !st.Changed {
+			t.Fatalf("enable %s: %+v %v", u, st, err)
+		}
+		if got := isEnabled(t, root, u); got != "enabled" {
+			t.Errorf("systemctl --root is-enabled %s = %q after Enable", u, got)
+		}
+		if st, err := m.Enable(t.Context(), u); err != nil || st.Changed {
+			t.Errorf("second enable of %s: %+v %v", u, st, err)
+		}
+	}
+	if err := m.Installed(t.Context(), "static.service"); err == nil || !strings.Contains(err.Error(), "no [Install] section") {
+		t.Errorf("a unit without [Install]: %v", err)
+	}
+	if _, err := m.Enable(t.Context(), "static.service"); err == nil {
+		t.Error("enabled a unit without [Install]")
+	}
+}
+
+// TestOfflineEnableNeverWritesOutsideRoot: a *.wants directory that is a link out of the root
+// (absolute or relative) is followed inside the root; systemctl --root would follow it out.
+func TestOfflineEnableNeverWritesOutsideRoot(t *testing.T) {
+	for name, target := range map[string]func(outside string) string{
+		"absolute": func(o string) string { return o },
+		"relative": func(o string) string { return strings.Repeat("../", 12) + strings.TrimPrefix(o, "/") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			base := t.TempDir()
+			root, outside := filepath.Join(base, "root"), filepath.Join(base, "outside")
+			dir := filepath.Join(root, "etc/systemd/system")
+			for _, d := range []string{dir, outside} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(dir, "demo.service"), []byte(unit), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target(outside), filepath.Join(dir, "multi-user.target.wants")); err != nil {
+				t.Fatal(err)
+			}
+			h, err := host.New(root, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			if _, err := (&Offline{Host: h}).Enable(t.Context(), "demo.service"); err != nil {
+				t.Fatal(err)
+			}
+			if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+				t.Fatalf("a link was made outside the root: %v", ents[0].Name())
+			}
+			if _, err := os.Lstat(filepath.Join(root, strings.TrimPrefix(outside, "/"), "demo.service")); err != nil {
+				t.Errorf("the link is not where the .wants link leads inside the root: %v", err)
+			}
+		})
+	}
+}
