@@ -289,3 +289,29 @@ func TestEnsureFileCheckedKeepsOldOnVerifyFailure(t *testing.T) {
 		t.Fatalf("%d entries left", len(entries))
 	}
 }
+
+// TestSecretFileDiffHidesOldLines: replacing a file with HideOldLines never prints its old lines
+// (a hand-added DB_PASSWORD in config.toml), only that they were there; other files keep their
+// ordinary diff.
+func TestSecretFileDiffHidesOldLines(t *testing.T) {
+	h := newRoot(t)
+	old := "concurrent = 1\nenvironment = [\"DB_PASSWORD=hunter2\"]\n[[runners]]\n"
+	if err := os.MkdirAll(filepath.Join(h.Root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.Root, "etc/config.toml"), []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := h.EnsureFile(File{Path: "/etc/config.toml", Data: []byte("concurrent = 2\n[[runners]]\n"), Mode: 0o600, HideOldLines: true})
+	if err != nil || strings.Contains(st.Diff, "hunter2") || strings.Contains(st.Diff, "concurrent = 1") ||
+		!strings.Contains(st.Diff, "+concurrent = 2") || !strings.Contains(st.Diff, "not shown") || !strings.Contains(st.Diff, " [[runners]]") {
+		t.Fatalf("%v\n%s", err, st.Diff)
+	}
+	if err := os.WriteFile(filepath.Join(h.Root, "etc/pub.toml"), []byte("a = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err = h.EnsureFile(File{Path: "/etc/pub.toml", Data: []byte("a = 2\n"), Mode: 0o644})
+	if err != nil || !strings.Contains(st.Diff, "-a = 1") {
+		t.Fatalf("%v\n%s", err, st.Diff)
+	}
+}

@@ -66,7 +66,7 @@ func (h *Host) ensureFile(f File, verify func(string) error) (Step, error) {
 		if f.NoDiff != "" {
 			st.Summary += ": " + f.NoDiff
 		} else {
-			st.Diff = Diff(f.Path, old, f.Data, exists, f.Secrets)
+			st.Diff = diff(f.Path, old, f.Data, exists, f.Secrets, f.HideOldLines)
 		}
 	}
 	st.Summary = h.m.verb(st.Summary)

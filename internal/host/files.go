@@ -51,6 +51,12 @@ type File struct {
 	// file glbootstrap does not own (the admin's gitlab.rb), whose lines may hold secrets it
 	// cannot know, so none of them is ever printed ("adds the from_file line").
 	NoDiff string
+	// HideOldLines keeps the diff from printing any line of the old content that is not also
+	// in the new one: for a file glbootstrap renders whole but others write to as well
+	// (gitlab-runner's config.toml, where gitlab-runner stores rotated tokens and an admin may
+	// have added environment = ["DB_PASSWORD=..."]), whose old lines may hold secrets nobody
+	// told glbootstrap about.
+	HideOldLines bool
 }
 
 // maxDiff is the largest file (bytes) that gets a text diff; bigger or
@@ -61,6 +67,16 @@ const maxDiff = 256 << 10
 // secret replaced by [MASKED]. Binary or large content gets a one-line
 // checksum summary instead.
 func Diff(path string, old, new []byte, existed bool, secrets []string) string {
+	return diff(path, old, new, existed, secrets, false)
+}
+
+// hiddenLine stands for a line of the old content that a secret file's diff does not print.
+const hiddenLine = "(a line of the old file, not shown: this file holds secrets)\n"
+
+// diff is Diff; with hideOld, every line of the old content that is not also in the new one
+// is printed as hiddenLine: the old file of a 0600 file may hold secrets glbootstrap never knew
+// (another runner's token, a hand-added environment = ["DB_PASSWORD=..."]), which no mask covers.
+func diff(path string, old, new []byte, existed bool, secrets []string, hideOld bool) string {
 	if len(old) > maxDiff || len(new) > maxDiff || isBinary(old) || isBinary(new) {
 		return fmt.Sprintf("binary %s: sha256 %s -> %s\n", path, shortSum(old, existed), shortSum(new, true))
 	}
@@ -68,9 +84,21 @@ func Diff(path string, old, new []byte, existed bool, secrets []string) string {
 	if !existed {
 		from = "/dev/null"
 	}
+	a, b := splitLines(Mask(string(old), secrets)), splitLines(Mask(string(new), secrets))
+	if hideOld {
+		keep := make(map[string]bool, len(b))
+		for _, l := range b {
+			keep[l] = true
+		}
+		for i, l := range a {
+			if !keep[l] {
+				a[i] = hiddenLine
+			}
+		}
+	}
 	ud := difflib.UnifiedDiff{
-		A:        splitLines(Mask(string(old), secrets)),
-		B:        splitLines(Mask(string(new), secrets)),
+		A:        a,
+		B:        b,
 		FromFile: from,
 		ToFile:   path,
 		Context:  2,

@@ -36,7 +36,7 @@ func (r *Role) runnerConfig(ctx context.Context) ([]host.Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := r.d.Host.EnsureFile(host.File{Path: ConfigTOML, Data: data, Mode: 0o600, Secrets: append(r.Secrets(), fileSecrets(r.d.Host, ConfigTOML)...)})
+	st, err := r.d.Host.EnsureFile(host.File{Path: ConfigTOML, Data: data, Mode: 0o600, HideOldLines: true, Secrets: append(r.Secrets(), fileSecrets(r.d.Host, ConfigTOML)...)})
 	return []host.Step{st}, err
 }
 
