@@ -80,3 +80,22 @@ func TestOrphanedRunnerIsDeletedOnceFound(t *testing.T) {
 		}
 	})
 }
+
+// TestNoRunnerCreatedWhenItsTokenCouldNotBeSaved: a link where .runner_system_id (or the state
+// file) belongs is refused before GitLab creates anything.
+func TestNoRunnerCreatedWhenItsTokenCouldNotBeSaved(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	outside := t.TempDir()
+	if err := os.Symlink(filepath.Join(outside, "c"), filepath.Join(w.root, "etc/gitlab-runner/.runner_system_id")); err != nil {
+		t.Fatal(err)
+	}
+	r := w.apply()
+	wantCode(t, r, 1)
+	wantIn(t, "output", r.stdout+r.stderr, r, "/etc/gitlab-runner/.runner_system_id exists and is not a regular file", "creates no runner")
+	if n := len(w.stack.GitLab.Runners()); n != 0 {
+		t.Fatalf("%d runner(s) created", n)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Fatal("wrote outside the root")
+	}
+}

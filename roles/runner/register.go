@@ -213,6 +213,15 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		opts.RunnerType, opts.GroupID, opts.ProjectID = rc.Create.RunnerType, rc.Create.GroupID, rc.Create.ProjectID
 		verb = "created"
 	}
+	// The files that will hold the token must be writable before GitLab creates a runner whose
+	// token it shows only once (a link or a directory where one of them belongs is refused now,
+	// not after the create).
+	probe := r.d.Host.AsPlan()
+	for _, p := range []string{StateFile, SystemIDFile, ConfigTOML} {
+		if _, err := probe.EnsureFile(host.File{Path: p, Mode: 0o600}); err != nil {
+			return steps, fmt.Errorf("%w; glbootstrap keeps the new runner's token there, so it creates no runner until that is fixed", err)
+		}
+	}
 	if st.Creating != nil {
 		rs, err := r.recoverOrphans(ctx, gl, opts, *st.Creating)
 		steps = append(steps, rs...)
@@ -364,7 +373,7 @@ func (r *Role) recoverOrphans(ctx context.Context, gl GitLab, o gitlabapi.Create
 	what := fmt.Sprintf("an earlier apply was interrupted after asking GitLab (at %s) to create runner %q, before it could save the token",
 		in.Since.Format(time.RFC3339), in.Description)
 	manual := fmt.Sprintf("delete the runner %q that never contacted GitLab (Admin area > CI/CD > Runners, or the group's or project's runners page)", in.Description)
-	note := host.Step{Kind: "remote", Target: r.privateURL + "/api/v4/runners"}
+	note := host.Step{Kind: "remote", Target: r.privateURL + "/api/v4/runners", Summary: "an orphaned runner may be left on GitLab"}
 	if r.cfg.Runner.Create == nil {
 		note.Warning = what + "; a registration token cannot look it up: " + manual
 		return []host.Step{note}, nil
