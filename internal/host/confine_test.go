@@ -315,3 +315,49 @@ func TestSecretFileDiffHidesOldLines(t *testing.T) {
 		t.Fatalf("%v\n%s", err, st.Diff)
 	}
 }
+
+// TestFollowLinkWritesThroughWithinRoot: an admin's file kept elsewhere and linked is updated
+// where the link leads (inside the root), the link kept.
+func TestFollowLinkWritesThroughWithinRoot(t *testing.T) {
+	root, outside := outsideTree(t)
+	h, err := New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := os.MkdirAll(filepath.Join(root, "etc/gitlab"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "srv"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "srv/gitlab.rb"), []byte("a\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"/srv/gitlab.rb", "../../srv/gitlab.rb"} {
+		link := filepath.Join(root, "etc/gitlab/gitlab.rb")
+		_ = os.Remove(link)
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.EnsureFile(File{Path: "/etc/gitlab/gitlab.rb", Data: []byte("a\nb " + target + "\n"), Mode: 0o600, FollowLink: true}); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(root, "srv/gitlab.rb")); string(b) != "a\nb "+target+"\n" {
+			t.Fatalf("target holds %q", b)
+		}
+		if fi, err := os.Lstat(link); err != nil || fi.Mode().Type() != os.ModeSymlink {
+			t.Fatal("the link was replaced")
+		}
+	}
+	// A link leading out of the root is followed inside it.
+	link := filepath.Join(root, "etc/gitlab/gitlab.rb")
+	_ = os.Remove(link)
+	if err := os.Symlink(filepath.Join(outside, "gitlab.rb"), link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.EnsureFile(File{Path: "/etc/gitlab/gitlab.rb", Data: []byte("x\n"), Mode: 0o600, FollowLink: true}); err != nil {
+		t.Fatal(err)
+	}
+	assertEmpty(t, outside)
+}

@@ -32,7 +32,7 @@ func (h *Host) ensureFile(f File, verify func(string) error) (Step, error) {
 	if err != nil {
 		return st, err
 	}
-	rel, err := h.resolve(f.Path, false)
+	rel, err := h.resolve(f.Path, f.FollowLink)
 	if err != nil {
 		return st, err
 	}

@@ -57,6 +57,10 @@ type File struct {
 	// have added environment = ["DB_PASSWORD=..."]), whose old lines may hold secrets nobody
 	// told glbootstrap about.
 	HideOldLines bool
+	// FollowLink writes through a link at Path (followed within the root, like every other
+	// link) instead of refusing it: for the admin's own files (gitlab.rb), which an admin may
+	// keep elsewhere and link. Files glbootstrap owns refuse a link in their place.
+	FollowLink bool
 }
 
 // maxDiff is the largest file (bytes) that gets a text diff; bigger or

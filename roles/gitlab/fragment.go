@@ -178,7 +178,7 @@ func (r *Role) gitlabRBInclude(ctx context.Context) ([]host.Step, error) {
 	// output quotes the line) has the admin's secrets masked too.
 	r.secrets = append(r.secrets, gitlabRBSecrets(old)...)
 	// NoDiff: the host describes the change with what, and never diffs the admin's lines.
-	st, err := h.EnsureFile(host.File{Path: GitLabRB, Data: data, Mode: mode, NoDiff: what})
+	st, err := h.EnsureFile(host.File{Path: GitLabRB, Data: data, Mode: mode, NoDiff: what, FollowLink: true})
 	if st.Changed {
 		r.includeChanged = true
 	}
