@@ -18,7 +18,8 @@ $(MOCK): go.mod
 
 tools: $(MOCK)
 
-# The main job: stand-ins for IMDS, S3, SSM and GitLab, then apply --role runner into ./sandbox/runner twice.
+# The main job: stand-ins for IMDS, S3, SSM, GitLab and the Fargate setup, then the GitLab host and the
+# runner front converged into ./sandbox (plan, apply, apply again, backup, doctor), scanned for secrets.
 demo: build tools
 	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) run ./internal/testenv/cmd/glb-demo -bin $(BIN) -sandbox sandbox
 
