@@ -744,3 +744,52 @@ func TestBadInputSSMNeverAnswers(t *testing.T) {
 	}
 	w.sameTree(before)
 }
+
+// TestBadInputConfigPointsAtASecret: --config pointed at a SecureString by mistake (the initial
+// root password, a multi-line key, a value YAML reads as an alias) is refused by its shape (exit
+// 3) and none of it is printed, in text or JSON, by plan, apply or validate.
+func TestBadInputConfigPointsAtASecret(t *testing.T) {
+	w := newGitLabWorld(t)
+	const (
+		keyParam   = "/glbootstrap/gitlab/deploy-key"
+		aliasParam = "/glbootstrap/gitlab/alias-like"
+	)
+	key := "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\nAAAAAAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIK\n-----END OPENSSH PRIVATE KEY-----\n"
+	w.stack.SSM.Put(keyParam, key, true)
+	for i, l := range strings.Split(strings.TrimSpace(key), "\n") {
+		if !strings.HasPrefix(l, "-----") {
+			w.secret(fmt.Sprintf("deploy key line %d", i+1), l)
+		}
+	}
+	w.stack.SSM.Put(aliasParam, "*Alias-Looking-pw-0001", true)
+	w.secret("alias-like password", "Alias-Looking-pw-0001")
+
+	for _, tt := range []struct {
+		param string
+		words []string
+	}{
+		{testenv.StackRootPasswordParam, []string{"line 1: the configuration is a string of 23 character(s), not a YAML mapping"}},
+		{keyParam, []string{"the configuration is a string of", "not a YAML mapping"}},
+		{aliasParam, []string{"invalid YAML", "an alias (*name) refers to an anchor (&name) that is not defined", "it has no version: line either"}},
+	} {
+		for _, format := range outputFormats {
+			t.Run(tt.param+"/"+format, func(t *testing.T) {
+				before := w.snapshot()
+				for _, verb := range []string{"plan", "apply", "validate"} {
+					args := []string{verb, "--role", "gitlab", "--config", "ssm:" + tt.param}
+					if verb != "validate" {
+						args = append(args, "--root", w.root)
+					}
+					r := w.cmdIn(format, 3, args...)
+					words := append(tt.words, "point --config at the glbootstrap configuration, not at a secret", "nothing read from it is shown")
+					wantIn(t, verb+" stderr", r.stderr, r, words...)
+					if format == "json" && verb != "validate" {
+						wantIn(t, verb+" stdout", r.stdout, r, `"exit_code":3`, "not at a secret")
+					}
+					w.noLeak(r)
+				}
+				w.sameTree(before)
+			})
+		}
+	}
+}
