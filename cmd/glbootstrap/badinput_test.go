@@ -5,6 +5,7 @@ package main
 // changed, and that no secret known to the test was printed.
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -792,4 +793,47 @@ func TestBadInputConfigPointsAtASecret(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestBadInputDriverPathIsAProgramOfTheFront: fargate.driver.path naming glbootstrap or
+// gitlab-runner is refused by validation (exit 3); a path validation cannot recognise that is
+// the running glbootstrap itself (here a copy under another name, run from inside the root) is
+// refused by the fargate-driver phase, and the program is left as it was.
+func TestBadInputDriverPathIsAProgramOfTheFront(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	base := w.stack.RunnerConfig(testenv.CreateAuth, "")
+	for _, p := range []string{"/usr/local/bin/glbootstrap", "/usr/local/bin/gitlab-runner", "/usr/bin/gitlab-runner"} {
+		t.Run(p, func(t *testing.T) {
+			doc := replaceOnce(t, base, "path: /opt/gitlab-runner/fargate", "path: "+p)
+			invalidConfig(t, w, doc, fmt.Sprintf("fargate.driver.path (line %d)", lineOf(t, doc, "path: "+p)),
+				"installing the driver there would overwrite it", "/opt/gitlab-runner/fargate")
+		})
+	}
+
+	t.Run("the running program under another name", func(t *testing.T) {
+		const self = "/opt/tools/glb-under-test"
+		exe := filepath.Join(w.root, self)
+		if err := os.MkdirAll(filepath.Dir(exe), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(binary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(exe, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		w.setConfig(replaceOnce(t, base, "path: /opt/gitlab-runner/fargate", "path: "+self))
+		before := w.snapshot()
+		for _, verb := range []string{"plan", "apply"} {
+			r := runExecutable(t, exe, w.env, w.secrets(), verb, "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam, "--root", w.root, "--phase", "fargate-driver")
+			wantCode(t, r, 1)
+			wantIn(t, verb+" output", r.stdout+r.stderr, r, "fargate-driver",
+				self+" is the glbootstrap program that is running now", "would replace glbootstrap itself", "fargate.driver.path")
+			w.sameTree(before)
+		}
+		if got, _ := os.ReadFile(exe); !bytes.Equal(got, b) {
+			t.Error("the running glbootstrap was replaced")
+		}
+	})
 }

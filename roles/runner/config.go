@@ -518,7 +518,29 @@ func validateDriver(c *config.Checker, d *Driver) {
 	if d.URL != "" {
 		validateDriverURL(c, d.URL)
 	}
-	c.ProgramPath("fargate.driver.path", d.Path, DefaultDriverPath)
+	if what := ownProgram(d.Path); what != "" {
+		c.Errorf("fargate.driver.path", "%q is %s: installing the driver there would overwrite it; use %s or /usr/local/bin/%s",
+			d.Path, what, DefaultDriverPath, path.Base(DefaultDriverPath))
+	} else {
+		c.ProgramPath("fargate.driver.path", d.Path, DefaultDriverPath)
+	}
+}
+
+// ownPrograms are the base names of the programs the front runs the driver with: glbootstrap
+// (installed as /usr/local/bin/glbootstrap by the AMI bake, elsewhere by hand) and gitlab-runner
+// (RunnerBinary from the package, /usr/local/bin/gitlab-runner when installed by hand).
+var ownPrograms = map[string]string{
+	"glbootstrap":   "glbootstrap's own binary",
+	"gitlab-runner": "the gitlab-runner binary",
+}
+
+// ownProgram says which of the front's own programs p would overwrite ("" for none): the
+// gitlab-runner binary's path, or a file named like glbootstrap or gitlab-runner anywhere.
+func ownProgram(p string) string {
+	if p == RunnerBinary {
+		return ownPrograms["gitlab-runner"]
+	}
+	return ownPrograms[path.Base(p)]
 }
 
 func validateDriverURL(c *config.Checker, raw string) {
