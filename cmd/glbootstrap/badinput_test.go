@@ -481,7 +481,7 @@ func TestBadInputGitLabNeverReady(t *testing.T) {
 	before := w.snapshot()
 	r := w.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", g.URL(), "not ready after 2s", "HTTP 503", "raise the timeout")
+	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", g.URL(), "not ready after 2s", "HTTP 503", "raise gitlab.ready_timeout")
 	if n := g.Requests("POST", "/api/v4/user/runners") + g.Requests("POST", "/api/v4/runners/verify"); n != 0 {
 		t.Errorf("GitLab was asked to verify or create %d times before it was ready", n)
 	}
@@ -516,7 +516,7 @@ func TestGitLabBootingIsWaitedFor(t *testing.T) {
 	w.setConfig(replaceOnce(t, w.stack.RunnerConfig(testenv.CreateAuth, ""), "  ready_timeout: 20s\n", "  ready_timeout: 2s\n"))
 	r := w.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", g.URL(), "not ready after 2s", "connection refused", "security group", "raise the timeout")
+	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", g.URL(), "not ready after 2s", "connection refused", "security group", "raise gitlab.ready_timeout")
 }
 
 func TestBadInputGitLabRunnerNotInstalled(t *testing.T) {
