@@ -837,3 +837,22 @@ func TestBadInputDriverPathIsAProgramOfTheFront(t *testing.T) {
 		}
 	})
 }
+
+// TestBadInputDirectoryInsideTheDriver: a runner directory under fargate.driver.path (the
+// driver's own file) is refused before anything is made, for each of the three directories.
+func TestBadInputDirectoryInsideTheDriver(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	base := w.stack.RunnerConfig(testenv.CreateAuth, "")
+	for _, tt := range []struct{ field, key, was string }{
+		{"runner.builds_dir", "builds_dir", "/opt/gitlab-runner/builds"},
+		{"runner.cache_dir", "cache_dir", "/opt/gitlab-runner/cache"},
+		{"fargate.metadata_dir", "metadata_dir", "/opt/gitlab-runner/metadata"},
+	} {
+		t.Run(tt.field, func(t *testing.T) {
+			bad := tt.key + ": /opt/gitlab-runner/fargate/x"
+			doc := replaceOnce(t, base, tt.key+": "+tt.was, bad)
+			invalidConfig(t, w, doc, fmt.Sprintf("%s (line %d)", tt.field, lineOf(t, doc, bad)),
+				`"/opt/gitlab-runner/fargate/x" is inside fargate.driver.path /opt/gitlab-runner/fargate, which is the driver's own file`)
+		})
+	}
+}

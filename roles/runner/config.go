@@ -271,8 +271,14 @@ func (cfg *Config) Check(c *config.Checker) {
 			{"runner.cache_dir", cfg.Runner.CacheDir, DefaultCacheDir},
 			{"fargate.metadata_dir", cfg.Fargate.MetadataDir, DefaultMetadataDir},
 		} {
-			if d.dir != "" && strings.HasPrefix(drv, strings.TrimSuffix(d.dir, "/")+"/") {
+			switch {
+			case d.dir == "" || drv == "":
+			case strings.HasPrefix(drv, strings.TrimSuffix(d.dir, "/")+"/"):
 				c.Errorf(d.field, "%q holds the Fargate driver (fargate.driver.path %s): the runner's user would own it and could replace the driver; use a directory of its own such as %s", d.dir, drv, d.def)
+			case strings.HasPrefix(d.dir, strings.TrimSuffix(drv, "/")+"/"):
+				// The driver is a file: the directory would turn its path into a directory (no
+				// driver can be installed) or fail on the installed driver.
+				c.Errorf(d.field, "%q is inside fargate.driver.path %s, which is the driver's own file, not a directory; use a directory of its own such as %s", d.dir, drv, d.def)
 			}
 		}
 		c.Distinct(config.PathList{
