@@ -5,6 +5,7 @@ package main
 // changed, and that no secret known to the test was printed.
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -480,7 +481,7 @@ func TestBadInputGitLabNeverReady(t *testing.T) {
 	before := w.snapshot()
 	r := w.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", g.URL(), "not ready after 2s", "HTTP 503", "raise the timeout")
+	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", g.URL(), "not ready after 2s", "HTTP 503", "raise gitlab.ready_timeout")
 	if n := g.Requests("POST", "/api/v4/user/runners") + g.Requests("POST", "/api/v4/runners/verify"); n != 0 {
 		t.Errorf("GitLab was asked to verify or create %d times before it was ready", n)
 	}
@@ -515,7 +516,7 @@ func TestGitLabBootingIsWaitedFor(t *testing.T) {
 	w.setConfig(replaceOnce(t, w.stack.RunnerConfig(testenv.CreateAuth, ""), "  ready_timeout: 20s\n", "  ready_timeout: 2s\n"))
 	r := w.apply()
 	wantCode(t, r, 1)
-	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", g.URL(), "not ready after 2s", "connection refused", "security group", "raise the timeout")
+	wantIn(t, "output", r.stdout+r.stderr, r, "phase register", g.URL(), "not ready after 2s", "connection refused", "security group", "raise gitlab.ready_timeout")
 }
 
 func TestBadInputGitLabRunnerNotInstalled(t *testing.T) {
@@ -743,4 +744,115 @@ func TestBadInputSSMNeverAnswers(t *testing.T) {
 		t.Errorf("took %s", d)
 	}
 	w.sameTree(before)
+}
+
+// TestBadInputConfigPointsAtASecret: --config pointed at a SecureString by mistake (the initial
+// root password, a multi-line key, a value YAML reads as an alias) is refused by its shape (exit
+// 3) and none of it is printed, in text or JSON, by plan, apply or validate.
+func TestBadInputConfigPointsAtASecret(t *testing.T) {
+	w := newGitLabWorld(t)
+	const (
+		keyParam   = "/glbootstrap/gitlab/deploy-key"
+		aliasParam = "/glbootstrap/gitlab/alias-like"
+	)
+	key := "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\nAAAAAAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIK\n-----END OPENSSH PRIVATE KEY-----\n"
+	w.stack.SSM.Put(keyParam, key, true)
+	for i, l := range strings.Split(strings.TrimSpace(key), "\n") {
+		if !strings.HasPrefix(l, "-----") {
+			w.secret(fmt.Sprintf("deploy key line %d", i+1), l)
+		}
+	}
+	w.stack.SSM.Put(aliasParam, "*Alias-Looking-pw-0001", true)
+	w.secret("alias-like password", "Alias-Looking-pw-0001")
+
+	for _, tt := range []struct {
+		param string
+		words []string
+	}{
+		{testenv.StackRootPasswordParam, []string{"line 1: the configuration is a string of 23 character(s), not a YAML mapping"}},
+		{keyParam, []string{"the configuration is a string of", "not a YAML mapping"}},
+		{aliasParam, []string{"invalid YAML", "an alias (*name) refers to an anchor (&name) that is not defined", "it has no version: line either"}},
+	} {
+		for _, format := range outputFormats {
+			t.Run(tt.param+"/"+format, func(t *testing.T) {
+				before := w.snapshot()
+				for _, verb := range []string{"plan", "apply", "validate"} {
+					args := []string{verb, "--role", "gitlab", "--config", "ssm:" + tt.param}
+					if verb != "validate" {
+						args = append(args, "--root", w.root)
+					}
+					r := w.cmdIn(format, 3, args...)
+					words := append(tt.words, "point --config at the glbootstrap configuration, not at a secret", "nothing read from it is shown")
+					wantIn(t, verb+" stderr", r.stderr, r, words...)
+					if format == "json" && verb != "validate" {
+						wantIn(t, verb+" stdout", r.stdout, r, `"exit_code":3`, "not at a secret")
+					}
+					w.noLeak(r)
+				}
+				w.sameTree(before)
+			})
+		}
+	}
+}
+
+// TestBadInputDriverPathIsAProgramOfTheFront: fargate.driver.path naming glbootstrap or
+// gitlab-runner is refused by validation (exit 3); a path validation cannot recognise that is
+// the running glbootstrap itself (here a copy under another name, run from inside the root) is
+// refused by the fargate-driver phase, and the program is left as it was.
+func TestBadInputDriverPathIsAProgramOfTheFront(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	base := w.stack.RunnerConfig(testenv.CreateAuth, "")
+	for _, p := range []string{"/usr/local/bin/glbootstrap", "/usr/local/bin/gitlab-runner", "/usr/bin/gitlab-runner"} {
+		t.Run(p, func(t *testing.T) {
+			doc := replaceOnce(t, base, "path: /opt/gitlab-runner/fargate", "path: "+p)
+			invalidConfig(t, w, doc, fmt.Sprintf("fargate.driver.path (line %d)", lineOf(t, doc, "path: "+p)),
+				"installing the driver there would overwrite it", "/opt/gitlab-runner/fargate")
+		})
+	}
+
+	t.Run("the running program under another name", func(t *testing.T) {
+		const self = "/opt/tools/glb-under-test"
+		exe := filepath.Join(w.root, self)
+		if err := os.MkdirAll(filepath.Dir(exe), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(binary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(exe, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		w.setConfig(replaceOnce(t, base, "path: /opt/gitlab-runner/fargate", "path: "+self))
+		before := w.snapshot()
+		for _, verb := range []string{"plan", "apply"} {
+			r := runExecutable(t, exe, w.env, w.secrets(), verb, "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam, "--root", w.root, "--phase", "fargate-driver")
+			wantCode(t, r, 1)
+			wantIn(t, verb+" output", r.stdout+r.stderr, r, "fargate-driver",
+				self+" is the glbootstrap program that is running now", "would replace glbootstrap itself", "fargate.driver.path")
+			w.sameTree(before)
+		}
+		if got, _ := os.ReadFile(exe); !bytes.Equal(got, b) {
+			t.Error("the running glbootstrap was replaced")
+		}
+	})
+}
+
+// TestBadInputDirectoryInsideTheDriver: a runner directory under fargate.driver.path (the
+// driver's own file) is refused before anything is made, for each of the three directories.
+func TestBadInputDirectoryInsideTheDriver(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	base := w.stack.RunnerConfig(testenv.CreateAuth, "")
+	for _, tt := range []struct{ field, key, was string }{
+		{"runner.builds_dir", "builds_dir", "/opt/gitlab-runner/builds"},
+		{"runner.cache_dir", "cache_dir", "/opt/gitlab-runner/cache"},
+		{"fargate.metadata_dir", "metadata_dir", "/opt/gitlab-runner/metadata"},
+	} {
+		t.Run(tt.field, func(t *testing.T) {
+			bad := tt.key + ": /opt/gitlab-runner/fargate/x"
+			doc := replaceOnce(t, base, tt.key+": "+tt.was, bad)
+			invalidConfig(t, w, doc, fmt.Sprintf("%s (line %d)", tt.field, lineOf(t, doc, bad)),
+				`"/opt/gitlab-runner/fargate/x" is inside fargate.driver.path /opt/gitlab-runner/fargate, which is the driver's own file`)
+		})
+	}
 }

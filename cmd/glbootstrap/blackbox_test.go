@@ -125,9 +125,15 @@ func (w *world) run(args ...string) result {
 // secrets: every run of the binary in these tests goes through here.
 func runBinary(t testing.TB, env []string, secrets []testenv.Secret, args ...string) result {
 	t.Helper()
+	return runExecutable(t, binary, env, secrets, args...)
+}
+
+// runExecutable is runBinary with glbootstrap at exe (a copy of binary somewhere else).
+func runExecutable(t testing.TB, exe string, env []string, secrets []testenv.Secret, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Env = env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -24,10 +24,19 @@ func TestUnregisterCreatedRunner(t *testing.T) {
 	}
 	other := w.stack.GitLab.AddRunner(testenv.GitLabRunner{Description: "someone else's"})
 
-	// The stack's access token has only create_runner: GitLab refuses the delete.
-	r := w.unregister()
-	if r.code != 1 || !strings.Contains(r.stderr, "needs the api scope") {
-		t.Fatalf("unregister with a create_runner-only token: %s", r)
+	// The stack's access token has only create_runner: GitLab refuses the delete. The error is
+	// printed once (with the phase; the last line points at it), quoting GitLab's answer once and
+	// naming both scopes that would do, in text and JSON.
+	var r result
+	for _, format := range outputFormats {
+		r = w.cmdIn(format, 1, "runner", "unregister", "--config", "ssm:"+testenv.StackConfigParam, "--root", w.root)
+		out := r.stdout + r.stderr
+		for _, once := range []string{"needs the api or manage_runner scope", "insufficient_scope", "the access token may not delete it"} {
+			if n := strings.Count(out, once); n != 1 {
+				t.Errorf("%s: %q printed %d times, want once:\n%s", format, once, n, r)
+			}
+		}
+		wantIn(t, format+" stderr", r.stderr, r, "runner unregister failed (its error is printed with the phase above)")
 	}
 	if len(w.stack.GitLab.Runners()) != 2 {
 		t.Fatal("a runner was deleted without permission")
@@ -77,7 +86,7 @@ func TestUnregisterSharedTokenNeedsForce(t *testing.T) {
 	}
 	before := w.snapshot()
 	r := w.unregister()
-	if r.code != 1 || !strings.Contains(r.stderr, "--force") || !strings.Contains(r.stderr, "other fronts may share") {
+	if r.code != 1 || !strings.Contains(r.stdout, "--force") || !strings.Contains(r.stdout, "other fronts may share") {
 		t.Fatalf("without --force: %s", r)
 	}
 	if len(w.stack.GitLab.Runners()) != 1 || w.snapshot() != before {

@@ -44,7 +44,9 @@ func newRunnerCmd(e *env) *cobra.Command {
 			}
 			s.out.phase(res)
 			if err != nil {
-				return exitf(ExitFailed, "%s", s.out.mask(err.Error()))
+				// The error was printed once, with the phase (as apply does); this line only
+				// points at it.
+				return exitf(ExitFailed, "runner unregister failed (its error is printed with the phase above)")
 			}
 			return nil
 		},

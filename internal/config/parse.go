@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -69,7 +70,8 @@ func Parse(data []byte, role string, schemas []Schema) (Document, Problems) {
 					p.errf("", line, "%s", msg)
 				}
 			} else {
-				p.errf("", 0, "decoding: %v", err)
+				line, msg := splitYAMLError(err.Error())
+				p.errf("", line, "decoding: %s", msg)
 			}
 		}
 	} else {
@@ -199,8 +201,12 @@ func (p *parser) readDocument(data []byte) (*yaml.Node, bool) {
 		if lines := bytes.Split(data, []byte("\n")); line > 0 && line <= len(lines) && bytes.HasPrefix(bytes.TrimLeft(lines[line-1], " "), []byte("\t")) {
 			msg += "; the line is indented with a tab: YAML indents with spaces only"
 		}
-		if bytes.IndexByte(data, 0) >= 0 {
+		switch {
+		case bytes.IndexByte(data, 0) >= 0:
 			msg += "; the file contains NUL bytes: is it the right file (a YAML text configuration)?"
+		case !versionLine.Match(data):
+			// Not a configuration with a typo but something else: a secret, another file.
+			msg += "; it has no version: line either, so it is not a glbootstrap configuration: " + notASecret
 		}
 		p.errf("", line, "invalid YAML: %s", msg)
 		return nil, false
@@ -225,10 +231,40 @@ func (p *parser) readDocument(data []byte) (*yaml.Node, bool) {
 		return nil, false
 	}
 	if root.Kind != yaml.MappingNode {
-		p.errf("", root.Line, "the configuration must be a mapping (%s: ...), got %s", strings.Join(p.topKeys(), ": ..., "), DescribeNode(root))
+		// Said by its shape only: a document that is not a mapping is most likely not a
+		// configuration at all (--config pointed at a SecureString), so none of it is echoed.
+		p.errf("", root.Line, "the configuration is %s, not a YAML mapping (%s: ...): %s",
+			describeShape(root), strings.Join(p.topKeys(), ": ..., "), notASecret)
 		return nil, false
 	}
 	return root, true
+}
+
+// notASecret is what to do when the source holds something other than a configuration.
+const notASecret = "point --config at the glbootstrap configuration, not at a secret or another value (nothing read from it is shown)"
+
+// versionLine finds the version key a configuration starts with.
+var versionLine = regexp.MustCompile(`(?m)^version[ \t]*:`)
+
+// describeShape names what a document that is not a mapping is without showing any of it: "a
+// string of 24 characters on 3 lines", "a list of 2 items".
+func describeShape(n *yaml.Node) string {
+	n = deref(n)
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return fmt.Sprintf("a list of %d item(s)", len(n.Content))
+	case yaml.ScalarNode:
+		what := "a string"
+		if n.ShortTag() != "!!str" {
+			what = "a single value"
+		}
+		what += fmt.Sprintf(" of %d character(s)", utf8.RuneCountInString(n.Value))
+		if lines := strings.Count(strings.TrimRight(n.Value, "\n"), "\n") + 1; lines > 1 {
+			what += fmt.Sprintf(" on %d lines", lines)
+		}
+		return what
+	}
+	return "not a mapping"
 }
 
 // emptyMessage is the error for a document with nothing in it.
@@ -254,13 +290,37 @@ var integerText = regexp.MustCompile(`^[-+]?[0-9_]+$`)
 
 var yamlErrLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
-// splitYAMLError pulls the line out of a yaml error ("yaml: line 3: did not find expected key").
+// splitYAMLError pulls the line out of a yaml error ("yaml: line 3: did not find expected key")
+// and takes out what the message quotes from the document (redactYAMLError).
 func splitYAMLError(s string) (int, string) {
 	if m := yamlErrLine.FindStringSubmatch(s); m != nil {
 		n, _ := strconv.Atoi(m[1])
-		return n, m[2]
+		return n, redactYAMLError(m[2])
 	}
-	return 0, strings.TrimPrefix(s, "yaml: ")
+	return 0, redactYAMLError(strings.TrimPrefix(s, "yaml: "))
+}
+
+// yamlQuoted are the parts of go.yaml.in/yaml/v3's error texts that copy the document: the
+// start of a value ("cannot unmarshal !!str `hunter2` into int", decode.go terror), an anchor's
+// name ("unknown anchor 'pw' referenced": a SecureString starting with * parses as an alias),
+// a map key ("invalid map key: ..."). The scanner's and parser's own problems are fixed texts.
+var yamlQuoted = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile("(?s)(cannot unmarshal \\S+) `.*` into "), "$1 value into "},
+	{regexp.MustCompile(`(?s)unknown anchor '.*' referenced`), "an alias (*name) refers to an anchor (&name) that is not defined before it"},
+	{regexp.MustCompile(`(?s)anchor '.*' value contains itself`), "an anchor's value contains an alias to itself"},
+	{regexp.MustCompile(`(?s)invalid map key: .*`), "invalid map key"},
+}
+
+// redactYAMLError takes out of a yaml error message everything it quotes from the document, so
+// no value read from a configuration source reaches the output through the parser's wording.
+func redactYAMLError(msg string) string {
+	for _, q := range yamlQuoted {
+		msg = q.re.ReplaceAllString(msg, q.with)
+	}
+	return msg
 }
 
 func deref(n *yaml.Node) *yaml.Node {

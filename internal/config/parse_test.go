@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -132,7 +133,9 @@ func TestParseProblems(t *testing.T) {
 		{"two documents", "alpha", "version: 1\n---\nversion: 1\n", []string{"line 2: a second YAML document starts here; the configuration must be one document (remove the --- separator)"}},
 		{"syntax error", "alpha", "version: 1\ngitlab:\n  url: [\n", []string{"line 3: invalid YAML: did not find expected node content"}},
 		{"tab indentation", "alpha", "version: 1\ngitlab:\n\turl: x\n", []string{"line 3: invalid YAML: found character that cannot start any token; the line is indented with a tab: YAML indents with spaces only"}},
-		{"not a mapping", "alpha", "- version: 1\n", []string{"line 1: the configuration must be a mapping (version: ..., gitlab: ..., alpha: ...), got a list"}},
+		{"not a mapping", "alpha", "- version: 1\n", []string{"line 1: the configuration is a list of 1 item(s), not a YAML mapping (version: ..., gitlab: ..., alpha: ...): " + notASecret}},
+		{"a single string", "alpha", "hunter2-Secret\n", []string{"line 1: the configuration is a string of 14 character(s), not a YAML mapping (version: ..., gitlab: ..., alpha: ...): " + notASecret}},
+		{"not YAML and no version", "alpha", "a: b: c\n", []string{"invalid YAML: mapping values are not allowed in this context; it has no version: line either, so it is not a glbootstrap configuration: " + notASecret}},
 		{"merge key", "alpha", "version: 1\nbase: &b {url: https://g.example.com}\ngitlab:\n  <<: *b\nalpha: {}\n", []string{
 			`base (line 2): unknown key; known keys in the top level: version, instance, gitlab, alpha`,
 			"gitlab (line 4): merge keys (<<) are not supported; write the keys out",
@@ -279,5 +282,88 @@ func TestSystemDirectoriesRefused(t *testing.T) {
 		if SystemPath(p) {
 			t.Errorf("%s refused", p)
 		}
+	}
+}
+
+// TestParseNeverEchoesANonMapping: a source that is not a configuration (--config pointed at a
+// SecureString: a password, a PEM key, a JSON list, a value YAML reads as an alias or a tag) is
+// described by its shape and nothing of it is shown, however it parses or fails to.
+func TestParseNeverEchoesANonMapping(t *testing.T) {
+	tests := []struct {
+		name, data, want string
+		secrets          []string
+	}{
+		{"password", "demo-Root-pw'\"#{1}-0001", "is a string of 23 character(s), not a YAML mapping", []string{"demo-Root-pw", "#{1}-0001"}},
+		{"quoted password", `"s3cr3t-Value"`, "is a string of 12 character(s)", []string{"s3cr3t"}},
+		{"number", "918273645\n", "is a single value of 9 character(s)", []string{"918273645"}},
+		{"PEM key", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\nAAAAAAAABAAABlwAAAAdzc2gtcn\n-----END OPENSSH PRIVATE KEY-----\n",
+			"is a string of 129 character(s)", []string{"b3BlbnNz", "AAAAdzc2", "OPENSSH"}},
+		{"literal block", "|\n  first-secret-line\n  second-secret-line\n", "is a string of 37 character(s) on 2 lines", []string{"first-secret", "second-secret"}},
+		{"JSON list", `["user-one", "pw-two"]`, "is a list of 2 item(s)", []string{"user-one", "pw-two"}},
+		{"alias", "*Secret-Alias-pw\n", "an alias (*name) refers to an anchor (&name) that is not defined", []string{"Secret-Alias-pw"}},
+		{"tagged", "!Tagged-pw value-pw\n", "is a single value of 8 character(s)", []string{"Tagged-pw", "value-pw"}},
+		{"invalid YAML", "pw: is: hunter-two\n", "invalid YAML: mapping values are not allowed", []string{"hunter-two", "pw:"}},
+		{"two documents", "pw-one\n---\npw-two\n", "a second YAML document starts here", []string{"pw-one", "pw-two"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc, ps := Parse([]byte(tt.data), "alpha", testSchemas)
+			if doc != nil || len(ps.Errors()) != 1 {
+				t.Fatalf("want one error, got %q", strs(ps))
+			}
+			got := ps.Errors()[0].String()
+			if !strings.Contains(got, tt.want) {
+				t.Errorf("got %q, want it to say %q", got, tt.want)
+			}
+			for _, s := range tt.secrets {
+				if strings.Contains(got, s) {
+					t.Errorf("%q shows %q from the document", got, s)
+				}
+			}
+		})
+	}
+}
+
+// TestYAMLErrorsAreRedacted: the library's error texts that copy part of the document lose it,
+// checked against the errors the library itself produces (a new wording fails here).
+func TestYAMLErrorsAreRedacted(t *testing.T) {
+	var n int
+	var m map[string]any
+	var mi map[any]any
+	for _, tt := range []struct {
+		name, data string
+		into       any
+		want       string
+		secrets    []string
+	}{
+		{"long value", "pw-Long-Secret-Value", &n, "cannot unmarshal !!str value into int", []string{"pw-Long"}},
+		{"short value", "pw`x`9", &n, "cannot unmarshal !!str value into int", []string{"pw", "x`9"}},
+		{"unknown anchor", "a: *Anchor-pw\n", &m, "an alias (*name) refers to an anchor (&name) that is not defined before it", []string{"Anchor-pw"}},
+		{"invalid map key", "[x-secret-key]: 1\n", &mi, "invalid map key", []string{"x-secret-key"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := yaml.Unmarshal([]byte(tt.data), tt.into)
+			if err == nil {
+				t.Fatal("no error from the library")
+			}
+			var msgs []string
+			var te *yaml.TypeError
+			if errors.As(err, &te) {
+				msgs = te.Errors
+			} else {
+				msgs = []string{err.Error()}
+			}
+			for _, e := range msgs {
+				_, got := splitYAMLError(e)
+				if !strings.Contains(got, tt.want) {
+					t.Errorf("%q became %q, want it to say %q", e, got, tt.want)
+				}
+				for _, s := range tt.secrets {
+					if strings.Contains(got, s) {
+						t.Errorf("%q became %q, which still shows %q", e, got, s)
+					}
+				}
+			}
+		})
 	}
 }

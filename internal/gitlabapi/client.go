@@ -130,6 +130,28 @@ func httpStatus(code int, err error) string {
 	return fmt.Sprintf("HTTP %d", code)
 }
 
+// answered returns an error for a request GitLab answered with an error status: format and args
+// say what failed and what to do, and quote GitLab's answer once through httpStatus. It wraps
+// err (errors.Is and errors.As reach client-go's *gitlab.ErrorResponse) without printing it,
+// because client-go's text ("DELETE URL: 403 {error: ...}") repeats that answer; an err that
+// carries no answer from GitLab (nothing httpStatus could quote) is printed after the message.
+func answered(err error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if err != nil && messageOf(err) == "" {
+		msg += ": " + err.Error()
+	}
+	return &answeredError{msg: msg, err: err}
+}
+
+// answeredError is answered's error.
+type answeredError struct {
+	msg string
+	err error
+}
+
+func (e *answeredError) Error() string { return e.msg }
+func (e *answeredError) Unwrap() error { return e.err }
+
 // redactedError carries a message scrubbed of secrets. Unwrap still reaches
 // the original error so that errors.Is and errors.As keep working; only the
 // message is guaranteed clean.

@@ -316,7 +316,7 @@ func TestDeleteRunner(t *testing.T) {
 		wantErr []string
 	}{
 		{"unknown token", "glpat-unknownunknownunk", a.ID, []string{"HTTP 401"}},
-		{"create_runner-only token", "glpat-create-runner-only", a.ID, []string{"HTTP 403", "api scope"}},
+		{"create_runner-only token", "glpat-create-runner-only", a.ID, []string{"HTTP 403", "needs the api or manage_runner scope"}},
 		{"delete", "glpat-admin-api-scope-x", a.ID, nil},
 		{"already gone is nil", "glpat-admin-api-scope-x", a.ID, nil},
 		{"never existed is nil", "glpat-admin-api-scope-x", 999, nil},
@@ -326,6 +326,7 @@ func TestDeleteRunner(t *testing.T) {
 			err := c.DeleteRunner(context.Background(), tt.token, tt.id)
 			if tt.wantErr != nil {
 				wantErrContains(t, err, tt.wantErr...)
+				answerOnce(t, err)
 				return
 			}
 			if err != nil {
@@ -443,7 +444,7 @@ func TestWaitReady(t *testing.T) {
 		c := clientFor(t, g.URL(), g.CAPEM())
 		start := time.Now()
 		err := c.WaitReady(context.Background(), time.Second, nil)
-		wantErrContains(t, err, "GitLab at "+g.URL()+" was not ready after 1s (last: HTTP 503 Service Unavailable)", "gitlab-ctl status")
+		wantErrContains(t, err, "GitLab at "+g.URL()+" was not ready after 1s (last: HTTP 503 Service Unavailable)", "gitlab-ctl status", "or raise gitlab.ready_timeout")
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("WaitReady took %s for a 1s timeout", d)
 		}
@@ -451,7 +452,7 @@ func TestWaitReady(t *testing.T) {
 	t.Run("not reachable", func(t *testing.T) {
 		c := clientFor(t, "https://"+closedAddr(t), nil)
 		err := c.WaitReady(context.Background(), 500*time.Millisecond, nil)
-		wantErrContains(t, err, "was not ready after 1s (last: ", "connection refused", "security group")
+		wantErrContains(t, err, "was not ready after 1s (last: ", "connection refused", "security group", "or raise gitlab.ready_timeout")
 	})
 	t.Run("booting: connection refused until nginx listens", func(t *testing.T) {
 		g := startGitLab(t, testenv.GitLabOptions{ListenAfter: 700 * time.Millisecond, NotReadyFor: 1})
@@ -569,5 +570,42 @@ func TestCheckTLS(t *testing.T) {
 				t.Errorf("error %v does not wrap the x509 error", err)
 			}
 		})
+	}
+}
+
+// answerOnce fails unless err wraps client-go's *gitlab.ErrorResponse (errors.As still reaches
+// GitLab's answer) and its message quotes that answer exactly once.
+func answerOnce(t *testing.T, err error) {
+	t.Helper()
+	var er *gitlab.ErrorResponse
+	if !errors.As(err, &er) || er.Message == "" {
+		t.Fatalf("%v does not wrap GitLab's answer", err)
+	}
+	if n := strings.Count(err.Error(), er.Message); n != 1 {
+		t.Errorf("GitLab's answer %q is %d times in %q", er.Message, n, err.Error())
+	}
+}
+
+// TestRefusalsQuoteGitLabOnce: every request GitLab refuses gives a message that says what to do
+// and quotes GitLab's answer once, however the client wraps it.
+func TestRefusalsQuoteGitLabOnce(t *testing.T) {
+	g := startGitLab(t, testenv.GitLabOptions{})
+	g.AddAccessToken("glpat-create-runner-only", "create_runner")
+	c := clientFor(t, g.URL(), g.CAPEM())
+	a := g.AddRunner(testenv.GitLabRunner{})
+	ctx := context.Background()
+	for name, call := range map[string]func() error{
+		"DeleteRunner 401": func() error { return c.DeleteRunner(ctx, "glpat-unknownunknownunk", a.ID) },
+		"DeleteRunner 403": func() error { return c.DeleteRunner(ctx, "glpat-create-runner-only", a.ID) },
+		"CreateRunner 401": func() error {
+			_, err := c.CreateRunner(ctx, "glpat-unknownunknownunk", CreateOptions{RunnerType: "instance_type", RunUntagged: true})
+			return err
+		},
+		"RegisterLegacy 403": func() error {
+			_, err := c.RegisterLegacy(ctx, "GR1348941-not-a-registration-token", CreateOptions{RunUntagged: true})
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) { answerOnce(t, call()) })
 	}
 }

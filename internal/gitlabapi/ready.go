@@ -43,8 +43,8 @@ func readinessIntervals(timeout time.Duration) (initial, maxInterval time.Durati
 //
 // A certificate that fails verification stops the wait at once (see
 // CheckTLS). On timeout the error reads "GitLab at URL was not ready after Ns
-// (last: REASON): HINT" and wraps the last failure; when ctx ends first, the
-// error wraps ctx's error.
+// (last: REASON): HINT" and wraps the last failure; the hint names gitlab.ready_timeout, the
+// key timeout comes from in every caller; when ctx ends first, the error wraps ctx's error.
 func (c *Client) WaitReady(ctx context.Context, timeout time.Duration, progress func(msg string)) error {
 	if progress == nil {
 		progress = func(string) {}
@@ -120,9 +120,9 @@ func (e *probeError) Unwrap() error { return e.err }
 func (e *probeError) hint(port string) string {
 	if e.network {
 		return "check that GitLab is up (gitlab-ctl status) and that its security group allows TCP " + port +
-			" from this instance, or raise the timeout"
+			" from this instance, or raise gitlab.ready_timeout"
 	}
-	return "GitLab answers but is not healthy yet: check gitlab-ctl status and gitlab-ctl tail on the GitLab host, or raise the timeout"
+	return "GitLab answers but is not healthy yet: check gitlab-ctl status and gitlab-ctl tail on the GitLab host, or raise gitlab.ready_timeout"
 }
 
 // probeReadiness does one GET /-/readiness. It returns nil when GitLab is

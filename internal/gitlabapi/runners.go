@@ -92,11 +92,8 @@ func (c *Client) Verify(ctx context.Context, token, systemID string) (bool, erro
 	case 0:
 		return false, redact(fmt.Errorf("verifying runner token at %s: %w", c.URL(), c.explainRequestError(err)), token)
 	default:
-		if err == nil {
-			err = fmt.Errorf("unexpected HTTP %d", code)
-		}
-		return false, redact(fmt.Errorf("verifying runner token at %s: GitLab answered %s, expected 200 or 403: %w",
-			c.URL(), httpStatus(code, err), err), token)
+		return false, redact(answered(err, "verifying runner token at %s: GitLab answered %s, expected 200 or 403",
+			c.URL(), httpStatus(code, err)), token)
 	}
 }
 
@@ -152,24 +149,24 @@ func (c *Client) createError(resp *gitlab.Response, err error, o CreateOptions) 
 		return fmt.Errorf("creating runner at %s (it may have been created; check Admin > CI/CD > Runners): %w",
 			c.URL(), c.explainRequestError(err))
 	case code == http.StatusUnauthorized:
-		return fmt.Errorf("creating runner: GitLab rejected the access token (%s): it is unknown, expired or revoked; "+
-			"create a personal, group or project access token with the create_runner scope: %w", httpStatus(code, err), err)
+		return answered(err, "creating runner: GitLab rejected the access token (%s): it is unknown, expired or revoked; "+
+			"create a personal, group or project access token with the create_runner scope", httpStatus(code, err))
 	case code == http.StatusForbidden && strings.Contains(messageOf(err), "insufficient_scope"):
 		return fmt.Errorf("creating runner: the access token lacks the create_runner scope (HTTP 403): "+
 			"create one with the create_runner (or api) scope: %w", err)
 	case code == http.StatusForbidden:
-		return fmt.Errorf("creating runner: the access token's user may not create a %s runner (%s): "+
-			"instance runners need an administrator, group runners the group's Owner, project runners a Maintainer: %w",
-			o.RunnerType, httpStatus(code, err), err)
+		return answered(err, "creating runner: the access token's user may not create a %s runner (%s): "+
+			"instance runners need an administrator, group runners the group's Owner, project runners a Maintainer",
+			o.RunnerType, httpStatus(code, err))
 	case code == http.StatusBadRequest:
-		return fmt.Errorf("creating runner: GitLab rejected the runner settings (%s): check runner_type "+
+		return answered(err, "creating runner: GitLab rejected the runner settings (%s): check runner_type "+
 			"(instance_type, group_type with group_id, project_type with project_id), that the group or project exists, "+
-			"and that run_untagged=false comes with at least one tag: %w", httpStatus(code, err), err)
+			"and that run_untagged=false comes with at least one tag", httpStatus(code, err))
 	case code == http.StatusNotFound:
 		return fmt.Errorf("creating runner: %s has no POST /api/v4/user/runners (HTTP 404): it needs GitLab 15.10 or later; "+
 			"check gitlab.private_url, including any relative URL root: %w", c.URL(), err)
 	}
-	return fmt.Errorf("creating runner at %s: GitLab answered %s: %w", c.URL(), httpStatus(code, err), err)
+	return answered(err, "creating runner at %s: GitLab answered %s", c.URL(), httpStatus(code, err))
 }
 
 // RegisterLegacy registers a runner with a registration token (POST /runners,
@@ -205,14 +202,13 @@ func (c *Client) RegisterLegacy(ctx context.Context, registrationToken string, o
 		case http.StatusGone:
 			out = fmt.Errorf("registering runner at %s: %w: %w", c.URL(), ErrRegistrationTokensDisabled, err)
 		case http.StatusForbidden:
-			out = fmt.Errorf("registering runner: GitLab rejected the registration token (%s): copy the current one "+
-				"from the runners page, or better use a glrt- runner authentication token (runner.token_parameter): %w",
-				httpStatus(code, err), err)
+			out = answered(err, "registering runner: GitLab rejected the registration token (%s): copy the current one "+
+				"from the runners page, or better use a glrt- runner authentication token (runner.token_parameter)", httpStatus(code, err))
 		case http.StatusBadRequest:
-			out = fmt.Errorf("registering runner: GitLab rejected the runner settings (%s): "+
-				"run_untagged=false needs at least one tag: %w", httpStatus(code, err), err)
+			out = answered(err, "registering runner: GitLab rejected the runner settings (%s): "+
+				"run_untagged=false needs at least one tag", httpStatus(code, err))
 		default:
-			out = fmt.Errorf("registering runner at %s: GitLab answered %s: %w", c.URL(), httpStatus(code, err), err)
+			out = answered(err, "registering runner at %s: GitLab answered %s", c.URL(), httpStatus(code, err))
 		}
 		out = redact(out, registrationToken)
 		if code := statusOf(resp, err); code >= 400 && code < 500 {
@@ -227,7 +223,9 @@ func (c *Client) RegisterLegacy(ctx context.Context, registrationToken string, o
 }
 
 // DeleteRunner deletes runner id with an access token of an administrator,
-// group Owner or project Maintainer with the api scope (DELETE /runners/:id).
+// group Owner or project Maintainer with the api or manage_runner scope
+// (DELETE /runners/:id, REST API "Runners"; the manage_runner scope came with
+// gitlab-org/gitlab!153285).
 // A runner that does not exist (404) is already gone: nil.
 func (c *Client) DeleteRunner(ctx context.Context, accessToken string, id int64) error {
 	if accessToken == "" {
@@ -244,14 +242,14 @@ func (c *Client) DeleteRunner(ctx context.Context, accessToken string, id int64)
 	case 0:
 		out = fmt.Errorf("deleting runner %d at %s: %w", id, c.URL(), c.explainRequestError(err))
 	case http.StatusUnauthorized:
-		out = fmt.Errorf("deleting runner %d: GitLab rejected the access token (%s): it is unknown, expired or revoked: %w",
-			id, httpStatus(code, err), err)
+		out = answered(err, "deleting runner %d: GitLab rejected the access token (%s): it is unknown, expired or revoked",
+			id, httpStatus(code, err))
 	case http.StatusForbidden:
-		out = fmt.Errorf("deleting runner %d: the access token may not delete it (%s): it needs the api scope "+
-			"(a create_runner-only token cannot delete) and an administrator, the group's Owner or a project Maintainer: %w",
-			id, httpStatus(code, err), err)
+		out = answered(err, "deleting runner %d: the access token may not delete it (%s): it needs the api or manage_runner scope "+
+			"(a create_runner-only token cannot delete) and an administrator, the group's Owner or a project Maintainer",
+			id, httpStatus(code, err))
 	default:
-		out = fmt.Errorf("deleting runner %d at %s: GitLab answered %s: %w", id, c.URL(), httpStatus(code, err), err)
+		out = answered(err, "deleting runner %d at %s: GitLab answered %s", id, c.URL(), httpStatus(code, err))
 	}
 	return redact(out, accessToken)
 }
@@ -295,7 +293,7 @@ func (c *Client) DeleteRunnerByToken(ctx context.Context, token string) error {
 	case http.StatusForbidden:
 		out = fmt.Errorf("deleting runner by token at %s: %w: %w", c.URL(), ErrRunnerTokenRejected, err)
 	default:
-		out = fmt.Errorf("deleting runner by token at %s: GitLab answered %s: %w", c.URL(), httpStatus(code, err), err)
+		out = answered(err, "deleting runner by token at %s: GitLab answered %s", c.URL(), httpStatus(code, err))
 	}
 	return redact(out, token)
 }
@@ -365,7 +363,7 @@ func (c *Client) Orphans(ctx context.Context, accessToken string, o CreateOption
 			case 0:
 				return nil, redact(fmt.Errorf("listing runners at %s: %w", c.URL(), c.explainRequestError(err)), accessToken)
 			default:
-				return nil, redact(fmt.Errorf("listing runners at %s: GitLab answered %s: %w", c.URL(), httpStatus(code, err), err), accessToken)
+				return nil, redact(answered(err, "listing runners at %s: GitLab answered %s", c.URL(), httpStatus(code, err)), accessToken)
 			}
 		}
 		for _, r := range list {

@@ -271,8 +271,14 @@ func (cfg *Config) Check(c *config.Checker) {
 			{"runner.cache_dir", cfg.Runner.CacheDir, DefaultCacheDir},
 			{"fargate.metadata_dir", cfg.Fargate.MetadataDir, DefaultMetadataDir},
 		} {
-			if d.dir != "" && strings.HasPrefix(drv, strings.TrimSuffix(d.dir, "/")+"/") {
+			switch {
+			case d.dir == "" || drv == "":
+			case strings.HasPrefix(drv, strings.TrimSuffix(d.dir, "/")+"/"):
 				c.Errorf(d.field, "%q holds the Fargate driver (fargate.driver.path %s): the runner's user would own it and could replace the driver; use a directory of its own such as %s", d.dir, drv, d.def)
+			case strings.HasPrefix(d.dir, strings.TrimSuffix(drv, "/")+"/"):
+				// The driver is a file: the directory would turn its path into a directory (no
+				// driver can be installed) or fail on the installed driver.
+				c.Errorf(d.field, "%q is inside fargate.driver.path %s, which is the driver's own file, not a directory; use a directory of its own such as %s", d.dir, drv, d.def)
 			}
 		}
 		c.Distinct(config.PathList{
@@ -518,7 +524,29 @@ func validateDriver(c *config.Checker, d *Driver) {
 	if d.URL != "" {
 		validateDriverURL(c, d.URL)
 	}
-	c.ProgramPath("fargate.driver.path", d.Path, DefaultDriverPath)
+	if what := ownProgram(d.Path); what != "" {
+		c.Errorf("fargate.driver.path", "%q is %s: installing the driver there would overwrite it; use %s or /usr/local/bin/%s",
+			d.Path, what, DefaultDriverPath, path.Base(DefaultDriverPath))
+	} else {
+		c.ProgramPath("fargate.driver.path", d.Path, DefaultDriverPath)
+	}
+}
+
+// ownPrograms are the base names of the programs the front runs the driver with: glbootstrap
+// (installed as /usr/local/bin/glbootstrap by the AMI bake, elsewhere by hand) and gitlab-runner
+// (RunnerBinary from the package, /usr/local/bin/gitlab-runner when installed by hand).
+var ownPrograms = map[string]string{
+	"glbootstrap":   "glbootstrap's own binary",
+	"gitlab-runner": "the gitlab-runner binary",
+}
+
+// ownProgram says which of the front's own programs p would overwrite ("" for none): the
+// gitlab-runner binary's path, or a file named like glbootstrap or gitlab-runner anywhere.
+func ownProgram(p string) string {
+	if p == RunnerBinary {
+		return ownPrograms["gitlab-runner"]
+	}
+	return ownPrograms[path.Base(p)]
 }
 
 func validateDriverURL(c *config.Checker, raw string) {

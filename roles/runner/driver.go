@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -32,6 +34,10 @@ func (r *Role) installDriver(ctx context.Context) ([]host.Step, error) {
 	// Hashing a named pipe would wait for a writer forever; nothing but a file is a driver.
 	if info, err := r.d.Host.Stat(drv.Path); err == nil && !info.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is %s, not the driver binary: move it away or fix fargate.driver.path", drv.Path, fileKind(info.Mode()))
+	} else if err == nil && isRunningExecutable(info) {
+		// Validation refuses the names glbootstrap is installed under; this catches any other
+		// name (a link, a copy renamed, --root over the running system's own tree).
+		return nil, fmt.Errorf("%s is the glbootstrap program that is running now: installing the driver there would replace glbootstrap itself; set fargate.driver.path to the driver's own file, such as %s", drv.Path, DefaultDriverPath)
 	}
 	have, err := r.d.Host.FileSHA256(drv.Path)
 	if err != nil {
@@ -92,6 +98,22 @@ func (r *Role) installDriver(ctx context.Context) ([]host.Step, error) {
 		return nil, err
 	}
 	return []host.Step{st}, nil
+}
+
+// isRunningExecutable reports whether info (a file under the root, links followed) is the file
+// this process runs from (os.Executable; the same file however it is reached, by a symbolic or a
+// hard link). When the executable cannot be found it reports false: the check is a second line
+// behind validation's.
+func isRunningExecutable(info fs.FileInfo) bool {
+	exe, err := os.Executable()
+	if err != nil {
+		return false
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	self, err := os.Stat(exe)
+	return err == nil && os.SameFile(info, self)
 }
 
 // lazyBody opens its source on the first Read.

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/glbootstrap/glbootstrap/internal/host"
 )
 
 // A file:// driver source that is a named pipe with no writer used to block apply (and SIGINT)
@@ -151,5 +154,50 @@ func TestCtxBodyStopsBetweenReads(t *testing.T) {
 	cancel()
 	if _, err := body.Read(buf); !errors.Is(err, context.Canceled) {
 		t.Fatalf("read after cancel: %v", err)
+	}
+}
+
+// A driver path that is the running program (here the test binary, reached under a root that is
+// its own directory) is refused before anything is fetched or written, in plan and in apply; any
+// other executable at the path is not taken for it.
+func TestDriverNeverReplacesTheRunningProgram(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err = filepath.EvalSymlinks(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv := Driver{Version: "v0.5.1", SHA256: strings.Repeat("a", 64), URL: "file:///no/such/driver", Path: "/" + filepath.Base(exe)}
+	for _, plan := range []bool{true, false} {
+		h, err := host.New(filepath.Dir(exe), plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		r := &Role{d: Deps{Host: h}, cfg: &Config{Fargate: &Fargate{Driver: drv}}}
+		_, err = r.installDriver(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "is the glbootstrap program that is running now: installing the driver there would replace glbootstrap itself") {
+			t.Errorf("plan %v: err = %v", plan, err)
+		}
+	}
+	if after, err := os.ReadFile(exe); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("the running program changed: %v", err)
+	}
+
+	// Another program at the path is an earlier driver, replaced as usual.
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "fargate"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	drv.Path = "/fargate"
+	r := &Role{d: Deps{Host: newHost(t, root)}, cfg: &Config{Fargate: &Fargate{Driver: drv}}}
+	if _, err := r.installDriver(context.Background()); err == nil || strings.Contains(err.Error(), "running now") {
+		t.Errorf("another program: err = %v", err)
 	}
 }

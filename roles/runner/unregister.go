@@ -16,8 +16,8 @@ var ErrSharedToken = errors.New("this front uses the runner authentication token
 // Unregister removes this front's runner from GitLab and its token from
 // the host, for an instance that is going away (an Auto Scaling lifecycle
 // hook, or by hand before terminating). A runner glbootstrap created is
-// deleted by id with the create access token (which needs the api scope
-// for that); a legacy-registered runner by its own token; a runner whose
+// deleted by id with the create access token (which needs the api or
+// manage_runner scope for that); a legacy-registered runner by its own token; a runner whose
 // token came from SSM only with force, since deleting it removes it for
 // every front that shares the token. Then config.toml and the state file
 // are removed, so a later apply starts clean. Without a recorded
