@@ -40,21 +40,20 @@ func newBackupWorld(t *testing.T, extra string) (*world, result) {
 	return w, r
 }
 
-// useBackupStandIn makes the root look reconfigured by Omnibus and puts this test binary, as
-// Omnibus's gitlab-backup, first on the runs' PATH.
+// useBackupStandIn makes the root look reconfigured by Omnibus and installs this test binary as
+// Omnibus's gitlab-backup in it (/opt/gitlab/bin/gitlab-backup).
 func (w *world) useBackupStandIn(t *testing.T) {
 	t.Helper()
 	if err := standin.SimulateReconfigure(w.root); err != nil {
 		t.Fatal(err)
 	}
-	bin := t.TempDir()
-	if err := standin.WriteGitLabBackup(bin, os.Args[0]); err != nil {
+	// Where Omnibus installs it, in the root: glbootstrap runs the tree's own gitlab-backup.
+	bin := filepath.Join(w.root, "opt/gitlab/bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for i, kv := range w.env {
-		if strings.HasPrefix(kv, "PATH=") {
-			w.env[i] = "PATH=" + bin + ":" + strings.TrimPrefix(kv, "PATH=")
-		}
+	if err := standin.WriteGitLabBackup(bin, os.Args[0]); err != nil {
+		t.Fatal(err)
 	}
 	w.env = append(w.env, standInFlag+"=1", standin.RootEnv+"="+w.root, standin.BucketEnv+"="+testenv.StackBackupBucket)
 }
@@ -299,5 +298,35 @@ func TestBackupRunTakesTheLock(t *testing.T) {
 	}
 	if r := w.gitlab("apply"); r.code != 0 {
 		t.Errorf("an apply after the backup, which released the lock: %s", r)
+	}
+}
+
+// TestBackupRunsTheRootsOwnGitLabBackup: under --root, backup run never runs a gitlab-backup
+// found on this machine's PATH (it would back up this machine's GitLab); without Omnibus's
+// program in the root it fails and says so.
+func TestBackupRunsTheRootsOwnGitLabBackup(t *testing.T) {
+	w, r := newBackupWorld(t, "")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	if err := os.Remove(filepath.Join(w.root, "opt/gitlab/bin/gitlab-backup")); err != nil {
+		t.Fatal(err)
+	}
+	onPath := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "ran")
+	if err := os.WriteFile(filepath.Join(onPath, "gitlab-backup"), []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, kv := range w.env {
+		if strings.HasPrefix(kv, "PATH=") {
+			w.env[i] = "PATH=" + onPath + ":" + strings.TrimPrefix(kv, "PATH=")
+		}
+	}
+	r = w.backup("run")
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "Omnibus's gitlab-backup is not usable under "+w.root) {
+		t.Fatalf("backup run without Omnibus in the root: %s", r)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("backup run ran the gitlab-backup on this machine's PATH")
 	}
 }

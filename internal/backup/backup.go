@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"os/exec"
 	"path"
 	"sort"
@@ -31,6 +32,8 @@ import (
 
 // Paths on the GitLab host (Omnibus defaults).
 const (
+	// Program is Omnibus's gitlab-backup (the package links /usr/bin/gitlab-backup to it).
+	Program = "/opt/gitlab/bin/gitlab-backup"
 	// ArchiveDir is gitlab_rails['backup_path'], where gitlab-backup writes archives.
 	ArchiveDir = "/var/opt/gitlab/backups"
 	// EtcGitLab holds gitlab.rb, gitlab-secrets.json, TLS and SSH host keys: not in the
@@ -72,7 +75,9 @@ type Runner struct {
 	Store  Store
 	Config *config.Backup
 	// Exec runs gitlab-backup with its arguments and returns its combined
-	// output; nil means exec from PATH.
+	// output; nil means the host's own Omnibus program, Program under the
+	// root (never one found on this machine's PATH: under --root that would
+	// back up this machine's GitLab, not the tree's).
 	Exec func(ctx context.Context, name string, args ...string) ([]byte, error)
 	// Free returns the free bytes of the file system holding path; nil
 	// means statfs(2).
@@ -155,11 +160,21 @@ func (r *Runner) run(ctx context.Context, rec *Record) (string, error) {
 		args = append(args, "DIRECTORY="+dir)
 	}
 	r.log("running gitlab-backup %s", strings.Join(args, " "))
-	run := r.Exec
+	run, name := r.Exec, "gitlab-backup"
 	if run == nil {
-		run = execPath
+		prog, err := r.Host.Resolve(Program)
+		if err == nil {
+			var info os.FileInfo
+			if info, err = r.Host.Stat(Program); err == nil && (!info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0) {
+				err = fmt.Errorf("%s is not an executable file", Program)
+			}
+		}
+		if err != nil {
+			return StepCreate, fmt.Errorf("Omnibus's gitlab-backup is not usable under %s (%v): is GitLab Omnibus installed on this host?", r.Host.Root, err)
+		}
+		run, name = execPath, prog
 	}
-	if out, err := run(ctx, "gitlab-backup", args...); err != nil {
+	if out, err := run(ctx, name, args...); err != nil {
 		return StepCreate, fmt.Errorf("gitlab-backup %s: %w\n%s", strings.Join(args, " "), err, lastLines(out, 20))
 	}
 

@@ -96,9 +96,9 @@ func GitLabBackup(ctx context.Context, args []string) error {
 	return nil
 }
 
-// WriteGitLabBackup writes an executable "gitlab-backup" into dir
-// that runs exe with exeArgs and then its own arguments, so a PATH with dir
-// first finds it.
+// WriteGitLabBackup writes an executable "gitlab-backup" into dir (a root's
+// /opt/gitlab/bin, where Omnibus installs it and glbootstrap runs it from)
+// that runs exe with exeArgs and then its own arguments.
 func WriteGitLabBackup(dir, exe string, exeArgs ...string) error {
 	quoted := []string{shellQuote(exe)}
 	for _, a := range exeArgs {

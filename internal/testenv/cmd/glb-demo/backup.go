@@ -39,10 +39,9 @@ func demoBackup(ctx context.Context, stack *testenv.Stack, sandbox, bin string, 
 	if err != nil {
 		return err
 	}
-	dir, err := filepath.Abs(filepath.Join(sandbox, "stand-in-bin"))
-	if err != nil {
-		return err
-	}
+	// Omnibus's gitlab-backup, where the package installs it in the GitLab root: glbootstrap
+	// runs the tree's own program.
+	dir := filepath.Join(root, "opt/gitlab/bin")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -50,11 +49,6 @@ func demoBackup(ctx context.Context, stack *testenv.Stack, sandbox, bin string, 
 		return err
 	}
 	env = append(append([]string(nil), env...), standin.RootEnv+"="+root, standin.BucketEnv+"="+testenv.StackBackupBucket)
-	for i, kv := range env {
-		if strings.HasPrefix(kv, "PATH=") {
-			env[i] = "PATH=" + dir + ":" + strings.TrimPrefix(kv, "PATH=")
-		}
-	}
 	run := func(want int, args ...string) error {
 		fmt.Printf("\n$ glbootstrap %s\n", strings.Join(args, " "))
 		cmd := exec.CommandContext(ctx, bin, args...)
