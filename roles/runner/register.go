@@ -118,6 +118,9 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	// persist writes the system id (when new) and the state together, and
 	// only once GitLab has accepted a token with that id: a failed attempt
 	// leaves both files as they were, so a retry changes nothing more.
+	// before, once this run recorded a create intent, rewrites the state file's step to show the
+	// change from the file as the run found it.
+	var before func(host.Step, State) host.Step
 	persist := func(st State) ([]host.Step, error) {
 		var out []host.Step
 		if sysChange != "" {
@@ -130,6 +133,11 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		}
 		s, err := r.saveState(st)
 		if s.Changed {
+			if before != nil {
+				// This run wrote the create intent first: show the change from the file as the
+				// run found it, not from its own intermediate record.
+				s = before(s, st)
+			}
 			out = append(out, s)
 		}
 		return out, err
@@ -233,6 +241,18 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	// the next run knows GitLab may hold a runner nobody has the token of.
 	prev, hadState := st, r.d.Host.Exists(StateFile)
 	prev.Creating = nil
+	found, _ := r.d.Host.ReadFile(StateFile)
+	before = func(s host.Step, final State) host.Step {
+		now, err := json.MarshalIndent(final, "", "  ")
+		if err != nil {
+			return s
+		}
+		s.Diff = host.Diff(StateFile, found, append(now, '\n'), hadState, append(r.Secrets(), final.Token))
+		if !hadState {
+			s.Summary = strings.Replace(s.Summary, "updated", "created", 1)
+		}
+		return s
+	}
 	marker, err := randomMarker()
 	if err != nil {
 		return steps, err
