@@ -62,10 +62,13 @@ type RunnerConfigFile struct {
 
 // RunnerSection is one [[runners]] entry.
 type RunnerSection struct {
-	Name               string        `toml:"name"`
-	URL                string        `toml:"url"`       // GitLab's private URL: API, artifacts, cache, LFS
-	CloneURL           string        `toml:"clone_url"` // the same private URL, for git clone
-	Token              string        `toml:"token"`     // runner authentication token (glrt-)
+	Name     string `toml:"name"`
+	URL      string `toml:"url"`       // GitLab's private URL: API, artifacts, cache, LFS
+	CloneURL string `toml:"clone_url"` // the same private URL, for git clone
+	// ID is the runner's numeric id (RunnerCredentials.ID, toml "id"), which
+	// gitlab-runner reset-token --id looks the runner up by; omitted when GitLab did not say.
+	ID                 int64         `toml:"id,omitzero"`
+	Token              string        `toml:"token"` // runner authentication token (glrt-)
 	TokenObtainedAt    time.Time     `toml:"token_obtained_at"`
 	TokenExpiresAt     time.Time     `toml:"token_expires_at"` // zero = never
 	TLSCAFile          string        `toml:"tls-ca-file,omitempty"`
