@@ -89,22 +89,25 @@ type runnerConsumerConfig struct {
 	LogFormat       string `toml:"log_format"`
 	ShutdownTimeout int    `toml:"shutdown_timeout"`
 	Runners         []struct {
-		Name               string            `toml:"name"`
-		URL                string            `toml:"url"`
-		CloneURL           string            `toml:"clone_url"`
-		ID                 int64             `toml:"id"`
-		Token              string            `toml:"token"`
-		TokenObtainedAt    time.Time         `toml:"token_obtained_at"`
-		TokenExpiresAt     time.Time         `toml:"token_expires_at"`
-		TLSCAFile          string            `toml:"tls-ca-file"`
-		Executor           string            `toml:"executor"`
-		BuildsDir          string            `toml:"builds_dir"`
-		CacheDir           string            `toml:"cache_dir"`
-		Limit              int               `toml:"limit"`
-		RequestConcurrency int               `toml:"request_concurrency"`
-		Environment        []string          `toml:"environment"`
-		OutputLimit        int               `toml:"output_limit"`
-		Custom             customConsumerCfg `toml:"custom"`
+		Name               string    `toml:"name"`
+		URL                string    `toml:"url"`
+		CloneURL           string    `toml:"clone_url"`
+		ID                 int64     `toml:"id"`
+		Token              string    `toml:"token"`
+		TokenObtainedAt    time.Time `toml:"token_obtained_at"`
+		TokenExpiresAt     time.Time `toml:"token_expires_at"`
+		TLSCAFile          string    `toml:"tls-ca-file"`
+		Executor           string    `toml:"executor"`
+		BuildsDir          string    `toml:"builds_dir"`
+		CacheDir           string    `toml:"cache_dir"`
+		Limit              int       `toml:"limit"`
+		RequestConcurrency int       `toml:"request_concurrency"`
+		Environment        []string  `toml:"environment"`
+		OutputLimit        int       `toml:"output_limit"`
+		CustomBuildDir     struct {
+			Enabled *bool `toml:"enabled"`
+		} `toml:"custom_build_dir"`
+		Custom customConsumerCfg `toml:"custom"`
 	} `toml:"runners"`
 }
 
@@ -192,6 +195,9 @@ func TestConfigTOMLGoldenAndDecodesForRunner(t *testing.T) {
 	}
 	if !rs.TokenObtainedAt.Equal(r.obtainedAt) || !rs.TokenExpiresAt.IsZero() {
 		t.Errorf("token times = %v %v", rs.TokenObtainedAt, rs.TokenExpiresAt)
+	}
+	if e := rs.CustomBuildDir.Enabled; e == nil || *e {
+		t.Errorf("custom_build_dir.enabled = %v, want false written out (gitlab-runner's schema check wants a boolean)", e)
 	}
 	if rs.ID != 42 {
 		t.Errorf("id = %d, want the runner's id 42 (gitlab-runner reset-token --id)", rs.ID)
