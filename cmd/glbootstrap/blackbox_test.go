@@ -243,6 +243,7 @@ func TestApplyConvergesThenChangesNothing(t *testing.T) {
 		Runners []struct {
 			URL      string `toml:"url"`
 			CloneURL string `toml:"clone_url"`
+			ID       int64  `toml:"id"`
 			Token    string `toml:"token"`
 		} `toml:"runners"`
 	}
@@ -252,6 +253,9 @@ func TestApplyConvergesThenChangesNothing(t *testing.T) {
 	runners := w.stack.GitLab.Runners()
 	if len(cfg.Runners) != 1 || len(runners) != 1 {
 		t.Fatalf("config.toml has %d [[runners]], GitLab %d runners", len(cfg.Runners), len(runners))
+	}
+	if cfg.Runners[0].ID != runners[0].ID {
+		t.Errorf("config.toml id = %d, want the created runner's id %d (gitlab-runner reset-token --id)", cfg.Runners[0].ID, runners[0].ID)
 	}
 	if cfg.Runners[0].Token != runners[0].Token || !strings.HasPrefix(runners[0].Token, "glrt-") {
 		t.Error("config.toml token is not the created runner's glrt- token")
@@ -284,6 +288,37 @@ func TestApplyConvergesThenChangesNothing(t *testing.T) {
 	}
 	if ids := w.stack.GitLab.Runners()[0].SystemIDs; len(ids) != 1 || strings.TrimSpace(w.read("etc/gitlab-runner/.runner_system_id")) != ids[0] {
 		t.Errorf("runner managers seen by GitLab = %v", ids)
+	}
+}
+
+// A runner made in GitLab's UI, whose glrt- token the config names: its id comes from
+// POST /runners/verify and lands in runner.json and config.toml.
+func TestVerifiedTokenRecordsRunnerID(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	w.stack.GitLab.AddRunner(testenv.GitLabRunner{Description: "made first, so the ids differ"})
+	made := w.stack.GitLab.AddRunner(testenv.GitLabRunner{Token: testenv.StackRunnerTokenVal, Description: "admin-made"})
+	w.setConfig(w.stack.RunnerConfig("  token_parameter: "+testenv.StackRunnerToken+"\n", ""))
+	if r := w.apply(); r.code != 0 {
+		t.Fatalf("apply: %s", r)
+	}
+	var st struct {
+		RunnerID int64  `json:"runner_id"`
+		Source   string `json:"source"`
+	}
+	if err := json.Unmarshal([]byte(w.read("var/lib/glbootstrap/runner.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.RunnerID != made.ID || st.Source != "parameter" {
+		t.Errorf("runner.json runner_id = %d source %q, want %d from verify, parameter", st.RunnerID, st.Source, made.ID)
+	}
+	if want := fmt.Sprintf("\n  id = %d\n", made.ID); !strings.Contains(w.read("etc/gitlab-runner/config.toml"), want) {
+		t.Errorf("config.toml lacks %q", strings.TrimSpace(want))
+	}
+	if n := w.stack.GitLab.Requests("POST", "/api/v4/user/runners"); n != 0 {
+		t.Errorf("POST /user/runners called %d times for a token that verifies", n)
+	}
+	if r := w.apply(); r.code != 0 || !strings.Contains(r.stdout, "0 changed") {
+		t.Fatalf("second apply: %s", r)
 	}
 }
 

@@ -310,6 +310,7 @@ var (
 	obtainedTOML = regexp.MustCompile(`(?m)^(\s*token_obtained_at = )\S+$`)
 	obtainedJSON = regexp.MustCompile(`("token_obtained_at": )"[^"]*"`)
 	runnerIDJSON = regexp.MustCompile(`("runner_id": )\d+`)
+	runnerIDTOML = regexp.MustCompile(`(?m)^(\s*id = )\d+$`)
 	// reconfiguredJSON: when the gitlab role last ran (or recorded) gitlab-ctl reconfigure.
 	reconfiguredJSON = regexp.MustCompile(`("reconfigured_at": )"[^"]*"`)
 )
@@ -370,6 +371,7 @@ func faultTree(t testing.TB, root string) map[string]string {
 			text = obtainedTOML.ReplaceAllString(text, "${1}<time>")
 			text = obtainedJSON.ReplaceAllString(text, `${1}"<time>"`)
 			text = runnerIDJSON.ReplaceAllString(text, "${1}<id>")
+			text = runnerIDTOML.ReplaceAllString(text, "${1}<id>")
 			text = reconfiguredJSON.ReplaceAllString(text, `${1}"<time>"`)
 			desc += "\n" + text
 		}

@@ -14,7 +14,9 @@ import (
 type Lifecycle interface {
 	CheckTLS(ctx context.Context) error
 	WaitReady(ctx context.Context, timeout time.Duration, progress func(string)) error
-	Verify(ctx context.Context, token, systemID string) (bool, error)
+	// Verify is POST /api/v4/runners/verify: true with the runner's id (0 from GitLab < 15.10)
+	// when GitLab accepts token, false on 403.
+	Verify(ctx context.Context, token, systemID string) (Registered, bool, error)
 	// Orphans lists the runners a create request with o and marker in its maintenance note
 	// left behind, never contacted (errors wrap ErrCannotList without the read_api scope).
 	Orphans(ctx context.Context, accessToken string, o CreateOptions, marker string) ([]int64, error)

@@ -107,28 +107,41 @@ func TestVerify(t *testing.T) {
 	tests := []struct {
 		name, token, systemID string
 		want                  bool
+		wantID                int64
 	}{
-		{"glrt with system_id", created.Token, "s_0a1b2c3d4e5f", true},
-		{"glrt without system_id", created.Token, "", true},
-		{"unknown token", "glrt-unknownunknownunkn", "s_0a1b2c3d4e5f", false},
-		{"token reset since", staleToken, "s_0a1b2c3d4e5f", false},
+		{"glrt with system_id", created.Token, "s_0a1b2c3d4e5f", true, created.ID},
+		{"glrt without system_id", created.Token, "", true, created.ID},
+		{"unknown token", "glrt-unknownunknownunkn", "s_0a1b2c3d4e5f", false, 0},
+		{"token reset since", staleToken, "s_0a1b2c3d4e5f", false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := c.Verify(context.Background(), tt.token, tt.systemID)
+			reg, got, err := c.Verify(context.Background(), tt.token, tt.systemID)
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			if got != tt.want {
-				t.Errorf("Verify = %v, want %v", got, tt.want)
+			if got != tt.want || reg.ID != tt.wantID {
+				t.Errorf("Verify = %v, id %d; want %v, id %d", got, reg.ID, tt.want, tt.wantID)
 			}
 		})
 	}
 	if got := g.Runners()[0].SystemIDs; !slices.Equal(got, []string{"s_0a1b2c3d4e5f"}) {
 		t.Errorf("system ids recorded = %v, want exactly the one sent", got)
 	}
-	if _, err := c.Verify(context.Background(), "", "s_x"); err == nil {
+	if _, _, err := c.Verify(context.Background(), "", "s_x"); err == nil {
 		t.Error("Verify with an empty token succeeded")
+	}
+}
+
+// GitLab < 15.10 answers a valid token with 200 and no JSON: valid, id unknown (gitlab-runner
+// falls back to the same "legacy response format").
+func TestVerifyOldGitLab(t *testing.T) {
+	srv, caPEM := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	})
+	reg, ok, err := clientFor(t, srv.URL, caPEM).Verify(context.Background(), "glrt-aaaaaaaaaaaaaaaaaaaa", "s_1")
+	if err != nil || !ok || reg.ID != 0 {
+		t.Errorf("Verify = %+v, %v, %v; want valid with id 0", reg, ok, err)
 	}
 }
 
@@ -150,7 +163,7 @@ func TestVerifyFailureIsNeverFalse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			valid, err := tt.c.Verify(context.Background(), "glrt-aaaaaaaaaaaaaaaaaaaa", "s_1")
+			_, valid, err := tt.c.Verify(context.Background(), "glrt-aaaaaaaaaaaaaaaaaaaa", "s_1")
 			if valid {
 				t.Error("Verify = true on a failure")
 			}
@@ -236,8 +249,8 @@ func TestCreateRunner(t *testing.T) {
 				t.Fatalf("stored runner %+v does not match %+v", r, reg)
 			}
 			tt.check(t, r)
-			if ok, err := c.Verify(context.Background(), reg.Token, "s_new"); !ok || err != nil {
-				t.Errorf("the new token does not verify: %v %v", ok, err)
+			if v, ok, err := c.Verify(context.Background(), reg.Token, "s_new"); !ok || err != nil || v.ID != reg.ID {
+				t.Errorf("the new token does not verify as runner #%d: %v %v %+v", reg.ID, ok, err, v)
 			}
 		})
 	}
@@ -375,7 +388,7 @@ func TestErrorsNeverContainTokens(t *testing.T) {
 	secrets := []string{runnerTok, accessTok, regTok}
 	calls := map[string]func(c *Client) error{
 		"Verify": func(c *Client) error {
-			_, err := c.Verify(context.Background(), runnerTok, "s_1")
+			_, _, err := c.Verify(context.Background(), runnerTok, "s_1")
 			return err
 		},
 		"CreateRunner": func(c *Client) error {

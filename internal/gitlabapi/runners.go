@@ -1,6 +1,7 @@
 package gitlabapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,28 +72,39 @@ type verifyOptions struct {
 //
 // It returns true for 200 and false for 403. Any other outcome, including a
 // network error, is an error and never false: false makes the caller
-// register a new runner.
-func (c *Client) Verify(ctx context.Context, token, systemID string) (bool, error) {
+// register a new runner. On 200 the Registered holds what GitLab >= 15.10
+// answers (Entities::Ci::RunnerRegistrationDetails: the runner's id, its token
+// and token_expires_at, GitLab MR 112168; gitlab-runner's VerifyRunnerResponse);
+// an older GitLab answers 200 with no JSON body, and then ID is 0.
+func (c *Client) Verify(ctx context.Context, token, systemID string) (Registered, bool, error) {
 	if token == "" {
-		return false, errors.New("verifying runner token: the token is empty")
+		return Registered{}, false, errors.New("verifying runner token: the token is empty")
 	}
 	req, err := c.gl.NewRequest(http.MethodPost, "runners/verify", &verifyOptions{Token: token, SystemID: systemID},
 		[]gitlab.RequestOptionFunc{gitlab.WithContext(ctx)})
 	if err != nil {
-		return false, redact(fmt.Errorf("building runner verify request: %w", err), token)
+		return Registered{}, false, redact(fmt.Errorf("building runner verify request: %w", err), token)
 	}
 	// Verifying twice is harmless, so client-go's retries on 5xx and
-	// connection errors stay on.
-	resp, err := c.gl.Do(req, nil)
+	// connection errors stay on. The body is read raw: an older GitLab's is not JSON.
+	var body bytes.Buffer
+	resp, err := c.gl.Do(req, &body)
 	switch code := statusOf(resp, err); code {
 	case http.StatusOK:
-		return true, nil
+		var v struct {
+			ID             int64      `json:"id"`
+			TokenExpiresAt *time.Time `json:"token_expires_at"`
+		}
+		if json.Unmarshal(body.Bytes(), &v) != nil {
+			return Registered{Token: token}, true, nil
+		}
+		return Registered{ID: v.ID, Token: token, ExpiresAt: v.TokenExpiresAt}, true, nil
 	case http.StatusForbidden:
-		return false, nil
+		return Registered{}, false, nil
 	case 0:
-		return false, redact(fmt.Errorf("verifying runner token at %s: %w", c.URL(), c.explainRequestError(err)), token)
+		return Registered{}, false, redact(fmt.Errorf("verifying runner token at %s: %w", c.URL(), c.explainRequestError(err)), token)
 	default:
-		return false, redact(answered(err, "verifying runner token at %s: GitLab answered %s, expected 200 or 403",
+		return Registered{}, false, redact(answered(err, "verifying runner token at %s: GitLab answered %s, expected 200 or 403",
 			c.URL(), httpStatus(code, err)), token)
 	}
 }

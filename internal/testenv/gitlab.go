@@ -91,6 +91,7 @@ type GitLabRunner struct {
 //	GET    /api/v4/runners/all             PRIVATE-TOKEN with api or read_api scope; ?type= &status= &page= &per_page=
 //	GET    /api/v4/groups/:id/runners      the same, for a group's runners
 //	GET    /api/v4/projects/:id/runners    the same, for a project's runners
+//	…      /api/v4/jobs/…                  the CI jobs API a runner manager uses (gitlab_jobs.go)
 //
 // Every access token is treated as an administrator's; group and project IDs
 // > 0 are taken to exist. All methods are safe for concurrent use.
@@ -110,6 +111,8 @@ type GitLab struct {
 	readiness int                 // whitelisted GET /-/readiness seen
 	issued    []string            // every runner token handed out or stored, for Secrets
 	listening chan error          // ListenAfter: the delayed listen's result, once
+
+	jobs gitlabJobs // the CI job queue (gitlab_jobs.go); its own lock
 }
 
 // NewGitLab starts a stand-in GitLab. Close it when done.
@@ -307,6 +310,9 @@ func (g *GitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.mu.Unlock()
 
+	if strings.HasPrefix(path, "/api/v4/jobs/") && g.serveJobs(w, r) {
+		return
+	}
 	switch {
 	case r.Method == http.MethodGet && path == "/-/readiness":
 		g.handleReadiness(w, r)

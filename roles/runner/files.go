@@ -62,19 +62,34 @@ type RunnerConfigFile struct {
 
 // RunnerSection is one [[runners]] entry.
 type RunnerSection struct {
-	Name               string        `toml:"name"`
-	URL                string        `toml:"url"`       // GitLab's private URL: API, artifacts, cache, LFS
-	CloneURL           string        `toml:"clone_url"` // the same private URL, for git clone
-	Token              string        `toml:"token"`     // runner authentication token (glrt-)
-	TokenObtainedAt    time.Time     `toml:"token_obtained_at"`
-	TokenExpiresAt     time.Time     `toml:"token_expires_at"` // zero = never
-	TLSCAFile          string        `toml:"tls-ca-file,omitempty"`
-	Executor           string        `toml:"executor"`
-	BuildsDir          string        `toml:"builds_dir"`
-	CacheDir           string        `toml:"cache_dir"`
-	Limit              int           `toml:"limit"` // 0 = unlimited
-	RequestConcurrency int           `toml:"request_concurrency"`
-	Custom             CustomSection `toml:"custom"`
+	Name     string `toml:"name"`
+	URL      string `toml:"url"`       // GitLab's private URL: API, artifacts, cache, LFS
+	CloneURL string `toml:"clone_url"` // the same private URL, for git clone
+	// ID is the runner's numeric id (RunnerCredentials.ID, toml "id"), which
+	// gitlab-runner reset-token --id looks the runner up by; omitted when GitLab did not say.
+	ID                 int64     `toml:"id,omitzero"`
+	Token              string    `toml:"token"` // runner authentication token (glrt-)
+	TokenObtainedAt    time.Time `toml:"token_obtained_at"`
+	TokenExpiresAt     time.Time `toml:"token_expires_at"` // zero = never
+	TLSCAFile          string    `toml:"tls-ca-file,omitempty"`
+	Executor           string    `toml:"executor"`
+	BuildsDir          string    `toml:"builds_dir"`
+	CacheDir           string    `toml:"cache_dir"`
+	Limit              int       `toml:"limit"` // 0 = unlimited
+	RequestConcurrency int       `toml:"request_concurrency"`
+	// CustomBuildDir is written out although it holds the custom executor's default (off):
+	// gitlab-runner 17.9.3 checks its config against a JSON schema that wants a boolean there
+	// and, when the section is missing, prints "There might be a problem with your config" on
+	// every start and verify (seen running the real binary).
+	CustomBuildDir CustomBuildDirSection `toml:"custom_build_dir"`
+	Custom         CustomSection         `toml:"custom"`
+}
+
+// CustomBuildDirSection is [runners.custom_build_dir]: whether jobs may pick their build
+// directory with GIT_CLONE_PATH. Off, as the custom executor's default
+// (DefaultCustomBuildsDirEnabled false): the driver decides where a job's files live.
+type CustomBuildDirSection struct {
+	Enabled bool `toml:"enabled"`
 }
 
 // CustomSection is [runners.custom]: the four custom-executor stages, each

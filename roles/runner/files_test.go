@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ func referenceRole(t *testing.T) *Role {
 		subnet:     "subnet-0123456789abcdef0",
 		name:       "fargate-front",
 		token:      "glrt-EXAMPLEtoken000000",
+		runnerID:   42,
 		obtainedAt: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC),
 	}
 }
@@ -87,21 +89,25 @@ type runnerConsumerConfig struct {
 	LogFormat       string `toml:"log_format"`
 	ShutdownTimeout int    `toml:"shutdown_timeout"`
 	Runners         []struct {
-		Name               string            `toml:"name"`
-		URL                string            `toml:"url"`
-		CloneURL           string            `toml:"clone_url"`
-		Token              string            `toml:"token"`
-		TokenObtainedAt    time.Time         `toml:"token_obtained_at"`
-		TokenExpiresAt     time.Time         `toml:"token_expires_at"`
-		TLSCAFile          string            `toml:"tls-ca-file"`
-		Executor           string            `toml:"executor"`
-		BuildsDir          string            `toml:"builds_dir"`
-		CacheDir           string            `toml:"cache_dir"`
-		Limit              int               `toml:"limit"`
-		RequestConcurrency int               `toml:"request_concurrency"`
-		Environment        []string          `toml:"environment"`
-		OutputLimit        int               `toml:"output_limit"`
-		Custom             customConsumerCfg `toml:"custom"`
+		Name               string    `toml:"name"`
+		URL                string    `toml:"url"`
+		CloneURL           string    `toml:"clone_url"`
+		ID                 int64     `toml:"id"`
+		Token              string    `toml:"token"`
+		TokenObtainedAt    time.Time `toml:"token_obtained_at"`
+		TokenExpiresAt     time.Time `toml:"token_expires_at"`
+		TLSCAFile          string    `toml:"tls-ca-file"`
+		Executor           string    `toml:"executor"`
+		BuildsDir          string    `toml:"builds_dir"`
+		CacheDir           string    `toml:"cache_dir"`
+		Limit              int       `toml:"limit"`
+		RequestConcurrency int       `toml:"request_concurrency"`
+		Environment        []string  `toml:"environment"`
+		OutputLimit        int       `toml:"output_limit"`
+		CustomBuildDir     struct {
+			Enabled *bool `toml:"enabled"`
+		} `toml:"custom_build_dir"`
+		Custom customConsumerCfg `toml:"custom"`
 	} `toml:"runners"`
 }
 
@@ -189,6 +195,26 @@ func TestConfigTOMLGoldenAndDecodesForRunner(t *testing.T) {
 	}
 	if !rs.TokenObtainedAt.Equal(r.obtainedAt) || !rs.TokenExpiresAt.IsZero() {
 		t.Errorf("token times = %v %v", rs.TokenObtainedAt, rs.TokenExpiresAt)
+	}
+	if e := rs.CustomBuildDir.Enabled; e == nil || *e {
+		t.Errorf("custom_build_dir.enabled = %v, want false written out (gitlab-runner's schema check wants a boolean)", e)
+	}
+	if rs.ID != 42 {
+		t.Errorf("id = %d, want the runner's id 42 (gitlab-runner reset-token --id)", rs.ID)
+	}
+}
+
+// GitLab < 15.10 does not say a verified token's runner id: config.toml then has no id at all
+// rather than id = 0, which no runner has.
+func TestConfigTOMLWithoutRunnerIDOmitsKey(t *testing.T) {
+	r := referenceRole(t)
+	r.runnerID = 0
+	data, err := renderTOML(r.runnerConfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "id = ") {
+		t.Errorf("config.toml has an id line for an unknown id:\n%s", data)
 	}
 }
 

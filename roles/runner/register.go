@@ -24,8 +24,10 @@ import (
 type State struct {
 	InstanceID string `json:"instance_id"` // the instance that wrote this state
 	SystemID   string `json:"system_id"`   // this runner manager's system_id
-	// RunnerID is set when glbootstrap created or registered the runner,
-	// so "runner unregister" can delete exactly that runner.
+	// RunnerID is the runner's numeric id, from the create or register answer or from
+	// POST /runners/verify (GitLab >= 15.10 answers it); 0 when unknown. It becomes
+	// config.toml's id (for gitlab-runner reset-token --id). "runner unregister" deletes
+	// by it only when Source is create.
 	RunnerID        int64     `json:"runner_id,omitempty"`
 	Source          string    `json:"source"` // parameter | create | registration | config.toml
 	Token           string    `json:"token"`
@@ -77,24 +79,23 @@ func (r *Role) saveState(s State) (host.Step, error) {
 
 // existingToken returns the token of the first [[runners]] in config.toml,
 // with the times gitlab-runner recorded for it.
-func (r *Role) existingToken() (tok string, obtained, expires time.Time, err error) {
+func (r *Role) existingToken() (RunnerSection, error) {
 	b, err := r.d.Host.ReadFile(ConfigTOML)
 	if host.IsNotExist(err) {
-		return "", obtained, expires, nil
+		return RunnerSection{}, nil
 	}
 	if err != nil {
-		return "", obtained, expires, fmt.Errorf("reading %s: %w", ConfigTOML, err)
+		return RunnerSection{}, fmt.Errorf("reading %s: %w", ConfigTOML, err)
 	}
 	var f RunnerConfigFile
 	if _, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&f); err != nil {
 		// A broken file is rewritten by runner-config; its token is lost.
-		return "", obtained, expires, nil
+		return RunnerSection{}, nil
 	}
 	if len(f.Runners) == 0 {
-		return "", obtained, expires, nil
+		return RunnerSection{}, nil
 	}
-	rs := f.Runners[0]
-	return rs.Token, rs.TokenObtainedAt, rs.TokenExpiresAt, nil
+	return f.Runners[0], nil
 }
 
 // register finds a runner authentication token that GitLab accepts for
@@ -161,10 +162,11 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		return steps, err
 	}
 
-	existing, obtained, expires, err := r.existingToken()
+	cur, err := r.existingToken()
 	if err != nil {
 		return steps, err
 	}
+	existing := cur.Token
 	rc := r.cfg.Runner
 	type candidate struct {
 		token, source    string
@@ -172,7 +174,7 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	}
 	var cands []candidate
 	if existing != "" {
-		cands = append(cands, candidate{existing, "config.toml", obtained, expires})
+		cands = append(cands, candidate{existing, "config.toml", cur.TokenObtainedAt, cur.TokenExpiresAt})
 	}
 	if st.Token != "" && st.Token != existing {
 		cands = append(cands, candidate{st.Token, st.Source, st.TokenObtainedAt, st.TokenExpiresAt})
@@ -182,7 +184,7 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	}
 	for _, c := range cands {
 		r.secrets = append(r.secrets, c.token)
-		ok, err := gl.Verify(ctx, c.token, sysID)
+		v, ok, err := gl.Verify(ctx, c.token, sysID)
 		if err != nil {
 			// Never fall through to creating a runner on an error that is
 			// not a clear "invalid token": that is how duplicates happen.
@@ -201,6 +203,17 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		} else if c.source != "config.toml" {
 			st.Source = c.source
 		}
+		switch {
+		case v.ID != 0 && st.RunnerID != 0 && v.ID != st.RunnerID:
+			// Another runner than the one glbootstrap created: unregister must not delete it by id.
+			st.Source = c.source
+			st.RunnerID = v.ID
+		case v.ID != 0:
+			st.RunnerID = v.ID
+		case st.Token != c.token:
+			st.RunnerID = 0 // GitLab < 15.10 does not say which runner a token is
+		}
+		r.runnerID = st.RunnerID
 		st.Token, st.TokenObtainedAt, st.TokenExpiresAt, st.URL = r.token, r.obtainedAt, r.expiresAt, r.privateURL
 		steps = append(steps, host.Step{Kind: "remote", Target: r.privateURL, Summary: "runner token verified (from " + describeSource(c.source, rc.TokenParameter) + ")"})
 		ps, err := persist(st)
@@ -298,6 +311,7 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 		r.expiresAt = reg.ExpiresAt.UTC()
 	}
 	st.RunnerID, st.Token, st.TokenObtainedAt, st.TokenExpiresAt, st.URL = reg.ID, reg.Token, r.obtainedAt, r.expiresAt, r.privateURL
+	r.runnerID = reg.ID
 	st.Source = "create"
 	if rc.Create == nil {
 		st.Source = "registration"

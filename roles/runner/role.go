@@ -165,6 +165,7 @@ type Role struct {
 
 	// set by the register phase for runner-config
 	token      string
+	runnerID   int64 // 0 when GitLab did not say (< 15.10)
 	obtainedAt time.Time
 	expiresAt  time.Time
 }

@@ -16,21 +16,27 @@ import (
 // file without asking GitLab.
 func (r *Role) runnerConfig(ctx context.Context) ([]host.Step, error) {
 	if r.token == "" {
-		tok, obtained, expires, err := r.existingToken()
+		cur, err := r.existingToken()
 		if err != nil {
 			return nil, err
 		}
-		if tok == "" {
+		tok, id, obtained, expires := cur.Token, cur.ID, cur.TokenObtainedAt, cur.TokenExpiresAt
+		if tok == "" || id == 0 {
 			st, err := r.loadState()
 			if err != nil {
 				return nil, err
 			}
-			tok, obtained, expires = st.Token, st.TokenObtainedAt, st.TokenExpiresAt
+			if tok == "" {
+				tok, obtained, expires = st.Token, st.TokenObtainedAt, st.TokenExpiresAt
+			}
+			if st.Token == tok {
+				id = st.RunnerID
+			}
 		}
 		if tok == "" {
 			return nil, errNoToken
 		}
-		r.token, r.obtainedAt, r.expiresAt = tok, obtained, expires
+		r.token, r.runnerID, r.obtainedAt, r.expiresAt = tok, id, obtained, expires
 	}
 	data, err := renderTOML(r.runnerConfigFile())
 	if err != nil {
@@ -50,6 +56,7 @@ func (r *Role) runnerConfigFile() RunnerConfigFile {
 			Name:               r.name,
 			URL:                r.privateURL,
 			CloneURL:           r.privateURL,
+			ID:                 r.runnerID,
 			Token:              r.token,
 			TokenObtainedAt:    r.obtainedAt.UTC(),
 			TokenExpiresAt:     zeroTime(r.expiresAt),

@@ -27,11 +27,11 @@ func (r *Role) Unregister(ctx context.Context, force bool) ([]host.Step, error) 
 	if err != nil {
 		return nil, err
 	}
-	existing, _, _, err := r.existingToken()
+	cur, err := r.existingToken()
 	if err != nil {
 		return nil, err
 	}
-	token := firstNonEmpty(st.Token, existing)
+	token := firstNonEmpty(st.Token, cur.Token)
 	if token == "" {
 		return []host.Step{{Kind: "remote", Target: r.privateURL, Summary: "no runner registered on this front: nothing to unregister"}}, nil
 	}
