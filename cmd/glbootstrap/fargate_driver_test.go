@@ -301,3 +301,21 @@ func TestRealFargateDriverNeedsSSHRSA(t *testing.T) {
 		t.Errorf("cleanup: %s", r)
 	}
 }
+
+// A task whose sshd is not up yet when the task is RUNNING (a slow entrypoint): the driver's run
+// stage dials once, without retrying, so the job fails as a system failure. What the image can do
+// about it is start sshd first and do the rest after; the driver cannot be told to wait.
+func TestRealFargateDriverSlowSSHD(t *testing.T) {
+	d := newDriverWorld(t)
+	d.sshd.StartDelay = 30 * time.Second
+	if r := d.stage(t, 104, "prepare"); r.code != 0 {
+		t.Fatalf("prepare: %s", r)
+	}
+	r := d.stage(t, 104, "run", d.script(t, "echo too-early\n"), "build_script")
+	if r.code != systemFailureExit || !strings.Contains(r.stdout+r.stderr, "connection refused") {
+		t.Errorf("run before sshd listens: want a system failure on connection refused\n%s", r)
+	}
+	if r := d.stage(t, 104, "cleanup"); r.code != 0 {
+		t.Errorf("cleanup: %s", r)
+	}
+}

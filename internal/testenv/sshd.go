@@ -72,10 +72,12 @@ func (s *SSHDLauncher) Launch(l ECSLaunch) (func(), error) {
 	for _, o := range s.Options {
 		cfg.WriteString(o + "\n")
 	}
+	// The task's own host key before the image's config: HostKey adds up, and sshd serves the
+	// first key of each type (the image names /etc/ssh/ssh_host_ed25519_key, this machine's).
+	fmt.Fprintf(&cfg, "ListenAddress %s\nHostKey %s\nAuthorizedKeysFile %s\nPidFile none\n", addr, hostKey, authKeys)
 	for _, inc := range s.Include {
 		fmt.Fprintf(&cfg, "Include %s\n", inc)
 	}
-	fmt.Fprintf(&cfg, "ListenAddress %s\nHostKey %s\nAuthorizedKeysFile %s\nPidFile none\n", addr, hostKey, authKeys)
 	// The task directory lives under a world-writable /tmp, which StrictModes rejects.
 	cfg.WriteString("StrictModes no\n")
 	conf := filepath.Join(dir, "sshd_config")
