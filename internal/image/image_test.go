@@ -34,7 +34,7 @@ func TestCoordinatorContext(t *testing.T) {
 
 	var buf bytes.Buffer
 	st, err := c.WriteZip(context.Background(), &buf)
-	if err != nil || st.Files != 3 {
+	if err != nil || st.Files != 4 {
 		t.Fatalf("zip: %+v %v", st, err)
 	}
 	zr, _ := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
@@ -42,7 +42,7 @@ func TestCoordinatorContext(t *testing.T) {
 	for _, f := range zr.File {
 		modes[f.Name] = f.Mode().Perm()
 	}
-	want := map[string]fs.FileMode{"Dockerfile": 0o644, "entrypoint.sh": 0o755, "glbootstrap": 0o755}
+	want := map[string]fs.FileMode{"Dockerfile": 0o644, "entrypoint.sh": 0o755, "sshd_config": 0o644, "glbootstrap": 0o755}
 	for n, m := range want {
 		if modes[n] != m {
 			t.Errorf("%s mode %v, want %v (all: %v)", n, modes[n], m, modes)
@@ -61,7 +61,7 @@ func TestCoordinatorContext(t *testing.T) {
 func TestCoordinatorTemplates(t *testing.T) {
 	df, _ := fs.ReadFile(coordinator.FS, "Dockerfile")
 	for _, want := range []string{"openssh-server", " git ", "git-lfs", "gitlab-runner", "ca-certificates", "bash",
-		"mkdir -p /run/sshd", "EXPOSE 22", "COPY glbootstrap /usr/local/bin/glbootstrap", "sha256sum -c"} {
+		"mkdir -p /run/sshd", "EXPOSE 22", "COPY sshd_config /etc/ssh/sshd_config.d/", "COPY glbootstrap /usr/local/bin/glbootstrap", "sha256sum -c"} {
 		if !strings.Contains(string(df), want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}

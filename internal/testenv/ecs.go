@@ -27,7 +27,9 @@ const (
 // Operations: DescribeClusters (a missing cluster comes back under failures with reason
 // MISSING, as ECS does) and DescribeTaskDefinition (family = latest ACTIVE revision,
 // family:revision, or ARN; a missing one is ClientException "Unable to describe task
-// definition."). Deny makes an operation answer AccessDeniedException. Safe for concurrent use.
+// definition."), and RunTask, DescribeTasks and StopTask (ecs_tasks.go: tasks that run what an
+// ECSLauncher starts, such as real sshd processes). Deny makes an operation answer
+// AccessDeniedException. Safe for concurrent use.
 type ECS struct {
 	srv *httptest.Server
 
@@ -36,6 +38,7 @@ type ECS struct {
 	taskDefs map[string][]ECSTaskDefinition // family -> revisions in order
 	denied   map[string]bool
 	calls    map[string]int
+	tasks    ecsTasks // RunTask, DescribeTasks, StopTask: ecs_tasks.go
 }
 
 // ECSCluster is a cluster as DescribeClusters reports it.
@@ -147,6 +150,12 @@ func (e *ECS) Handler() http.Handler {
 			return e.describeClusters(body, region)
 		case "DescribeTaskDefinition":
 			return e.describeTaskDefinition(body, region)
+		case "RunTask":
+			return e.runTask(body, region)
+		case "DescribeTasks":
+			return e.describeTasks(body, region)
+		case "StopTask":
+			return e.stopTask(body, region)
 		}
 		return nil, &awsJSONError{status: http.StatusBadRequest, code: "UnknownOperationException"}
 	})
@@ -190,25 +199,9 @@ func (e *ECS) describeTaskDefinition(body []byte, region string) (any, *awsJSONE
 	if err := decodeSSM(body, &in); err != nil {
 		return nil, err
 	}
-	notFound := &awsJSONError{status: http.StatusBadRequest, code: "ClientException", message: "Unable to describe task definition."}
-	m := ecsTaskDefRE.FindStringSubmatch(in.TaskDefinition)
-	if m == nil {
-		return nil, notFound
-	}
-	var td *ECSTaskDefinition
-	revs := e.taskDefs[m[1]]
-	for i := range revs {
-		r := &revs[i]
-		if m[2] != "" {
-			if strconv.Itoa(int(r.Revision)) == m[2] {
-				td = r
-			}
-		} else if r.Status == "ACTIVE" && (td == nil || r.Revision > td.Revision) {
-			td = r
-		}
-	}
+	td := e.findTaskDef(in.TaskDefinition)
 	if td == nil {
-		return nil, notFound
+		return nil, &awsJSONError{status: http.StatusBadRequest, code: "ClientException", message: "Unable to describe task definition."}
 	}
 	containers := []any{}
 	for _, c := range td.Containers {
@@ -248,6 +241,28 @@ func (e *ECS) describeTaskDefinition(body []byte, region string) (any, *awsJSONE
 		out["executionRoleArn"] = td.ExecutionRoleARN
 	}
 	return map[string]any{"taskDefinition": out, "tags": []any{}}, nil
+}
+
+// findTaskDef resolves family (latest ACTIVE revision), family:revision or an ARN; nil when
+// there is none. The caller holds e.mu.
+func (e *ECS) findTaskDef(name string) *ECSTaskDefinition {
+	m := ecsTaskDefRE.FindStringSubmatch(name)
+	if m == nil {
+		return nil
+	}
+	var td *ECSTaskDefinition
+	revs := e.taskDefs[m[1]]
+	for i := range revs {
+		r := &revs[i]
+		if m[2] != "" {
+			if strconv.Itoa(int(r.Revision)) == m[2] {
+				td = r
+			}
+		} else if r.Status == "ACTIVE" && (td == nil || r.Revision > td.Revision) {
+			td = r
+		}
+	}
+	return td
 }
 
 func nonNil(s []string) []string {

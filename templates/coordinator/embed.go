@@ -6,9 +6,10 @@ package coordinator
 
 import "embed"
 
-// FS holds Dockerfile and entrypoint.sh.
+// FS holds Dockerfile, entrypoint.sh and sshd_config (the image's
+// /etc/ssh/sshd_config.d/coordinator.conf).
 //
-//go:embed Dockerfile entrypoint.sh
+//go:embed Dockerfile entrypoint.sh sshd_config
 var FS embed.FS
 
 // Files are the context files in FS with their modes in the image context.
@@ -18,4 +19,5 @@ var Files = []struct {
 }{
 	{"Dockerfile", 0o644},
 	{"entrypoint.sh", 0o755},
+	{"sshd_config", 0o644},
 }

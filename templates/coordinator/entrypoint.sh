@@ -32,6 +32,8 @@ for v in AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_CREDENTIALS_FULL_U
     fi
 done
 
-ssh-keygen -A >/dev/null
+# One host key, ed25519 (sshd_config's HostKey): generating every type (ssh-keygen -A) costs an RSA
+# key at every task start, and the driver's client takes ed25519.
+ssh-keygen -q -t ed25519 -N '' -C '' -f /etc/ssh/ssh_host_ed25519_key
 mkdir -p /run/sshd
 exec /usr/sbin/sshd -D -e
