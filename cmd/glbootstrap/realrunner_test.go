@@ -21,10 +21,9 @@ import (
 
 // The real programs that consume glbootstrap's files (../shared/consumers/README.md).
 const (
-	consumersDir        = "../shared/consumers"
-	gitlabRunnerXZ      = "gitlab-runner-17.9.3-linux-amd64.xz"
-	gitlabRunnerSHA256  = "d324168479a5c99857433a2b9bc0442116af5dacd1293596dc47baea069a06dd"
-	consumersRequireEnv = "GLB_REQUIRE_TOOLS"
+	consumersDir       = "../shared/consumers"
+	gitlabRunnerXZ     = "gitlab-runner-17.9.3-linux-amd64.xz"
+	gitlabRunnerSHA256 = "d324168479a5c99857433a2b9bc0442116af5dacd1293596dc47baea069a06dd"
 )
 
 // consumer decompresses one of the real programs from ../shared/consumers (next to the
@@ -32,34 +31,16 @@ const (
 // or fails under GLB_REQUIRE_TOOLS=1 (CI).
 func consumer(t *testing.T, xzName, sha, dir, name string) string {
 	t.Helper()
-	wd, err := os.Getwd()
+	p := testenv.Consumer(t, xzName, name)
+	bin, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
-	}
-	// cmd/glbootstrap → the repository → its sibling shared/consumers.
-	src := filepath.Join(wd, "..", "..", consumersDir, xzName)
-	if _, err := os.Stat(src); err != nil {
-		msg := "the real consumers are not here: " + consumersDir + " (next to the repository) lacks " + xzName
-		if os.Getenv(consumersRequireEnv) == "1" {
-			t.Fatal(msg + "; GLB_REQUIRE_TOOLS=1 requires it")
-		}
-		t.Skip(msg)
-	}
-	if _, err := exec.LookPath("xz"); err != nil {
-		if os.Getenv(consumersRequireEnv) == "1" {
-			t.Fatal("xz is not installed (Debian package xz-utils); GLB_REQUIRE_TOOLS=1 requires it")
-		}
-		t.Skip("xz is not installed (Debian package xz-utils): cannot decompress " + consumersDir + "/" + xzName)
-	}
-	out := filepath.Join(dir, name)
-	bin, err := exec.Command("xz", "-dc", src).Output()
-	if err != nil {
-		t.Fatalf("xz -dc %s: %v", src, err)
 	}
 	if s := sha256.Sum256(bin); hex.EncodeToString(s[:]) != sha {
 		t.Fatalf("%s decompresses to SHA-256 %x, %s/README.md says %s", xzName, s, consumersDir, sha)
 	}
-	if err := os.WriteFile(out, bin, 0o755); err != nil {
+	out := filepath.Join(dir, name)
+	if err := os.Rename(p, out); err != nil {
 		t.Fatal(err)
 	}
 	return out
