@@ -49,7 +49,9 @@ type driverWorld struct {
 	sshdLog *bytes.Buffer
 }
 
-func newDriverWorld(t *testing.T) *driverWorld {
+// newDriverWorld converges a runner root (after beforeApply, if given, has prepared it) and
+// points the ECS stand-in's tasks at real sshd processes behind the AWS proxy.
+func newDriverWorld(t *testing.T, beforeApply ...func(*world)) *driverWorld {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		msg := "the real driver logs in to the task's sshd as root (fargate.ssh.username): run the test as root"
@@ -70,6 +72,9 @@ func newDriverWorld(t *testing.T) *driverWorld {
 	driver := testenv.Consumer(t, fargateDriverFixture, "fargate")
 
 	w := newWorld(t, testenv.IMDSValues{})
+	for _, f := range beforeApply {
+		f(w)
+	}
 	if r := w.apply(); r.code != 0 {
 		t.Fatalf("apply: %s", r)
 	}
