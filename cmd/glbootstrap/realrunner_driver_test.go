@@ -7,7 +7,6 @@ package main
 // real sshd with the coordinator image's sshd_config.
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
@@ -15,8 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -90,34 +87,8 @@ func TestRealRunnerThroughRealDriver(t *testing.T) {
 	defer cancel()
 	run := exec.CommandContext(ctx, runnerBin, "run", "--config", cfgPath, "--working-directory", workDir)
 	run.Env = env
-	var logMu sync.Mutex
-	var log bytes.Buffer
-	run.Stdout, run.Stderr = &lockedWriter{mu: &logMu, w: &log}, &lockedWriter{mu: &logMu, w: &log}
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = run.Process.Signal(syscall.SIGQUIT) // graceful: lets a finishing job end
-		done := make(chan struct{})
-		go func() { _ = run.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = run.Process.Kill()
-			<-done
-		}
-	}
+	stop, runnerLog := startRunner(t, run)
 	defer stop()
-	runnerLog := func() string {
-		logMu.Lock()
-		defer logMu.Unlock()
-		return log.String()
-	}
 	wait := func(id int64) testenv.GitLabJob {
 		t.Helper()
 		j, err := gl.WaitJob(ctx, id)

@@ -128,33 +128,8 @@ func TestRealGitLabRunnerRunsJobs(t *testing.T) {
 
 	run := exec.CommandContext(ctx, runnerBin, "run", "--config", cfgPath, "--working-directory", workDir)
 	run.Env = env
-	var logMu sync.Mutex
-	var log bytes.Buffer
-	run.Stdout, run.Stderr = &lockedWriter{mu: &logMu, w: &log}, &lockedWriter{mu: &logMu, w: &log}
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			_ = run.Process.Signal(syscall.SIGQUIT) // graceful: lets a finishing job end
-			done := make(chan struct{})
-			go func() { _ = run.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				_ = run.Process.Kill()
-				<-done
-			}
-		}
-	}
+	stop, runnerLog := startRunner(t, run)
 	defer stop()
-	runnerLog := func() string {
-		logMu.Lock()
-		defer logMu.Unlock()
-		return log.String()
-	}
 
 	ok, err := gl.WaitJob(ctx, okJob)
 	if err != nil {
@@ -236,4 +211,38 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// startRunner starts `gitlab-runner run` as cmd and returns stop (SIGQUIT, so a finishing job
+// ends cleanly; killed after 20 s; safe to call twice) and a reader of everything it printed.
+func startRunner(t *testing.T, run *exec.Cmd) (stop func(), runnerLog func() string) {
+	t.Helper()
+	var logMu sync.Mutex
+	var log bytes.Buffer
+	run.Stdout, run.Stderr = &lockedWriter{mu: &logMu, w: &log}, &lockedWriter{mu: &logMu, w: &log}
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = run.Process.Signal(syscall.SIGQUIT) // graceful: lets a finishing job end
+		done := make(chan struct{})
+		go func() { _ = run.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = run.Process.Kill()
+			<-done
+		}
+	}
+	runnerLog = func() string {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return log.String()
+	}
+	return stop, runnerLog
 }

@@ -68,20 +68,25 @@ func (c *Client) Put(ctx context.Context, name, value string, secure bool) (chan
 	if err != nil || same {
 		return false, err
 	}
+	return true, c.write(ctx, name, value, secure)
+}
+
+// write is PutParameter with Overwrite, errors mapped.
+func (c *Client) write(ctx context.Context, name, value string, secure bool) error {
 	typ := types.ParameterTypeString
 	if secure {
 		typ = types.ParameterTypeSecureString
 	}
-	_, err = c.api.PutParameter(ctx, &ssm.PutParameterInput{
+	_, err := c.api.PutParameter(ctx, &ssm.PutParameterInput{
 		Name:      aws.String(name),
 		Value:     aws.String(value),
 		Type:      typ,
 		Overwrite: aws.Bool(true),
 	})
 	if err != nil {
-		return false, c.mapErr(name, "ssm:PutParameter", err)
+		return c.mapErr(name, "ssm:PutParameter", err)
 	}
-	return true, nil
+	return nil
 }
 
 // compare reads name (with decryption) and reports its value, whether it exists, and whether
@@ -111,10 +116,8 @@ func (c *Client) PutStep(ctx context.Context, name, value string, secure bool) (
 	if err != nil || !st.Changed {
 		return st, err
 	}
-	if _, err := c.Put(ctx, name, value, secure); err != nil {
-		return st, err
-	}
-	return st, nil
+	// describe has read the parameter already: write without reading it again.
+	return st, c.write(ctx, name, value, secure)
 }
 
 // PlanPutStep reads name and returns the step PutStep would return, prefixed "would be", and
