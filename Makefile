@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X github.com/glbootstrap/glbootstrap/internal/cli.Version=$(V
 BIN      := bin/glbootstrap
 MOCK     := bin/ec2-metadata-mock
 
-.PHONY: build demo test bench lint tools clean system-test
+.PHONY: build demo test bench lint tools clean system-test release
 
 build: $(BIN)
 
@@ -17,6 +17,15 @@ $(MOCK): go.mod
 	$(GO) build -o $(MOCK) github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock
 
 tools: $(MOCK)
+
+# Release binaries for both EC2 architectures (arm64: Graviton fronts) and their SHA256SUMS, the
+# file `glbootstrap userdata --sha256` takes its value from.
+release:
+	rm -rf dist && mkdir -p dist
+	for arch in amd64 arm64; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/glbootstrap-linux-$$arch ./cmd/glbootstrap || exit 1; \
+	done
+	cd dist && sha256sum glbootstrap-linux-* > SHA256SUMS && cat SHA256SUMS
 
 # The main job: stand-ins for IMDS, S3, SSM, GitLab and the Fargate setup, then the GitLab host and the
 # runner front converged into ./sandbox (plan, apply, apply again, backup, doctor), scanned for secrets.
@@ -52,6 +61,6 @@ lint:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin sandbox
+	rm -rf bin sandbox dist
 
 FORCE:

@@ -107,6 +107,7 @@ func MainWithRoles(ctx context.Context, reg role.Registry, args []string, stdin 
 		newImageCmd(e),
 		newBackupCmd(e),
 		newRunnerCmd(e),
+		newUserdataCmd(e),
 	)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

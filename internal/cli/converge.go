@@ -150,6 +150,12 @@ func (a *awsClients) Open(ctx context.Context, bucket, key string) (io.ReadClose
 // role of the registry), printing every problem; any error means exit 3 and
 // nothing touched. The document is the role's type (role.Definition.NewConfig).
 func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source string) (config.Document, error) {
+	_, cfg, err := loadConfigData(ctx, e, clients, role, source)
+	return cfg, err
+}
+
+// loadConfigData is loadConfig that also returns the bytes read.
+func loadConfigData(ctx context.Context, e *env, clients *awsClients, role, source string) ([]byte, config.Document, error) {
 	data, err := config.Read(ctx, source, e.stdin, clients, clients)
 	if err != nil {
 		// A file that is missing or unreadable, or a parameter or object that does not exist, is
@@ -160,7 +166,7 @@ func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source s
 		if remote && !errors.Is(err, ssm.ErrNotFound) && !errors.Is(err, s3.ErrNotFound) {
 			code = ExitFailed
 		}
-		return nil, exitf(code, "%v%s", err, e.unchanged)
+		return nil, nil, exitf(code, "%v%s", err, e.unchanged)
 	}
 	cfg, problems := config.Parse(data, role, e.roles.Schemas())
 	for _, p := range problems.Warnings() {
@@ -171,9 +177,9 @@ func loadConfig(ctx context.Context, e *env, clients *awsClients, role, source s
 			fmt.Fprintln(e.stderr, "error: "+p.String())
 			e.problems = append(e.problems, p.String())
 		}
-		return nil, &exitError{code: ExitInvalidConfig, err: fmt.Errorf("the configuration from %s has %d problem(s)%s", source, len(errs), strings.ReplaceAll(e.unchanged, "\n", "; "))}
+		return nil, nil, &exitError{code: ExitInvalidConfig, err: fmt.Errorf("the configuration from %s has %d problem(s)%s", source, len(errs), strings.ReplaceAll(e.unchanged, "\n", "; "))}
 	}
-	return cfg, nil
+	return data, cfg, nil
 }
 
 func converge(ctx context.Context, e *env, f *convergeFlags, dryRun bool) error {
