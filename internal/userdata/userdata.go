@@ -83,7 +83,7 @@ func Render(o Options) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// shQuote quotes s for POSIX sh: single quotes, with each ' written as '\''.
+// shQuote quotes s for POSIX sh: single quotes, with each ' written as '\”.
 func shQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
