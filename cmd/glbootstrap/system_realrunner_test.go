@@ -103,12 +103,31 @@ Environment=AWS_SECRET_ACCESS_KEY=driver-test-secret
 Environment=AWS_EC2_METADATA_DISABLED=true
 `
 
-func TestSystemRealRunnerJob(t *testing.T) {
+// liveFront is a booted container set up as the baked AMI leaves a front, with the stand-ins
+// (GitLab, S3 holding the real driver, ECS behind the AWS proxy, tasks from
+// systemTaskLauncher) and the config in SSM naming the mirrored driver.
+type liveFront struct {
+	t         *testing.T
+	w         *world
+	c         *nspawn.Container
+	env       []string
+	proxy     *testenv.AWSProxy
+	taskLog   func() string
+	driverURL string
+	begin     time.Time
+	booted    time.Time
+}
+
+// startLiveFront prepares the stand-ins, boots a container and installs gitlab-runner in it
+// as its package and the AMI bake do. The service is enabled (gitlab-runner install does that)
+// and stopped.
+func startLiveFront(t *testing.T) *liveFront {
+	t.Helper()
 	if os.Getenv("GLB_SYSTEM_TEST") != "1" {
 		t.Skip("system test: boots a systemd-nspawn container as root; set GLB_SYSTEM_TEST=1 (make system-test) to run it")
 	}
 	rootfs := nspawn.Prerequisites(t, "go")
-	begin := time.Now()
+	f := &liveFront{t: t, begin: time.Now()}
 
 	share := staticBinaryDir(t)
 	consumer(t, gitlabRunnerXZ, gitlabRunnerSHA256, share, "gitlab-runner")
@@ -122,40 +141,40 @@ func TestSystemRealRunnerJob(t *testing.T) {
 
 	const region = "us-east-2"
 	w := newWorld(t, testenv.IMDSValues{Region: region})
-	gl, ecs := w.stack.GitLab, w.stack.ECS
+	f.w = w
 	// The local mirror: the real driver release in the S3 stand-in, pinned by its SHA-256.
 	const driverKey = "fargate/v0.1.0/fargate-linux-amd64"
 	w.stack.S3.PutObject(testenv.StackBucket, driverKey, driver)
-	driverURL := "s3://" + testenv.StackBucket + "/" + driverKey
+	f.driverURL = "s3://" + testenv.StackBucket + "/" + driverKey
 	cfg := w.stack.RunnerConfig(testenv.CreateAuth, "")
-	cfg = strings.NewReplacer(w.stack.DriverURL, driverURL, w.stack.DriverSHA256, fargateDriverSHA256, "version: v0.5.1", "version: v0.1.0").Replace(cfg)
-	if !strings.Contains(cfg, driverURL) || !strings.Contains(cfg, fargateDriverSHA256) {
+	cfg = strings.NewReplacer(w.stack.DriverURL, f.driverURL, w.stack.DriverSHA256, fargateDriverSHA256, "version: v0.5.1", "version: v0.1.0").Replace(cfg)
+	if !strings.Contains(cfg, f.driverURL) || !strings.Contains(cfg, fargateDriverSHA256) || !strings.Contains(cfg, "version: v0.1.0") {
 		t.Fatalf("the runner config does not name the mirrored driver:\n%s", cfg)
 	}
 	w.setConfig(cfg)
 
-	proxy, err := testenv.NewAWSProxy(map[string]http.Handler{
-		"ecs." + region + ".amazonaws.com": ecs.Handler(),
+	f.proxy, err = testenv.NewAWSProxy(map[string]http.Handler{
+		"ecs." + region + ".amazonaws.com": w.stack.ECS.Handler(),
 		"ec2." + region + ".amazonaws.com": w.stack.EC2.Handler(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(proxy.Close)
-	launcher, taskLog := systemTaskLauncher(t)
-	ecs.SetLauncher(launcher)
-	t.Cleanup(ecs.StopAll)
-	for name, data := range map[string][]byte{"gitlab.crt": gl.CAPEM(), "aws-proxy-ca.pem": proxy.CAPEM()} {
+	t.Cleanup(f.proxy.Close)
+	var launcher testenv.ECSLauncher
+	launcher, f.taskLog = systemTaskLauncher(t)
+	w.stack.ECS.SetLauncher(launcher)
+	t.Cleanup(w.stack.ECS.StopAll)
+	for name, data := range map[string][]byte{"gitlab.crt": w.stack.GitLab.CAPEM(), "aws-proxy-ca.pem": f.proxy.CAPEM()} {
 		if err := os.WriteFile(filepath.Join(share, name), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	env := w.stack.Env(nil)
+	f.env = w.stack.Env(nil)
 
-	prepared := time.Now()
 	c := nspawn.Boot(t, rootfs, nspawn.BindRO(share, "/glb-test"))
-	booted := time.Now()
-	requireReachable(t, c, env, gl.URL())
+	f.c, f.booted = c, time.Now()
+	requireReachable(t, c, f.env, w.stack.GitLab.URL())
 
 	// The AMI: the real package install and the bake's clean-up; the CA user-data drops; the
 	// test's way to AWS for the driver.
@@ -165,77 +184,89 @@ func TestSystemRealRunnerJob(t *testing.T) {
 	if v := strings.TrimSpace(c.Sh(t, "gitlab-runner --version | head -1")); v != "Version:      17.9.3" {
 		t.Fatalf("/usr/bin/gitlab-runner in the container: %q, want 17.9.3", v)
 	}
-	unit := c.Sh(t, "cat /etc/systemd/system/"+runnerUnit)
-	checkPackageUnit(t, unit, w.read("etc/systemd/system/"+runnerUnit))
+	checkPackageUnit(t, c.Sh(t, "cat /etc/systemd/system/"+runnerUnit), w.read("etc/systemd/system/"+runnerUnit))
 	c.Sh(t, "mkdir -p /etc/systemd/system/"+runnerUnit+".d")
-	c.Write(t, "/etc/systemd/system/"+runnerUnit+".d/50-glb-test-aws.conf", fmt.Sprintf(driverDropIn, proxy.URL()))
+	c.Write(t, "/etc/systemd/system/"+runnerUnit+".d/50-glb-test-aws.conf", fmt.Sprintf(driverDropIn, f.proxy.URL()))
 	c.Sh(t, "systemctl daemon-reload")
 	// gitlab-runner install enables the unit (kardianos/service); the bake only stops it.
 	if got := c.Systemctl("is-enabled", runnerUnit); got != "enabled" {
 		t.Errorf("after gitlab-runner install: is-enabled = %q, want enabled", got)
 	}
 	if got := c.Systemctl("is-active", runnerUnit); got != "inactive" {
-		t.Fatalf("before apply: is-active = %q, want inactive", got)
+		t.Fatalf("after the bake: is-active = %q, want inactive", got)
 	}
+	return f
+}
 
-	apply := func(what string) result {
-		t.Helper()
-		start := time.Now()
-		stdout, stderr, code := c.Exec(env, "/usr/local/bin/glbootstrap", "apply", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam)
-		r := result{code: code, stdout: stdout, stderr: stderr}
-		t.Logf("%s: exit %d in %s", what, code, time.Since(start).Round(time.Millisecond))
-		failOnLeak(t, what, stdout+stderr, w.secrets())
-		return r
+// apply runs glbootstrap apply --role runner in the container.
+func (f *liveFront) apply(what string) result {
+	f.t.Helper()
+	start := time.Now()
+	stdout, stderr, code := f.c.Exec(f.env, "/usr/local/bin/glbootstrap", "apply", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam)
+	r := result{code: code, stdout: stdout, stderr: stderr}
+	f.t.Logf("%s: exit %d in %s", what, code, time.Since(start).Round(time.Millisecond))
+	failOnLeak(f.t, what, stdout+stderr, f.w.secrets())
+	if code == -1 {
+		f.t.Fatalf("%s: could not run glbootstrap in the container: %s", what, r)
 	}
-	journal := func() string {
-		out, _, _ := c.Exec(nil, "journalctl", "-u", runnerUnit, "--no-pager", "-o", "cat")
-		return out
-	}
+	return r
+}
 
-	first := apply("first apply")
+// journal is what gitlab-runner.service logged.
+func (f *liveFront) journal() string {
+	out, _, _ := f.c.Exec(nil, "journalctl", "-u", runnerUnit, "--no-pager", "-o", "cat")
+	return out
+}
+
+// firstApply applies the role to the fresh front and checks the driver it installed and that
+// the service is active, running the real gitlab-runner. It returns the service's main PID.
+func (f *liveFront) firstApply() (result, string) {
+	t, c := f.t, f.c
+	t.Helper()
+	first := f.apply("first apply")
 	t.Logf("first apply:\n%s", first.stdout)
 	if first.code != 0 {
 		t.Fatalf("first apply: %s", first)
 	}
-	for _, want := range []string{
-		"installed v0.1.0 from " + driverURL,
-		"service  " + runnerUnit + ": started",
-	} {
-		if !strings.Contains(first.stdout, want) {
-			t.Errorf("first apply output lacks %q", want)
-		}
+	if want := "installed v0.1.0 from " + f.driverURL; !strings.Contains(first.stdout, want) {
+		t.Errorf("first apply output lacks %q", want)
 	}
 	if got := strings.Fields(c.Sh(t, "sha256sum /opt/gitlab-runner/fargate && stat -c %a /opt/gitlab-runner/fargate")); len(got) != 3 || got[0] != fargateDriverSHA256 || got[2] != "755" {
 		t.Errorf("/opt/gitlab-runner/fargate: sha256 and mode %v, want %s 755", got, fargateDriverSHA256)
 	}
 	if got := c.Systemctl("is-active", runnerUnit); got != "active" {
-		t.Fatalf("after apply: is-active = %q, want active\n%s", got, journal())
+		t.Fatalf("after apply: is-active = %q, want active\n%s", got, f.journal())
 	}
 	pid := c.Show(t, runnerUnit, "MainPID")
 	if comm := strings.TrimSpace(c.Sh(t, "cat /proc/"+pid+"/comm")); comm != "gitlab-runner" {
 		t.Errorf("MainPID %s of %s is %q, want gitlab-runner", pid, runnerUnit, comm)
 	}
-	sysID := strings.TrimSpace(c.Sh(t, "cat /etc/gitlab-runner/.runner_system_id"))
-	runners := gl.Runners()
-	if len(runners) != 1 {
-		t.Fatalf("GitLab has %d runners after apply, want 1", len(runners))
+	if n := len(f.w.stack.GitLab.Runners()); n != 1 {
+		t.Fatalf("GitLab has %d runners after apply, want 1", n)
 	}
+	return first, pid
+}
 
-	// One job end to end.
+// runJob sends one job through the front and checks it end to end: success with its trace,
+// the script run over SSH in the one task started for it, StopTask by the driver's cleanup,
+// and the runner manager that asked for jobs is the one glbootstrap recorded, GitLab's only one.
+func (f *liveFront) runJob() testenv.GitLabJob {
+	t, c, gl, ecs := f.t, f.c, f.w.stack.GitLab, f.w.stack.ECS
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	jobStart := time.Now()
+	start := time.Now()
 	id := gl.EnqueueJob(testenv.JobSpec{Name: "hello", Tags: []string{"fargate"}, Script: []string{
 		"echo hello from the front in the container",
 		`echo "task address: ${SSH_CONNECTION#* * }"`, // SSH_CONNECTION: client port server port
 	}})
 	job, err := gl.WaitJob(ctx, id)
 	if err != nil {
-		t.Fatalf("%v\n--- journalctl -u %s\n%s\n--- tasks\n%s", err, runnerUnit, journal(), taskLog())
+		t.Fatalf("%v\n--- journalctl -u %s\n%s\n--- tasks\n%s", err, runnerUnit, f.journal(), f.taskLog())
 	}
-	t.Logf("job %d: %s in %s", job.ID, job.State, time.Since(jobStart).Round(time.Millisecond))
+	t.Logf("job %d: %s in %s", job.ID, job.State, time.Since(start).Round(time.Millisecond))
 	if job.State != "success" || !job.TraceHasLine("hello from the front in the container") {
-		t.Errorf("job %d = %s (%s); trace:\n%s\n--- journalctl -u %s\n%s", job.ID, job.State, job.FailureReason, job.Trace, runnerUnit, journal())
+		t.Errorf("job %d = %s (%s); trace:\n%s\n--- journalctl -u %s\n%s", job.ID, job.State, job.FailureReason, job.Trace, runnerUnit, f.journal())
 	}
 	tasks := ecs.Tasks()
 	if len(tasks) != 1 {
@@ -254,16 +285,18 @@ func TestSystemRealRunnerJob(t *testing.T) {
 	if task := ecs.Tasks()[0]; task.LastStatus != "STOPPED" {
 		t.Errorf("task %s is %s after the job, want STOPPED", task.ARN, task.LastStatus)
 	}
-	if refused := proxy.Refused(); len(refused) > 0 {
+	if refused := f.proxy.Refused(); len(refused) > 0 {
 		t.Errorf("the driver asked the proxy for %v: only the ECS and EC2 stand-ins are served", refused)
 	}
 
 	// One runner manager on GitLab, and it is the one glbootstrap recorded: the runner the
 	// service runs used glbootstrap's .runner_system_id.
-	if got := gl.Runners(); len(got) != 1 || len(got[0].SystemIDs) != 1 || got[0].SystemIDs[0] != sysID {
-		t.Errorf("GitLab's runners and managers: %+v, want one runner with the single manager %s", got, sysID)
+	sysID := strings.TrimSpace(c.Sh(t, "cat /etc/gitlab-runner/.runner_system_id"))
+	runners := gl.Runners()
+	if len(runners) != 1 || len(runners[0].SystemIDs) != 1 || runners[0].SystemIDs[0] != sysID {
+		t.Errorf("GitLab's runners and managers: %+v, want one runner with the single manager %s", runners, sysID)
 	}
-	if job.RunnerID != runners[0].ID || job.SystemID != sysID {
+	if len(runners) > 0 && (job.RunnerID != runners[0].ID || job.SystemID != sysID) {
 		t.Errorf("job %d taken by runner %d manager %q, want %d %q", job.ID, job.RunnerID, job.SystemID, runners[0].ID, sysID)
 	}
 	reqs := gl.JobRequests()
@@ -271,39 +304,100 @@ func TestSystemRealRunnerJob(t *testing.T) {
 		t.Error("no POST /api/v4/jobs/request reached GitLab")
 	}
 	for _, r := range reqs {
-		if r.RunnerID != runners[0].ID || r.SystemID != sysID {
+		if len(runners) > 0 && (r.RunnerID != runners[0].ID || r.SystemID != sysID) {
 			t.Errorf("jobs/request from runner %d manager %q, want %d %q", r.RunnerID, r.SystemID, runners[0].ID, sysID)
 			break
 		}
 	}
+	return job
+}
 
-	// Converged: nothing changes and the runner keeps running, not restarted.
+// convergedApply applies again and checks that nothing changed and the runner kept running:
+// the same process, not restarted.
+func (f *liveFront) convergedApply(pid string) {
+	t, c := f.t, f.c
+	t.Helper()
 	restarts := c.Show(t, runnerUnit, "NRestarts")
-	second := apply("second apply")
-	if second.code != 0 || !regexp.MustCompile(`\b0 changed, \d+ unchanged, 0 failed`).MatchString(second.stdout) ||
-		!strings.Contains(second.stdout, "service  "+runnerUnit+": running") {
-		t.Errorf("second apply: want exit 0, 0 changed and the service running: %s", second)
+	again := f.apply("converged apply")
+	if again.code != 0 || !regexp.MustCompile(`\b0 changed, \d+ unchanged, 0 failed`).MatchString(again.stdout) ||
+		!strings.Contains(again.stdout, "service  "+runnerUnit+": running") {
+		t.Errorf("converged apply: want exit 0, 0 changed and the service running: %s", again)
 	}
 	if got := c.Show(t, runnerUnit, "MainPID"); got != pid {
-		t.Errorf("second apply: MainPID %s -> %s, want the same process", pid, got)
+		t.Errorf("converged apply: MainPID %s -> %s, want the same process", pid, got)
 	}
 	if got := c.Show(t, runnerUnit, "NRestarts"); got != restarts {
-		t.Errorf("second apply: NRestarts %s -> %s", restarts, got)
+		t.Errorf("converged apply: NRestarts %s -> %s", restarts, got)
 	}
 	if got := c.Systemctl("is-active", runnerUnit); got != "active" {
-		t.Errorf("after the second apply: is-active = %q", got)
+		t.Errorf("after the converged apply: is-active = %q", got)
 	}
+}
 
-	out := journal()
-	failOnLeak(t, "gitlab-runner (journal)", out, w.secrets())
+// finish logs what gitlab-runner said, fails on a secret in its journal, and logs the timing.
+func (f *liveFront) finish(job testenv.GitLabJob) {
+	t := f.t
+	t.Helper()
+	out := f.journal()
+	failOnLeak(t, "gitlab-runner (journal)", out, f.w.secrets())
 	if os.Getenv("GLB_RUNNER_LOG") != "" || t.Failed() {
-		t.Logf("--- journalctl -u %s\n%s\n--- job %d trace\n%s\n--- tasks\n%s", runnerUnit, out, job.ID, job.Trace, taskLog())
+		t.Logf("--- journalctl -u %s\n%s\n--- job %d trace\n%s\n--- tasks\n%s", runnerUnit, out, job.ID, job.Trace, f.taskLog())
 	}
 	for _, l := range runnerFindings(out) {
 		t.Logf("gitlab-runner: %s", l)
 	}
-	t.Logf("build and stand-ins %s, boot %s, install, applies, job and checks %s", prepared.Sub(begin).Round(time.Millisecond),
-		booted.Sub(prepared).Round(time.Millisecond), time.Since(booted).Round(time.Millisecond))
+	t.Logf("build, stand-ins and boot %s; install, applies, job and checks %s", f.booted.Sub(f.begin).Round(time.Millisecond),
+		time.Since(f.booted).Round(time.Millisecond))
+}
+
+// The baked front, its service stopped: apply installs the driver from the mirror and starts
+// gitlab-runner.service over D-Bus; a job runs end to end; a second apply changes nothing.
+func TestSystemRealRunnerJob(t *testing.T) {
+	f := startLiveFront(t)
+	first, pid := f.firstApply()
+	for _, want := range []string{"service  " + runnerUnit + ": enabled", "service  " + runnerUnit + ": started"} {
+		if !strings.Contains(first.stdout, want) {
+			t.Errorf("first apply output lacks %q", want)
+		}
+	}
+	job := f.runJob()
+	f.convergedApply(pid)
+	f.finish(job)
+}
+
+// A front booted from the AMI: gitlab-runner.service is enabled (gitlab-runner install did
+// that and the bake only stops it), so it starts at boot, before glbootstrap, with no
+// config.toml, and makes its own .runner_system_id. Apply must leave GitLab with one runner
+// manager, glbootstrap's, and that must be the one the running gitlab-runner uses for jobs.
+func TestSystemRealRunnerBootedAMI(t *testing.T) {
+	f := startLiveFront(t)
+	c := f.c
+	c.Sh(t, "systemctl start "+runnerUnit) // what boot does with the enabled unit
+	var bootID string
+	for deadline := time.Now().Add(10 * time.Second); bootID == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		bootID = strings.TrimSpace(c.Sh(t, "cat /etc/gitlab-runner/.runner_system_id 2>/dev/null || true"))
+	}
+	if bootID == "" {
+		t.Fatalf("gitlab-runner started without config.toml made no .runner_system_id in 10 s:\n%s", f.journal())
+	}
+	bootPID := c.Show(t, runnerUnit, "MainPID")
+	t.Logf("at boot gitlab-runner (pid %s) made system id %s", bootPID, bootID)
+
+	first, pid := f.firstApply()
+	if want := "replaces " + bootID + ": not recorded as made on this instance"; !strings.Contains(first.stdout, want) {
+		t.Errorf("first apply does not say it replaced the boot-time system id (%q)", want)
+	}
+	if pid == bootPID {
+		t.Logf("first apply kept gitlab-runner (pid %s) running", pid)
+	} else {
+		t.Logf("first apply restarted gitlab-runner: pid %s -> %s", bootPID, pid)
+	}
+	job := f.runJob()
+	if job.SystemID == bootID {
+		t.Errorf("the running gitlab-runner asked for jobs as %s, the system id it made at boot, not glbootstrap's", bootID)
+	}
+	f.convergedApply(pid)
+	f.finish(job)
 }
 
 // checkPackageUnit compares the unit `gitlab-runner install` wrote with the one the offline
