@@ -37,12 +37,14 @@ const fargateDriverSHA256 = "1ea4b551b3c4e28f897f168e1de8347c95c2d047062cda3a42c
 // systemTaskLauncher is what an ECS task of the system tests runs: the one place that chooses
 // it. Today a real sshd on the host per task (testenv.SSHDLauncher: the task's own loopback
 // address, the coordinator image's sshd_config); the container shares the host's network, so
-// the driver inside reaches it. log returns what the tasks printed.
+// the driver inside reaches it. Each sshd runs in a mount namespace of its own with an empty
+// tmpfs on /opt, so the job's builds_dir (/opt/gitlab-runner/builds) lands there, as in a
+// fresh task, and not on this machine. log returns what the tasks printed.
 func systemTaskLauncher(t *testing.T) (l testenv.ECSLauncher, log func() string) {
 	t.Helper()
-	for _, tool := range []string{"/usr/sbin/sshd", "ssh-keygen"} {
+	for _, tool := range []string{"/usr/sbin/sshd", "ssh-keygen", "unshare", "mount"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("the tasks are real sshd processes: %s is not installed (Debian packages openssh-server, openssh-client)", tool)
+			t.Fatalf("the tasks are real sshd processes: %s is not installed (Debian packages openssh-server, openssh-client, util-linux, mount)", tool)
 		}
 	}
 	dir := t.TempDir()
@@ -54,8 +56,14 @@ func systemTaskLauncher(t *testing.T) (l testenv.ECSLauncher, log func() string)
 	if err := os.WriteFile(conf, imageConf, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// exec all the way down: the launcher's stop kills this PID, which is sshd's.
+	wrapper := filepath.Join(dir, "task-sshd")
+	script := "#!/bin/sh\nexec unshare --mount --propagation private /bin/sh -c 'mount -t tmpfs -o mode=0755 glb-task /opt && exec /usr/sbin/sshd \"$@\"' sshd \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	buf := &syncLog{}
-	return &testenv.SSHDLauncher{Dir: filepath.Join(dir, "tasks"), Include: []string{conf}, Log: buf}, buf.String
+	return &testenv.SSHDLauncher{Dir: filepath.Join(dir, "tasks"), SSHD: wrapper, Include: []string{conf}, Log: buf}, buf.String
 }
 
 // syncLog is a buffer the tasks' log goroutines write to while the test reads it.
@@ -247,6 +255,9 @@ func (f *liveFront) firstApply() (result, string) {
 	return first, pid
 }
 
+// hostBuilds is the reference config's builds_dir: where a job's files go in the task.
+const hostBuilds = "/opt/gitlab-runner/builds"
+
 // runJob sends one job through the front and checks it end to end: success with its trace,
 // the script run over SSH in the one task started for it, StopTask by the driver's cleanup,
 // and the runner manager that asked for jobs is the one glbootstrap recorded, GitLab's only one.
@@ -255,6 +266,7 @@ func (f *liveFront) runJob() testenv.GitLabJob {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
+	_, statErr := os.Stat(hostBuilds)
 	start := time.Now()
 	id := gl.EnqueueJob(testenv.JobSpec{Name: "hello", Tags: []string{"fargate"}, Script: []string{
 		"echo hello from the front in the container",
@@ -287,6 +299,9 @@ func (f *liveFront) runJob() testenv.GitLabJob {
 	}
 	if refused := f.proxy.Refused(); len(refused) > 0 {
 		t.Errorf("the driver asked the proxy for %v: only the ECS and EC2 stand-ins are served", refused)
+	}
+	if _, err := os.Stat(hostBuilds); statErr != nil && err == nil {
+		t.Errorf("the job's builds_dir landed on this machine (%s): a task's filesystem must be its own (systemTaskLauncher)", hostBuilds)
 	}
 
 	// One runner manager on GitLab, and it is the one glbootstrap recorded: the runner the
@@ -401,7 +416,7 @@ func TestSystemRealRunnerBootedAMI(t *testing.T) {
 }
 
 // checkPackageUnit compares the unit `gitlab-runner install` wrote with the one the offline
-// tests seed (testenv.SeedRunnerRoot): what systemd runs must be the same.
+// tests seed (testenv.SeedRunnerRoot): every directive must be the same.
 func checkPackageUnit(t *testing.T, real, seeded string) {
 	t.Helper()
 	directives := func(s string) map[string]string {
@@ -414,14 +429,17 @@ func checkPackageUnit(t *testing.T, real, seeded string) {
 		return m
 	}
 	r, s := directives(real), directives(seeded)
-	for _, k := range []string{"ExecStart", "Restart", "RestartSec", "EnvironmentFile", "ConditionFileIsExecutable", "WantedBy"} {
-		if r[k] != s[k] {
-			t.Errorf("%s: gitlab-runner install writes %s=%q, the seeded unit has %q", runnerUnit, k, r[k], s[k])
+	if len(r) < 5 {
+		t.Fatalf("gitlab-runner install wrote a unit with %d directives:\n%s", len(r), real)
+	}
+	for k := range s {
+		if _, ok := r[k]; !ok {
+			r[k] = ""
 		}
 	}
 	for k, v := range r {
 		if s[k] != v {
-			t.Logf("%s: gitlab-runner install writes %s=%q, the seeded unit has %q", runnerUnit, k, v, s[k])
+			t.Errorf("%s: gitlab-runner install writes %s=%q, testenv.SeedRunnerRoot's unit has %q", runnerUnit, k, v, s[k])
 		}
 	}
 }
