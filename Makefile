@@ -48,7 +48,7 @@ system-test: tools
 	  debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv,openssh-server bookworm $(NSPAWN_ROOT).new http://deb.debian.org/debian && \
 	  systemctl --root=$(NSPAWN_ROOT).new disable ssh.service && \
 	  rm -rf $(NSPAWN_ROOT) && mv $(NSPAWN_ROOT).new $(NSPAWN_ROOT); }
-	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive|TestSystemGitLabLive)$$' ./internal/systemd ./cmd/glbootstrap
+	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive|TestSystemRealRunnerJob|TestSystemRealRunnerBootedAMI|TestSystemGitLabLive)$$' ./internal/systemd ./cmd/glbootstrap
 
 # Go benchmarks, including a whole-process no-op apply next to an Ansible playbook doing the same
 # file converge (bench/noop-playbook.yml; needs Debian's ansible-core, skipped without it).

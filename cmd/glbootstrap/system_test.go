@@ -9,6 +9,7 @@ package main
 // 127.0.0.1 through the AWS SDK's standard variables, as in the blackbox tests.
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,17 +255,46 @@ func TestSystemRunnerLive(t *testing.T) {
 		booted.Sub(prepared).Round(time.Millisecond), time.Since(booted).Round(time.Millisecond))
 }
 
-// staticBinaryDir builds glbootstrap statically (the container's libc need
-// not be the host's) into a new directory for the container to bind-mount.
+// staticBinaryDir puts glbootstrap, built statically (the container's libc need not be the
+// host's), in a new directory for the container to bind-mount. The build runs once per test
+// process; every caller gets its own directory holding a link to (or a copy of) that binary.
 func staticBinaryDir(t *testing.T) string {
 	t.Helper()
+	static.once.Do(func() {
+		// Next to TestMain's build, whose directory goes when the tests end.
+		static.path = filepath.Join(filepath.Dir(binary), "static", "glbootstrap")
+		if err := os.MkdirAll(filepath.Dir(static.path), 0o755); err != nil {
+			static.err = err
+			return
+		}
+		build := exec.Command("go", "build", "-o", static.path, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			static.err = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if static.err != nil {
+		t.Fatalf("building glbootstrap statically: %v", static.err)
+	}
 	share := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(share, "glbootstrap"), ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building glbootstrap: %v\n%s", err, out)
+	dst := filepath.Join(share, "glbootstrap")
+	if err := os.Link(static.path, dst); err != nil {
+		b, err := os.ReadFile(static.path)
+		if err == nil {
+			err = os.WriteFile(dst, b, 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return share
+}
+
+// static is the statically built glbootstrap of this test process (staticBinaryDir).
+var static struct {
+	once sync.Once
+	path string
+	err  error
 }
 
 // requireReachable fails the test unless every AWS endpoint in env and each

@@ -216,7 +216,7 @@ func SeedRunnerRoot(root string, caPEM []byte) error {
 		"etc/systemd/system/gitlab-runner.service": `[Unit]
 Description=GitLab Runner
 ConditionFileIsExecutable=/usr/bin/gitlab-runner
-After=syslog.target network.target
+After=network.target
 
 [Service]
 StartLimitInterval=5
