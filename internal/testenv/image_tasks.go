@@ -404,7 +404,7 @@ func (il *ImageLauncher) Launch(l ECSLaunch) (func(), error) {
 	_, _ = rand.Read(suffix[:])
 	name := "glb-task-" + l.TaskARN[strings.LastIndex(l.TaskARN, "/")+1:] + "-" + hex.EncodeToString(suffix[:])
 	if out, err := exec.Command("buildah", "from", "--pull-never", "--name", name, il.Image.Name).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("CannotStartContainerError: buildah from %s: %v: %s", il.Image.Name, err, out)
+		return nil, fmt.Errorf("buildah from %s: %v: %s", il.Image.Name, err, out)
 	}
 	remove := func() { _ = exec.Command("buildah", "rm", name).Run() }
 
@@ -484,7 +484,7 @@ func (il *ImageLauncher) Launch(l ECSLaunch) (func(), error) {
 			il.mu.Lock()
 			msg := strings.TrimSpace(out.String())
 			il.mu.Unlock()
-			return nil, fmt.Errorf("EssentialContainerExited: the coordinator's entrypoint exited at start: %s", msg)
+			return nil, fmt.Errorf("the coordinator's entrypoint exited at start: %s", msg)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -63,8 +63,13 @@ func TestCoordinatorImageTask(t *testing.T) {
 		t.Fatalf("ssh-keygen: %v %s", err, out)
 	}
 	pub, _ := os.ReadFile(key + ".pub")
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, []byte("test CA\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var taskLog bytes.Buffer
-	l := &ImageLauncher{Image: img, Log: &taskLog, Command: []string{"-o", "MaxStartups=30"}}
+	l := &ImageLauncher{Image: img, Log: &taskLog, Command: []string{"-o", "MaxStartups=30"},
+		Volumes: []string{ca + ":/etc/glb-test/ca.pem:ro"}}
 	const ip = "127.201.0.5"
 	t0 := time.Now()
 	stop, err := l.Launch(ECSLaunch{TaskARN: "arn:aws:ecs:us-east-1:123456789012:task/ci/abc123", IP: ip,
@@ -81,11 +86,11 @@ func TestCoordinatorImageTask(t *testing.T) {
 	}()
 	out, err := exec.Command("ssh", "-i", key, "-p", "2222", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null", "ci@"+ip,
-		`id -un; . /etc/os-release; echo "codename=$VERSION_CODENAME"; gitlab-runner --version | head -1; echo "$SSH_CONNECTION"; command -v glbootstrap`).CombinedOutput()
+		`id -un; . /etc/os-release; echo "codename=$VERSION_CODENAME"; gitlab-runner --version | head -1; echo "$SSH_CONNECTION"; command -v glbootstrap; cat /etc/glb-test/ca.pem`).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ssh: %v\n%s\ntask log:\n%s", err, out, taskLog.String())
 	}
-	for _, want := range []string{"ci\n", "codename=bookworm", "Version:      17.9.3", ip + " 2222", "/usr/local/bin/glbootstrap"} {
+	for _, want := range []string{"ci\n", "codename=bookworm", "Version:      17.9.3", ip + " 2222", "/usr/local/bin/glbootstrap", "test CA"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("in the task: want %q in\n%s", want, out)
 		}
@@ -115,5 +120,34 @@ func TestCoordinatorImageTask(t *testing.T) {
 		Container: ECSContainer{Name: "ci-coordinator", Ports: []int32{2222}}})
 	if err == nil || !strings.Contains(err.Error(), "SSH_PUBLIC_KEY is empty") {
 		t.Errorf("launch without a key: %v", err)
+	}
+
+	// A slow start: Launch returns at once, the port refuses connections until the delay is over.
+	slow := &ImageLauncher{Image: img, StartDelay: 2 * time.Second}
+	const slowIP = "127.201.0.7"
+	t0 = time.Now()
+	stopSlow, err := slow.Launch(ECSLaunch{TaskARN: "arn:aws:ecs:us-east-1:123456789012:task/ci/slow", IP: slowIP,
+		Container: ECSContainer{Name: "ci-coordinator", Ports: []int32{2222}}, Env: map[string]string{"SSH_PUBLIC_KEY": string(pub)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopSlow()
+	if c, err := net.DialTimeout("tcp", slowIP+":2222", time.Second); err == nil {
+		c.Close()
+		t.Error("a task with StartDelay listens at once")
+	}
+	for {
+		c, err := net.DialTimeout("tcp", slowIP+":2222", time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Since(t0) > 30*time.Second {
+			t.Fatal("the slow task never listened")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if d := time.Since(t0); d < 2*time.Second {
+		t.Errorf("listening after %s, before StartDelay", d)
 	}
 }
