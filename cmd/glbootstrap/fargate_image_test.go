@@ -134,11 +134,14 @@ func TestRealFargateDriverInCoordinatorImageCustomSSH(t *testing.T) {
 	if len(task.Env) != 1 || task.Env["SSH_PUBLIC_KEY"] == "" {
 		t.Errorf("the driver set %v in the task, want only SSH_PUBLIC_KEY", task.Env)
 	}
-	r := d.stage(t, 202, "run", d.script(t, "echo \"user=$(id -un) home=$HOME ssh=$SSH_CONNECTION\"\n"), "build_script")
+	// As that user the job clones into builds_dir and caches in cache_dir (runner defaults).
+	r := d.stage(t, 202, "run", d.script(t, `echo "user=$(id -un) home=$HOME ssh=$SSH_CONNECTION"
+mkdir -p /opt/gitlab-runner/builds/t3stRunn/0/group/project /opt/gitlab-runner/cache/group/project && echo "dirs writable"
+`), "build_script")
 	if r.code != 0 {
 		t.Fatalf("run: %s\n%s", r, d.sshdLog)
 	}
-	if want := "user=ci home=/home/ci ssh="; !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, task.IP+" 2222") {
+	if want := "user=ci home=/home/ci ssh="; !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, task.IP+" 2222") || !strings.Contains(r.stdout, "dirs writable") {
 		t.Errorf("run stdout = %q, want %q over %s 2222", r.stdout, want, task.IP)
 	}
 	if r := d.stage(t, 202, "cleanup"); r.code != 0 {

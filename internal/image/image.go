@@ -64,7 +64,14 @@ func (c *Context) Tag() string { return "ctx-" + c.Hash[:20] }
 const (
 	ArgSSHPort = "SSH_PORT"
 	ArgSSHUser = "SSH_USER"
+	// ArgRunnerDirs is runner.builds_dir and runner.cache_dir, comma-separated: the image makes
+	// them and gives them to SSH_USER.
+	ArgRunnerDirs = "RUNNER_DIRS"
 )
+
+// DefaultRunnerDirs is the Dockerfile's RUNNER_DIRS: the runner role's default builds_dir and
+// cache_dir.
+const DefaultRunnerDirs = "/opt/gitlab-runner/builds,/opt/gitlab-runner/cache"
 
 // SSHArgs are the coordinator's build args for fargate.toml's [SSH] Port and Username; 0 and ""
 // leave the Dockerfile's defaults (22, root) and are left out, so a configuration with the

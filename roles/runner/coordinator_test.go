@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/image"
 	"github.com/glbootstrap/glbootstrap/internal/role"
+	"github.com/glbootstrap/glbootstrap/templates/coordinator"
 )
 
 type fakeImage struct {
@@ -108,7 +110,8 @@ func TestCoordinatorBuildArgs(t *testing.T) {
 		if err := os.WriteFile(bin, []byte("x"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		c, err := image.CoordinatorContext(bin, coordinatorBuildArgs(&Fargate{SSH: tc.ssh}))
+		c, err := image.CoordinatorContext(bin, coordinatorBuildArgs(&Config{Fargate: &Fargate{SSH: tc.ssh},
+			Runner: &Runner{BuildsDir: DefaultBuildsDir, CacheDir: DefaultCacheDir}}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,8 +119,18 @@ func TestCoordinatorBuildArgs(t *testing.T) {
 			t.Errorf("%+v: build args %q, want %q", tc.ssh, got, tc.want)
 		}
 	}
-	if coordinatorBuildArgs(nil) != nil {
+	if coordinatorBuildArgs(&Config{}) != nil {
 		t.Error("no fargate section: want no build args")
+	}
+	// Other builds and cache directories are made in the image for the SSH user.
+	args := coordinatorBuildArgs(&Config{Fargate: &Fargate{}, Runner: &Runner{BuildsDir: "/builds", CacheDir: "/cache"}})
+	if args[image.ArgRunnerDirs] != "/builds,/cache" {
+		t.Errorf("RUNNER_DIRS = %q", args[image.ArgRunnerDirs])
+	}
+	df, _ := fs.ReadFile(coordinator.FS, "Dockerfile")
+	if !strings.Contains(string(df), "ARG RUNNER_DIRS="+image.DefaultRunnerDirs+"\n") ||
+		image.DefaultRunnerDirs != DefaultBuildsDir+","+DefaultCacheDir {
+		t.Error("the Dockerfile's RUNNER_DIRS default is not the role's builds_dir and cache_dir defaults")
 	}
 }
 
