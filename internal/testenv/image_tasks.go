@@ -373,6 +373,10 @@ type ImageLauncher struct {
 	Image *CoordinatorImage
 	// Command is what a task definition's command adds to the entrypoint (sshd options).
 	Command []string
+	// Env is what ECS itself sets in every container of a task (AWS_REGION,
+	// AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, ECS_CONTAINER_METADATA_URI_V4, ...); RunTask's
+	// overrides win over it.
+	Env map[string]string
 	// Volumes are buildah run -v HOST:CONTAINER[:OPTIONS] mounts (a test CA file, say).
 	Volumes []string
 	// StartDelay leaves a RUNNING task without its entrypoint for this long, as a slow start
@@ -409,13 +413,20 @@ func (il *ImageLauncher) Launch(l ECSLaunch) (func(), error) {
 	remove := func() { _ = exec.Command("buildah", "rm", name).Run() }
 
 	args := []string{"run", "--isolation", "chroot", "--network", "host"}
-	keys := make([]string, 0, len(l.Env))
-	for k := range l.Env {
+	env := map[string]string{}
+	for k, v := range il.Env {
+		env[k] = v
+	}
+	for k, v := range l.Env {
+		env[k] = v
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		args = append(args, "-e", k+"="+l.Env[k])
+		args = append(args, "-e", k+"="+env[k])
 	}
 	for _, v := range il.Volumes {
 		args = append(args, "-v", v)

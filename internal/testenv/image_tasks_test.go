@@ -69,7 +69,8 @@ func TestCoordinatorImageTask(t *testing.T) {
 	}
 	var taskLog bytes.Buffer
 	l := &ImageLauncher{Image: img, Log: &taskLog, Command: []string{"-o", "MaxStartups=30"},
-		Volumes: []string{ca + ":/etc/glb-test/ca.pem:ro"}}
+		Volumes: []string{ca + ":/etc/glb-test/ca.pem:ro"},
+		Env:     map[string]string{"AWS_REGION": "us-east-1", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/test-task"}}
 	const ip = "127.201.0.5"
 	t0 := time.Now()
 	stop, err := l.Launch(ECSLaunch{TaskARN: "arn:aws:ecs:us-east-1:123456789012:task/ci/abc123", IP: ip,
@@ -86,11 +87,13 @@ func TestCoordinatorImageTask(t *testing.T) {
 	}()
 	out, err := exec.Command("ssh", "-i", key, "-p", "2222", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null", "ci@"+ip,
-		`id -un; . /etc/os-release; echo "codename=$VERSION_CODENAME"; gitlab-runner --version | head -1; echo "$SSH_CONNECTION"; command -v glbootstrap; cat /etc/glb-test/ca.pem`).CombinedOutput()
+		`id -un; . /etc/os-release; echo "codename=$VERSION_CODENAME"; gitlab-runner --version | head -1; echo "$SSH_CONNECTION"; command -v glbootstrap; cat /etc/glb-test/ca.pem; echo "creds=$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI region=$AWS_REGION"`).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ssh: %v\n%s\ntask log:\n%s", err, out, taskLog.String())
 	}
-	for _, want := range []string{"ci\n", "codename=bookworm", "Version:      17.9.3", ip + " 2222", "/usr/local/bin/glbootstrap", "test CA"} {
+	for _, want := range []string{"ci\n", "codename=bookworm", "Version:      17.9.3", ip + " 2222", "/usr/local/bin/glbootstrap", "test CA",
+		// The entrypoint hands ECS's variables to SSH sessions through /etc/environment (pam_env).
+		"creds=/v2/credentials/test-task region=us-east-1"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("in the task: want %q in\n%s", want, out)
 		}
