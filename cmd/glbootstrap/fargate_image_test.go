@@ -74,8 +74,11 @@ func newImageDriverWorld(t *testing.T, port int, user string) (*driverWorld, *te
 	if ft.SSH.Port != port || ft.SSH.Username != user {
 		t.Fatalf("fargate.toml [SSH] = %+v, want %s on %d", ft.SSH, user, port)
 	}
-	img := testenv.BuildCoordinatorImage(t, testenv.CoordinatorImageOptions{Binary: binary,
-		BuildArgs: image.SSHArgs(ft.SSH.Port, ft.SSH.Username)})
+	ictx, err := image.CoordinatorContext(binary, image.SSHArgs(ft.SSH.Port, ft.SSH.Username))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := testenv.BuildCoordinatorImage(t, testenv.CoordinatorImageOptions{Context: ictx})
 	t.Logf("coordinator image %s (built now: %v, %s)", img.Name, img.Built, img.BuildTime)
 	l := &testenv.ImageLauncher{Image: img, Log: d.sshdLog}
 	d.stack.ECS.SetLauncher(l)

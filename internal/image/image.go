@@ -15,6 +15,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -163,6 +164,32 @@ func (c *Context) BuildArgList() []string {
 }
 
 var argName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// WriteDir writes the context's files into the directory dir (which must exist) with their
+// modes, for a local build (docker build DIR, buildah bud DIR). A file read from disk must still
+// have the content that was hashed.
+func (c *Context) WriteDir(dir string) error {
+	for _, f := range c.Files {
+		data := f.Data
+		if data == nil {
+			var err error
+			if data, err = os.ReadFile(f.Path); err != nil {
+				return fmt.Errorf("reading %s for the image context: %w", f.Path, err)
+			}
+			if sha256.Sum256(data) != f.sum {
+				return fmt.Errorf("%s changed since the image context was hashed; run again", f.Name)
+			}
+		}
+		p := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if err := os.WriteFile(p, data, f.Mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, f.Mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // String names the context in messages.
 func (c *Context) String() string { return "coordinator image context " + c.Tag() }

@@ -52,10 +52,28 @@ func TestCoordinatorContext(t *testing.T) {
 		}
 	}
 
+	// The same files in a directory, for a local build.
+	dir := t.TempDir()
+	if err := c.WriteDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	for n, m := range want {
+		fi, err := os.Stat(filepath.Join(dir, n))
+		if err != nil || fi.Mode().Perm() != m {
+			t.Errorf("WriteDir %s: %v %v, want mode %v", n, fi, err, m)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "glbootstrap")); string(b) != "binary v2" {
+		t.Errorf("WriteDir glbootstrap = %q", b)
+	}
+
 	// The binary changing between hashing and upload must not push a mislabelled image.
 	os.WriteFile(bin, []byte("binary v3"), 0o755)
 	if _, err := c.WriteZip(context.Background(), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "changed while") {
 		t.Errorf("err = %v, want a changed-file error", err)
+	}
+	if err := c.WriteDir(t.TempDir()); err == nil || !strings.Contains(err.Error(), "changed since") {
+		t.Errorf("WriteDir err = %v, want a changed-file error", err)
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -30,9 +29,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/glbootstrap/glbootstrap/internal/image"
-	"github.com/glbootstrap/glbootstrap/templates/coordinator"
 )
 
 const (
@@ -56,13 +52,24 @@ const (
 	mirrorAddr = "127.0.0.1:47816"
 )
 
+// ImageContext is what BuildCoordinatorImage needs of a build context: internal/image's
+// *Context (image.CoordinatorContext: templates/coordinator, a glbootstrap binary and the
+// product's build args). An interface because testenv cannot import internal/image
+// (internal/codebuild's tests import testenv).
+type ImageContext interface {
+	// Tag is the context's hash tag (ctx-...).
+	Tag() string
+	// BuildArgList is the product's build args, NAME=VALUE.
+	BuildArgList() []string
+	// WriteDir writes the context's files into dir.
+	WriteDir(dir string) error
+}
+
 // CoordinatorImageOptions says what to build.
 type CoordinatorImageOptions struct {
-	// Binary is the glbootstrap binary to put in the image. Required.
-	Binary string
-	// BuildArgs are the product's build args (image.SSHArgs); the helper adds
-	// GITLAB_RUNNER_VERSION and GITLAB_RUNNER_DOWNLOADS (its mirror).
-	BuildArgs map[string]string
+	// Context is the build context (image.CoordinatorContext). Required. The helper adds the
+	// build args GITLAB_RUNNER_VERSION and GITLAB_RUNNER_DOWNLOADS (its mirror).
+	Context ImageContext
 	// Log receives buildah's and debootstrap's output; nil: it is shown only when they fail.
 	Log io.Writer
 }
@@ -73,7 +80,7 @@ type CoordinatorImage struct {
 	// which hashes the Dockerfile, entrypoint, sshd_config, binary and the product's build args)
 	// and a hash of the base image and the runner version.
 	Name string
-	// Base is the FROM name of templates/coordinator/Dockerfile the rootfs was imported as.
+	// Base is the FROM name (the Dockerfile's BASE_IMAGE default) the rootfs was imported as.
 	Base string
 	// Entrypoint and Env are the image's config (buildah inspect).
 	Entrypoint []string
@@ -107,8 +114,8 @@ func BuildCoordinatorImage(t testing.TB, o CoordinatorImageOptions) *Coordinator
 	if _, err := exec.LookPath("buildah"); err != nil {
 		imageTool(t, "buildah is not installed (Debian package buildah)")
 	}
-	if o.Binary == "" {
-		t.Fatal("BuildCoordinatorImage: no glbootstrap binary")
+	if o.Context == nil {
+		t.Fatal("BuildCoordinatorImage: no build context")
 	}
 	var logBuf bytes.Buffer
 	log := io.Writer(&logBuf)
@@ -130,13 +137,17 @@ func BuildCoordinatorImage(t testing.TB, o CoordinatorImageOptions) *Coordinator
 	}
 	defer unlock()
 
-	df, err := fs.ReadFile(coordinator.FS, "Dockerfile")
+	dir := t.TempDir()
+	if err := o.Context.WriteDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	df, err := os.ReadFile(filepath.Join(dir, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := regexp.MustCompile(`(?m)^ARG BASE_IMAGE=(\S+)$`).FindSubmatch(df)
 	if m == nil {
-		t.Fatal("templates/coordinator/Dockerfile has no ARG BASE_IMAGE=NAME default")
+		t.Fatal("the context's Dockerfile has no ARG BASE_IMAGE=NAME default")
 	}
 	img := &CoordinatorImage{Base: string(m[1])}
 	baseID, err := ensureBaseImage(img.Base, log)
@@ -144,10 +155,7 @@ func BuildCoordinatorImage(t testing.TB, o CoordinatorImageOptions) *Coordinator
 		fail("base image %s: %v", img.Base, err)
 	}
 
-	ictx, err := image.CoordinatorContext(o.Binary, o.BuildArgs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ictx := o.Context
 	key := sha256.Sum256([]byte(baseID + "\n" + ImageRunnerVersion))
 	img.Name = CoordinatorTestRepo + ":" + ictx.Tag() + "-" + hex.EncodeToString(key[:])[:12]
 	if err := img.inspect(); err == nil {
@@ -161,21 +169,6 @@ func BuildCoordinatorImage(t testing.TB, o CoordinatorImageOptions) *Coordinator
 		t.Fatal(err)
 	}
 	defer mirror.close()
-	dir := t.TempDir()
-	for _, f := range ictx.Files {
-		data := f.Data
-		if data == nil {
-			if data, err = os.ReadFile(f.Path); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.WriteFile(filepath.Join(dir, f.Name), data, f.Mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(filepath.Join(dir, f.Name), f.Mode); err != nil {
-			t.Fatal(err)
-		}
-	}
 	args := []string{"bud", "--isolation", "chroot", "--network", "host", "--pull=never", "--layers", "-t", img.Name}
 	for _, a := range append(ictx.BuildArgList(),
 		"GITLAB_RUNNER_VERSION="+ImageRunnerVersion, "GITLAB_RUNNER_DOWNLOADS="+mirror.url) {

@@ -30,8 +30,11 @@ func glbootstrapBinary(t *testing.T) string {
 func TestCoordinatorImageTask(t *testing.T) {
 	var log bytes.Buffer
 	bin := glbootstrapBinary(t)
-	img := BuildCoordinatorImage(t, CoordinatorImageOptions{Binary: bin,
-		BuildArgs: image.SSHArgs(2222, "ci"), Log: &log})
+	ictx, err := image.CoordinatorContext(bin, image.SSHArgs(2222, "ci"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := BuildCoordinatorImage(t, CoordinatorImageOptions{Context: ictx, Log: &log})
 	t.Logf("image %s (built %v in %s)", img.Name, img.Built, img.BuildTime)
 	// A build whose RUN layer came from buildah's layer cache (same instruction and args) does not
 	// download again; a cold one must have used the mirror and checked the binary.
@@ -52,7 +55,7 @@ func TestCoordinatorImageTask(t *testing.T) {
 	if img.EnvValue("SSH_PORT") != "2222" || img.EnvValue("SSH_USER") != "ci" {
 		t.Errorf("image env %v: want SSH_PORT=2222 SSH_USER=ci", img.Env)
 	}
-	again := BuildCoordinatorImage(t, CoordinatorImageOptions{Binary: bin, BuildArgs: image.SSHArgs(2222, "ci")})
+	again := BuildCoordinatorImage(t, CoordinatorImageOptions{Context: ictx})
 	if again.Built || again.Name != img.Name {
 		t.Errorf("the same context built again (%v) or under another name (%s)", again.Built, again.Name)
 	}
