@@ -18,46 +18,65 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 )
 
-// newImageDriverWorld is newDriverWorld whose ECS tasks run the coordinator image. With a port
-// or user other than 22 and root it configures fargate.ssh so, and makes the stand-in's task
-// definition (a new revision of the family) and the tasks' security group use that port, as a
-// deployment must. The image's build args come from the fargate.toml apply rendered.
+// withTaskSSH returns the runner configuration cfg with fargate.ssh set to user on port and
+// fargate.task_definition to a new revision of the stand-in's family, which it registers with
+// that container port; the tasks' security group admits the port. That is what a deployment with
+// another SSH port needs besides the image.
+func withTaskSSH(t *testing.T, w *world, cfg string, port int, user string) string {
+	t.Helper()
+	for old, repl := range map[string]string{
+		"ssh: {username: root, port: 22}":   fmt.Sprintf("ssh: {username: %s, port: %d}", user, port),
+		"task_definition: ci-coordinator:1": "task_definition: ci-coordinator:2",
+	} {
+		if !strings.Contains(cfg, old) {
+			t.Fatalf("the runner config has no %q", old)
+		}
+		cfg = strings.Replace(cfg, old, repl, 1)
+	}
+	td, ok := w.stack.ECS.TaskDefinition(testenv.StackTaskFamily + ":1")
+	if !ok {
+		t.Fatalf("no task definition %s:1 in the stand-in", testenv.StackTaskFamily)
+	}
+	td.Revision = 0
+	td.Containers[0].Ports = []int32{int32(port)}
+	if got := w.stack.ECS.RegisterTaskDefinition(td); got != testenv.StackTaskFamily+":2" {
+		t.Fatalf("registered %s, want %s:2", got, testenv.StackTaskFamily)
+	}
+	sg, ok := w.stack.EC2.SecurityGroup(testenv.StackTaskSG)
+	if !ok {
+		t.Fatalf("no security group %s in the stand-in", testenv.StackTaskSG)
+	}
+	for i := range sg.Ingress {
+		sg.Ingress[i].FromPort, sg.Ingress[i].ToPort = int32(port), int32(port)
+	}
+	w.stack.EC2.PutSecurityGroup(sg)
+	return cfg
+}
+
+// coordinatorImage builds (or finds already built) the coordinator image from templates/coordinator
+// with this test's glbootstrap binary and the build args the runner role derives from
+// fargate.ssh (port, username as fargate.toml has them).
+func coordinatorImage(t *testing.T, port int, user string) *testenv.CoordinatorImage {
+	t.Helper()
+	ictx, err := image.CoordinatorContext(binary, image.SSHArgs(port, user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := testenv.BuildCoordinatorImage(t, testenv.CoordinatorImageOptions{Context: ictx})
+	t.Logf("coordinator image %s (built now: %v, %s)", img.Name, img.Built, img.BuildTime)
+	return img
+}
+
+// newImageDriverWorld is newDriverWorld whose ECS tasks run the coordinator image, with
+// fargate.ssh set to user on port (withTaskSSH) when they are not root and 22. The image's build
+// args come from the fargate.toml apply rendered.
 func newImageDriverWorld(t *testing.T, port int, user string) (*driverWorld, *testenv.ImageLauncher, *testenv.CoordinatorImage) {
 	t.Helper()
-	custom := func(w *world) {
-		if port == 22 && user == "root" {
-			return
+	d := newDriverWorld(t, func(w *world) {
+		if port != 22 || user != "root" {
+			w.setConfig(withTaskSSH(t, w, w.stack.RunnerConfig(testenv.CreateAuth, ""), port, user))
 		}
-		cfg := w.stack.RunnerConfig(testenv.CreateAuth, "")
-		for old, repl := range map[string]string{
-			"ssh: {username: root, port: 22}":   fmt.Sprintf("ssh: {username: %s, port: %d}", user, port),
-			"task_definition: ci-coordinator:1": "task_definition: ci-coordinator:2",
-		} {
-			if !strings.Contains(cfg, old) {
-				t.Fatalf("the stack's runner config has no %q", old)
-			}
-			cfg = strings.Replace(cfg, old, repl, 1)
-		}
-		w.setConfig(cfg)
-		td, ok := w.stack.ECS.TaskDefinition(testenv.StackTaskFamily + ":1")
-		if !ok {
-			t.Fatalf("no task definition %s:1 in the stand-in", testenv.StackTaskFamily)
-		}
-		td.Revision = 0
-		td.Containers[0].Ports = []int32{int32(port)}
-		if got := w.stack.ECS.RegisterTaskDefinition(td); got != testenv.StackTaskFamily+":2" {
-			t.Fatalf("registered %s, want %s:2", got, testenv.StackTaskFamily)
-		}
-		sg, ok := w.stack.EC2.SecurityGroup(testenv.StackTaskSG)
-		if !ok {
-			t.Fatalf("no security group %s in the stand-in", testenv.StackTaskSG)
-		}
-		for i := range sg.Ingress {
-			sg.Ingress[i].FromPort, sg.Ingress[i].ToPort = int32(port), int32(port)
-		}
-		w.stack.EC2.PutSecurityGroup(sg)
-	}
-	d := newDriverWorld(t, custom)
+	})
 	text, err := os.ReadFile(d.config)
 	if err != nil {
 		t.Fatal(err)
@@ -74,12 +93,7 @@ func newImageDriverWorld(t *testing.T, port int, user string) (*driverWorld, *te
 	if ft.SSH.Port != port || ft.SSH.Username != user {
 		t.Fatalf("fargate.toml [SSH] = %+v, want %s on %d", ft.SSH, user, port)
 	}
-	ictx, err := image.CoordinatorContext(binary, image.SSHArgs(ft.SSH.Port, ft.SSH.Username))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := testenv.BuildCoordinatorImage(t, testenv.CoordinatorImageOptions{Context: ictx})
-	t.Logf("coordinator image %s (built now: %v, %s)", img.Name, img.Built, img.BuildTime)
+	img := coordinatorImage(t, ft.SSH.Port, ft.SSH.Username)
 	l := &testenv.ImageLauncher{Image: img, Log: d.sshdLog}
 	d.stack.ECS.SetLauncher(l)
 	return d, l, img
