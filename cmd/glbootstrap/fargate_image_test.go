@@ -165,3 +165,25 @@ mkdir -p /opt/gitlab-runner/builds/t3stRunn/0/group/project /opt/gitlab-runner/c
 		t.Fatalf("cleanup: %s", r)
 	}
 }
+
+// An image built for the default port while fargate.ssh.port is 2222 (what happens if the image
+// is not rebuilt for the configuration): the task runs, but its sshd listens on 22 only, and the
+// job fails as a system failure when the driver connects to 2222.
+func TestRealFargateDriverImageBuiltForAnotherPort(t *testing.T) {
+	d, _, _ := newImageDriverWorld(t, 2222, "ci")
+	d.stack.ECS.SetLauncher(&testenv.ImageLauncher{Image: coordinatorImage(t, 22, "root"), Log: d.sshdLog})
+	if r := d.stage(t, 203, "prepare"); r.code != 0 {
+		t.Fatalf("prepare: %s\n%s", r, d.sshdLog)
+	}
+	task := d.stack.ECS.Tasks()[0]
+	if !strings.Contains(d.sshdLog.String(), "Server listening on "+task.IP+" port 22.") {
+		t.Errorf("the stale image's sshd does not listen on 22:\n%s", d.sshdLog)
+	}
+	r := d.stage(t, 203, "run", d.script(t, "echo should-not-run\n"), "build_script")
+	if r.code != systemFailureExit || strings.Contains(r.stdout, "should-not-run") || !strings.Contains(r.stdout+r.stderr, "connection refused") {
+		t.Errorf("run against an image built for port 22: want a system failure, connection refused on 2222\n%s", r)
+	}
+	if r := d.stage(t, 203, "cleanup"); r.code != 0 {
+		t.Errorf("cleanup: %s", r)
+	}
+}

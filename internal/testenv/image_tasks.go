@@ -361,7 +361,9 @@ func (m *runnerMirror) close() { _ = m.srv.Close() }
 // definition's command (Command), `-o ListenAddress=TASK-IP` for sshd: every task shares this
 // machine's network namespace, its own loopback address standing in for its ENI. The port is the
 // image's (SSH_PORT); Launch waits until the container's first mapped port (22 when it maps none)
-// accepts connections. Needs root and buildah.
+// accepts connections, or sshd says it listens elsewhere (the task then runs, as on ECS, where
+// the port mapping of an awsvpc task does not check what the container listens on). Needs root
+// and buildah.
 type ImageLauncher struct {
 	Image *CoordinatorImage
 	// Command is what a task definition's command adds to the entrypoint (sshd options).
@@ -480,6 +482,14 @@ func (il *ImageLauncher) Launch(l ECSLaunch) (func(), error) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			_ = c.Close()
+			return stop, nil
+		}
+		// sshd up on another port (an image built for another fargate.ssh.port): ECS reports
+		// such a task RUNNING all the same; the driver finds out when it connects.
+		il.mu.Lock()
+		listening := strings.Contains(out.String(), "Server listening on ")
+		il.mu.Unlock()
+		if listening {
 			return stop, nil
 		}
 		select {
