@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X github.com/glbootstrap/glbootstrap/internal/cli.Version=$(V
 BIN      := bin/glbootstrap
 MOCK     := bin/ec2-metadata-mock
 
-.PHONY: build demo test bench lint tools clean system-test release
+.PHONY: build demo test bench lint tools clean system-test release coordinator-base
 
 build: $(BIN)
 
@@ -33,7 +33,17 @@ demo: build tools
 	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) run ./internal/testenv/cmd/glb-demo -bin $(BIN) -sandbox sandbox
 
 test: tools
-	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 ./...
+	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) GLB_BASE_ROOT=$(BASE_ROOT) $(GO) test -count=1 ./...
+
+# The coordinator image's base for the tests that build templates/coordinator with buildah
+# (internal/testenv.BuildCoordinatorImage imports it under the Dockerfile's FROM name): a minbase
+# bookworm rootfs, made once (the tests make it too when it is missing, inside their time limit).
+BASE_ROOT ?= /var/tmp/glb-base
+coordinator-base:
+	@test -x $(BASE_ROOT)/usr/bin/apt-get || { \
+	  rm -rf $(BASE_ROOT).new && \
+	  debootstrap --variant=minbase bookworm $(BASE_ROOT).new http://deb.debian.org/debian && \
+	  rm -rf $(BASE_ROOT) && mv $(BASE_ROOT).new $(BASE_ROOT); }
 
 # Opt-in system tests in booted systemd-nspawn containers: the live D-Bus systemd path
 # (internal/systemd Live), apply --role runner and apply --role gitlab on the live system against

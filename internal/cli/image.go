@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ func newImageCmd(e *env) *cobra.Command {
 type imageFlags struct {
 	repository, project, bucket, prefix, binary string
 	force                                       bool
+	buildArgs                                   []string
 	timeout, poll                               time.Duration
 }
 
@@ -52,6 +54,7 @@ func newImagePushCmd(e *env) *cobra.Command {
 	fl.StringVar(&f.bucket, "bucket", "", "S3 bucket for the build context (required)")
 	fl.StringVar(&f.prefix, "key-prefix", codebuild.DefaultKeyPrefix, "S3 key prefix of build contexts")
 	fl.StringVar(&f.binary, "binary", "", "glbootstrap binary to put in the image, built for the Fargate task's architecture (default: this one)")
+	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "NAME=VALUE for the Dockerfile (repeatable): SSH_PORT and SSH_USER (fargate.ssh.port and username when not 22 and root), GITLAB_RUNNER_DOWNLOADS (a private mirror of GitLab's runner downloads), GITLAB_RUNNER_VERSION")
 	fl.BoolVar(&f.force, "force", false, "build and push even when latest is already this build context")
 	fl.DurationVar(&f.timeout, "timeout", runner.DefaultCoordinatorTimeout, "give up (and stop the build) after this long")
 	fl.DurationVar(&f.poll, "poll-interval", codebuild.DefaultPoll, "how often to ask CodeBuild for the build's status")
@@ -68,8 +71,16 @@ func imagePush(ctx context.Context, e *env, f *imageFlags) error {
 	if f.poll <= 0 || f.timeout < 0 {
 		return exitf(ExitUsage, "--poll-interval must be > 0 and --timeout >= 0")
 	}
+	args := map[string]string{}
+	for _, a := range f.buildArgs {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return exitf(ExitUsage, "--build-arg %q: want NAME=VALUE", a)
+		}
+		args[k] = v
+	}
 	progress := func(s string) { fmt.Fprintln(e.stderr, "image: "+s) }
-	spec := role.ImageSpec{Repository: f.repository, Project: f.project, Bucket: f.bucket, KeyPrefix: f.prefix, Timeout: f.timeout}
+	spec := role.ImageSpec{Repository: f.repository, Project: f.project, Bucket: f.bucket, KeyPrefix: f.prefix, Timeout: f.timeout, BuildArgs: args}
 	c, err := coordinatorImage(newAWSClients(ctx), spec, f.binary, f.poll, progress, e.stdout)
 	if err != nil {
 		return exitf(ExitFailed, "%v", err)
@@ -99,7 +110,7 @@ func coordinatorImage(a *awsClients, co role.ImageSpec, binary string, poll time
 		}
 		binary = exe
 	}
-	ictx, err := image.CoordinatorContext(binary)
+	ictx, err := image.CoordinatorContext(binary, co.BuildArgs)
 	if err != nil {
 		return nil, err
 	}

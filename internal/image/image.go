@@ -15,6 +15,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -42,22 +44,69 @@ type File struct {
 	sum  [32]byte
 }
 
-// Context is a build context: its files and the buildspec that builds it.
+// Context is a build context: its files, its build args and the buildspec that builds it.
 type Context struct {
 	Files     []File
 	Buildspec string
-	// Hash is the hex SHA-256 over every file's name, mode and content and the buildspec.
+	// BuildArgs are the Dockerfile ARG values the build passes (docker build --build-arg), by
+	// name; the buildspec gets them as BUILD_ARGS.
+	BuildArgs map[string]string
+	// Hash is the hex SHA-256 over every file's name, mode and content, the build args and the
+	// buildspec: a change to any of them is a new image.
 	Hash string
 }
 
 // Tag is the context's immutable tag: ctx- and the first 20 hex digits of Hash.
 func (c *Context) Tag() string { return "ctx-" + c.Hash[:20] }
 
+// Build args of templates/coordinator/Dockerfile that glbootstrap sets from the runner
+// configuration (fargate.ssh.port and fargate.ssh.username: the driver only sets
+// SSH_PUBLIC_KEY in the task, so the image carries the port and the user).
+const (
+	ArgSSHPort = "SSH_PORT"
+	ArgSSHUser = "SSH_USER"
+	// ArgRunnerDirs is runner.builds_dir and runner.cache_dir, comma-separated: the image makes
+	// them and gives them to SSH_USER.
+	ArgRunnerDirs = "RUNNER_DIRS"
+)
+
+// DefaultRunnerDirs is the Dockerfile's RUNNER_DIRS: the runner role's default builds_dir and
+// cache_dir.
+const DefaultRunnerDirs = "/opt/gitlab-runner/builds,/opt/gitlab-runner/cache"
+
+// SSHArgs are the coordinator's build args for fargate.toml's [SSH] Port and Username; 0 and ""
+// leave the Dockerfile's defaults (22, root) and are left out, so a configuration with the
+// defaults hashes like one without them.
+func SSHArgs(port int, user string) map[string]string {
+	args := map[string]string{}
+	if port != 0 && port != 22 {
+		args[ArgSSHPort] = fmt.Sprint(port)
+	}
+	if user != "" && user != "root" {
+		args[ArgSSHUser] = user
+	}
+	return args
+}
+
 // CoordinatorContext is templates/coordinator with the glbootstrap binary at binaryPath (the one
-// to put in the image: it must be built for the Fargate task's architecture), built by the
-// provided Docker buildspec. It reads the binary once to hash it.
-func CoordinatorContext(binaryPath string) (*Context, error) {
+// to put in the image: it must be built for the Fargate task's architecture) and buildArgs (nil:
+// the Dockerfile's defaults; see SSHArgs), built by the provided Docker buildspec. It reads the
+// binary once to hash it. A build arg's name must be a Dockerfile ARG name and its value must
+// have no white space (the buildspec splits BUILD_ARGS on it).
+func CoordinatorContext(binaryPath string, buildArgs map[string]string) (*Context, error) {
 	c := &Context{Buildspec: buildspec.Docker}
+	for k, v := range buildArgs {
+		if !argName.MatchString(k) {
+			return nil, fmt.Errorf("image build arg %q is not a Dockerfile ARG name (letters, digits, _)", k)
+		}
+		if v == "" || strings.ContainsAny(v, " \t\r\n") {
+			return nil, fmt.Errorf("image build arg %s=%q: the value must be non-empty without white space", k, v)
+		}
+		if c.BuildArgs == nil {
+			c.BuildArgs = map[string]string{}
+		}
+		c.BuildArgs[k] = v
+	}
 	for _, f := range coordinator.Files {
 		data, err := fs.ReadFile(coordinator.FS, f.Name)
 		if err != nil {
@@ -94,9 +143,51 @@ func (c *Context) hash() error {
 		}
 		fmt.Fprintf(h, "file %s %o %x\n", f.Name, f.Mode.Perm(), f.sum)
 	}
+	for _, a := range c.BuildArgList() {
+		fmt.Fprintf(h, "arg %s\n", a)
+	}
 	bs := sha256.Sum256([]byte(c.Buildspec))
 	fmt.Fprintf(h, "buildspec %x\n", bs)
 	c.Hash = hex.EncodeToString(h.Sum(nil))
+	return nil
+}
+
+// BuildArgList is BuildArgs as NAME=VALUE pairs sorted by name: what docker build gets as
+// --build-arg.
+func (c *Context) BuildArgList() []string {
+	var out []string
+	for k, v := range c.BuildArgs {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var argName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// WriteDir writes the context's files into the directory dir (which must exist) with their
+// modes, for a local build (docker build DIR, buildah bud DIR). A file read from disk must still
+// have the content that was hashed.
+func (c *Context) WriteDir(dir string) error {
+	for _, f := range c.Files {
+		data := f.Data
+		if data == nil {
+			var err error
+			if data, err = os.ReadFile(f.Path); err != nil {
+				return fmt.Errorf("reading %s for the image context: %w", f.Path, err)
+			}
+			if sha256.Sum256(data) != f.sum {
+				return fmt.Errorf("%s changed since the image context was hashed; run again", f.Name)
+			}
+		}
+		p := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if err := os.WriteFile(p, data, f.Mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, f.Mode); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -209,6 +300,9 @@ func (p *Push) Ensure(ctx context.Context, c *Context, force bool) (st State, bu
 	o.Env = append(append([]cb.EnvVar(nil), o.Env...),
 		cb.EnvVar{Name: "IMAGE_REPO", Value: p.Repository},
 		cb.EnvVar{Name: "IMAGE_TAG", Value: st.Tag})
+	if args := c.BuildArgList(); len(args) > 0 {
+		o.Env = append(o.Env, cb.EnvVar{Name: "BUILD_ARGS", Value: strings.Join(args, " ")})
+	}
 	if _, err := p.Build(ctx, c, o); err != nil {
 		return st, true, err
 	}

@@ -175,4 +175,6 @@ type ImageSpec struct {
 	Project, Bucket, KeyPrefix string
 	// Timeout bounds one build.
 	Timeout time.Duration
+	// BuildArgs are the Dockerfile's build args (image.SSHArgs); nil: its defaults.
+	BuildArgs map[string]string
 }

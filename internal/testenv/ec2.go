@@ -104,6 +104,19 @@ func (e *EC2) PutSecurityGroup(g EC2SecurityGroup) {
 	e.groups[g.ID] = g
 }
 
+// SecurityGroup returns a copy of security group id (its rules' slices too).
+func (e *EC2) SecurityGroup(id string) (EC2SecurityGroup, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	g, ok := e.groups[id]
+	if !ok {
+		return g, false
+	}
+	g.Ingress = append([]EC2Rule(nil), g.Ingress...)
+	g.Egress = append([]EC2Rule(nil), g.Egress...)
+	return g, true
+}
+
 // PutSubnet creates or replaces a subnet.
 func (e *EC2) PutSubnet(s EC2Subnet) {
 	e.mu.Lock()

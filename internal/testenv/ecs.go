@@ -121,6 +121,24 @@ func (e *ECS) RegisterTaskDefinition(td ECSTaskDefinition) string {
 	return fmt.Sprintf("%s:%d", td.Family, td.Revision)
 }
 
+// TaskDefinition returns a copy of the task definition name resolves to (family, family:revision
+// or ARN), as a test's base for a new revision.
+func (e *ECS) TaskDefinition(name string) (ECSTaskDefinition, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	td := e.findTaskDef(name)
+	if td == nil {
+		return ECSTaskDefinition{}, false
+	}
+	c := *td
+	c.RequiresCompatibilities = append([]string(nil), td.RequiresCompatibilities...)
+	c.Containers = append([]ECSContainer(nil), td.Containers...)
+	for i := range c.Containers {
+		c.Containers[i].Ports = append([]int32(nil), td.Containers[i].Ports...)
+	}
+	return c, true
+}
+
 // Deny makes every call of op (e.g. "DescribeClusters") fail with AccessDeniedException, as
 // when the caller's policy does not allow ecs:<op>.
 func (e *ECS) Deny(op string) {

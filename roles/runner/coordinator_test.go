@@ -3,12 +3,16 @@ package runner
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/internal/image"
+	"github.com/glbootstrap/glbootstrap/internal/role"
+	"github.com/glbootstrap/glbootstrap/templates/coordinator"
 )
 
 type fakeImage struct {
@@ -87,5 +91,63 @@ func TestCoordinatorImagePhase(t *testing.T) {
 				t.Errorf("Ensure called %d times, want %d", fake.ensured, tc.ensured)
 			}
 		})
+	}
+}
+
+// fargate.ssh reaches the coordinator image as build args: the driver tells the task nothing but
+// SSH_PUBLIC_KEY, so the image's sshd must be built for the configured port and user.
+func TestCoordinatorBuildArgs(t *testing.T) {
+	for _, tc := range []struct {
+		ssh  SSH
+		want string
+	}{
+		{SSH{}, ""},
+		{SSH{Username: "root", Port: 22}, ""},
+		{SSH{Username: "ci", Port: 2222}, "SSH_PORT=2222 SSH_USER=ci"},
+		{SSH{Username: "root", Port: 2022}, "SSH_PORT=2022"},
+	} {
+		bin := t.TempDir() + "/glbootstrap"
+		if err := os.WriteFile(bin, []byte("x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		c, err := image.CoordinatorContext(bin, coordinatorBuildArgs(&Config{Fargate: &Fargate{SSH: tc.ssh},
+			Runner: &Runner{BuildsDir: DefaultBuildsDir, CacheDir: DefaultCacheDir}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(c.BuildArgList(), " "); got != tc.want {
+			t.Errorf("%+v: build args %q, want %q", tc.ssh, got, tc.want)
+		}
+	}
+	if coordinatorBuildArgs(&Config{}) != nil {
+		t.Error("no fargate section: want no build args")
+	}
+	// Other builds and cache directories are made in the image for the SSH user.
+	args := coordinatorBuildArgs(&Config{Fargate: &Fargate{}, Runner: &Runner{BuildsDir: "/builds", CacheDir: "/cache"}})
+	if args[image.ArgRunnerDirs] != "/builds,/cache" {
+		t.Errorf("RUNNER_DIRS = %q", args[image.ArgRunnerDirs])
+	}
+	df, _ := fs.ReadFile(coordinator.FS, "Dockerfile")
+	if !strings.Contains(string(df), "ARG RUNNER_DIRS="+image.DefaultRunnerDirs+"\n") ||
+		image.DefaultRunnerDirs != DefaultBuildsDir+","+DefaultCacheDir {
+		t.Error("the Dockerfile's RUNNER_DIRS default is not the role's builds_dir and cache_dir defaults")
+	}
+}
+
+// The role hands the image builder those build args with the coordinator section's repository.
+func TestCoordinatorImageSpec(t *testing.T) {
+	cfg := &Config{Fargate: &Fargate{SSH: SSH{Username: "ci", Port: 2222}},
+		Coordinator: &Coordinator{Repository: fakeRepo, CodeBuildProject: "p", Bucket: "b"}}
+	var got *role.ImageSpec
+	env := role.Env{Images: func(s role.ImageSpec) image.Converger { got = &s; return image.PlanTo(s.Repository, &fakeImage{}) }}
+	func() {
+		defer func() { _ = recover() }() // only the spec matters here, not the rest of prepare
+		_, _ = prepare(context.Background(), env, cfg)
+	}()
+	if got == nil {
+		t.Fatal("prepare did not ask for the image builder")
+	}
+	if got.Repository != fakeRepo || got.BuildArgs["SSH_PORT"] != "2222" || got.BuildArgs["SSH_USER"] != "ci" {
+		t.Errorf("image spec %+v", *got)
 	}
 }

@@ -55,7 +55,8 @@ func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepa
 	}
 	if co := cfg.Coordinator; co != nil && env.Images != nil {
 		d.Coordinator = env.Images(role.ImageSpec{Repository: co.Repository, Project: co.CodeBuildProject,
-			Bucket: co.Bucket, KeyPrefix: co.KeyPrefix, Timeout: time.Duration(co.Timeout)})
+			Bucket: co.Bucket, KeyPrefix: co.KeyPrefix, Timeout: time.Duration(co.Timeout),
+			BuildArgs: coordinatorBuildArgs(cfg)})
 	}
 	return Prepare(ctx, d)
 }

@@ -1,10 +1,14 @@
 #!/bin/sh
 # Entrypoint of the coordinator image. GitLab's Fargate driver puts the job's SSH public key in
 # SSH_PUBLIC_KEY (only for the container named ci-coordinator) and then runs the job over SSH as
-# SSH_USER (fargate.toml [SSH] Username, root by default).
+# fargate.toml's [SSH] Username on its [SSH] Port. The driver sets nothing else, so user and port
+# come from the image: SSH_USER and SSH_PORT, baked at build time from the runner configuration
+# (Dockerfile ARG -> ENV; a task definition's environment can still override them). Arguments
+# (the task definition's command) are passed on to sshd, e.g. ["-o", "MaxStartups=50"].
 set -eu
 
 user="${SSH_USER:-root}"
+port="${SSH_PORT:-22}"
 if [ -z "${SSH_PUBLIC_KEY:-}" ]; then
     echo "coordinator: SSH_PUBLIC_KEY is empty: the Fargate driver sets it only for the container named ci-coordinator; check the task definition's container name" >&2
     exit 1
@@ -36,4 +40,4 @@ done
 # key at every task start, and the driver's client takes ed25519.
 ssh-keygen -q -t ed25519 -N '' -C '' -f /etc/ssh/ssh_host_ed25519_key
 mkdir -p /run/sshd
-exec /usr/sbin/sshd -D -e
+exec /usr/sbin/sshd -D -e -p "$port" "$@"
