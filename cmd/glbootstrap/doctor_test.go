@@ -29,7 +29,7 @@ func TestDoctor(t *testing.T) {
 	if !strings.Contains(r.stdout, "warn  capacity") || !strings.Contains(r.stdout, "fixes:\n  capacity") || !strings.Contains(r.stdout, "9 ok, 1 warn, 0 fail, 0 skipped") {
 		t.Errorf("doctor output:\n%s", r.stdout)
 	}
-	if !strings.Contains(r.stdout, "ok    memory          front t3.small: 200 jobs at once need about 1114 MiB") {
+	if !strings.Contains(r.stdout, "ok    memory          front t3.small: 200 jobs at once need about 1214 MiB") {
 		t.Errorf("doctor on a t3.small: no memory line that fits:\n%s", r.stdout)
 	}
 	if r := w.run(append(args, "--strict")...); r.code != 1 {
@@ -45,7 +45,7 @@ func TestDoctor(t *testing.T) {
 	}
 	r = small.run("doctor", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam, "--root", small.root)
 	if r.code != 0 || !strings.Contains(r.stdout, "warn  memory          front t3.micro: 200 jobs at once") ||
-		!strings.Contains(r.stdout, "use t3.small or larger") || !strings.Contains(r.stdout, "lower runner.concurrent (and runner.limit) to 182") ||
+		!strings.Contains(r.stdout, "use t3.small or larger") || !strings.Contains(r.stdout, "lower runner.concurrent (and runner.limit) to 166") ||
 		!strings.Contains(r.stdout, "8 ok, 2 warn, 0 fail, 0 skipped") {
 		t.Errorf("doctor on a t3.micro:\n%s", r)
 	}
