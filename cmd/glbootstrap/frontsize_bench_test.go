@@ -173,6 +173,7 @@ func measureFront(t *testing.T, n int) frontSizing {
 		mu          sync.Mutex
 		peak        treeSample
 		peakRSS     int64
+		maxDrivers  int
 		sampling    = make(chan struct{})
 		samplerDone = make(chan struct{})
 	)
@@ -187,6 +188,7 @@ func measureFront(t *testing.T, n int) frontSizing {
 					peak = s
 				}
 				peakRSS = max(peakRSS, s.rss)
+				maxDrivers = max(maxDrivers, s.names["fargate"])
 				mu.Unlock()
 			}
 			select {
@@ -262,6 +264,10 @@ func measureFront(t *testing.T, n int) frontSizing {
 			}
 		}
 		overlap = max(overlap, k)
+	}
+	// The driver's processes are named after its binary (fargate, the path config.toml gives).
+	if maxDrivers < n {
+		t.Errorf("at most %d driver processes ran at once under gitlab-runner, want %d (one per running job); at the peak: %v", maxDrivers, n, peak.names)
 	}
 	if overlap != n {
 		t.Errorf("only %d of %d job scripts ran at the same moment: the per-job figure assumes all did", overlap, n)

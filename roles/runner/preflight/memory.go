@@ -14,18 +14,18 @@ import (
 )
 
 // The front's memory, measured by BenchmarkFrontSizing (cmd/glbootstrap/frontsize_bench_test.go,
-// `make bench`) on 2026-12-01, twice: the real gitlab-runner 17.9.3 and GitLab's Fargate driver
+// `make bench`) on 2026-12-01, three times: the real gitlab-runner 17.9.3 and GitLab's Fargate driver
 // 0.1.0 (linux/amd64) running 1, then 20 jobs at once (concurrent 1, then 20) against the ECS
 // stand-in, memory summed as PSS over the runner's process tree (gitlab-runner and every driver
-// process it spawns; the driver speaks SSH itself, no ssh process). Idle: 74-75 MiB. One job:
-// 98-99 MiB peak (+24 MiB). Twenty jobs: 177-186 MiB peak, (peak - idle) / 20 = 5.1 and 5.6 MiB
-// per running job: the first job loads the driver's code (about 18 MiB), which the other jobs'
+// process it spawns; the driver speaks SSH itself, no ssh process). Idle: 74-77 MiB. One job:
+// 98-99 MiB peak (+24 MiB). Twenty jobs: 177-186 MiB peak, (peak - idle) / 20 = 5.1, 5.6 and
+// 5.1 MiB per running job: the first job loads the driver's code (about 18 MiB), which the other jobs'
 // driver processes share.
 const (
 	// runnerBaselineMiB is the idle runner (75 MiB) plus the driver's shared code (18.4 MiB).
 	runnerBaselineMiB = 94.0
-	// perJobMiB is what each running job adds once the driver's code is loaded (the larger of
-	// the two measurements).
+	// perJobMiB is what each running job adds once the driver's code is loaded (the largest of
+	// the three measurements).
 	perJobMiB = 5.6
 )
 
