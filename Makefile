@@ -61,9 +61,12 @@ system-test: tools
 	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive|TestSystemRealRunnerJob|TestSystemRealRunnerBootedAMI|TestSystemGitLabLive)$$' ./internal/systemd ./cmd/glbootstrap
 
 # Go benchmarks, including a whole-process no-op apply next to an Ansible playbook doing the same
-# file converge (bench/noop-playbook.yml; needs Debian's ansible-core, skipped without it).
+# file converge (bench/noop-playbook.yml; needs Debian's ansible-core, skipped without it), and
+# the front's sizing: BenchmarkFrontSizing runs the real gitlab-runner 17.9.3 and Fargate driver
+# with 1, then 20 jobs at once and prints the runner's memory (idle, peak, MiB per running job)
+# and the per-job overhead (needs root and ../shared/consumers; skipped without them).
 bench: build tools
-	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -run '^$$' -bench . -benchmem ./...
+	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
 	@ls -l $(BIN) | awk '{printf "binary size: %.1f MiB (%s)\n", $$5/1048576, $$9}'
 
 lint:

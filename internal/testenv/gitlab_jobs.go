@@ -97,6 +97,8 @@ type GitLabJob struct {
 	// RunnerID and SystemID say which runner and runner manager took the job.
 	RunnerID int64
 	SystemID string
+	// HandedOut is when POST /jobs/request answered 201 with this job (zero while pending).
+	HandedOut time.Time
 	// Trace is the job log as appended by PATCH /jobs/:id/trace.
 	Trace []byte
 	// Checksum and Bytesize are the final trace's as the runner reported them on PUT
@@ -307,6 +309,7 @@ func (g *GitLab) handleJobRequest(w http.ResponseWriter, r *http.Request) {
 		}
 		q.queue = slices.Delete(q.queue, i, i+1)
 		j.State, j.RunnerID, j.SystemID = "running", runner.ID, body.SystemID
+		j.HandedOut = time.Now()
 		q.notifyLocked()
 		gitlabJSON(w, http.StatusCreated, g.jobPayloadLocked(j))
 		return

@@ -27,6 +27,7 @@ const imdsMockPackage = "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadat
 type IMDSValues struct {
 	Region           string   // placement/region, e.g. us-east-2
 	InstanceID       string   // instance-id
+	InstanceType     string   // instance-type (and instanceType in the identity document)
 	LocalIPv4        string   // local-ipv4
 	MAC              string   // mac; the network/interfaces/macs/<MAC>/... paths are served under it
 	SubnetID         string   // .../subnet-id
@@ -41,6 +42,7 @@ func DefaultIMDSValues() IMDSValues {
 	return IMDSValues{
 		Region:           "us-east-2",
 		InstanceID:       "i-0123456789abcdef0",
+		InstanceType:     "t3.small",
 		LocalIPv4:        "10.0.1.20",
 		MAC:              "0e:49:61:0f:c3:11",
 		SubnetID:         "subnet-0123456789abcdef0",
@@ -60,6 +62,7 @@ func (v IMDSValues) withDefaults() IMDSValues {
 	}
 	set(&v.Region, d.Region)
 	set(&v.InstanceID, d.InstanceID)
+	set(&v.InstanceType, d.InstanceType)
 	set(&v.LocalIPv4, d.LocalIPv4)
 	set(&v.MAC, d.MAC)
 	set(&v.SubnetID, d.SubnetID)
@@ -98,6 +101,7 @@ func imdsMockConfig(v IMDSValues) ([]byte, error) {
 				"placement-region":            v.Region,
 				"placement-availability-zone": v.Region + "a",
 				"instance-id":                 v.InstanceID,
+				"instance-type":               v.InstanceType,
 				"local-ipv4":                  v.LocalIPv4,
 				"mac":                         v.MAC,
 				"mac-mac":                     v.MAC,
@@ -127,7 +131,7 @@ func imdsMockConfig(v IMDSValues) ([]byte, error) {
 					"instanceId":              v.InstanceID,
 					"pendingTime":             "2024-01-01T00:00:00Z",
 					"architecture":            "x86_64",
-					"instanceType":            "t3.micro",
+					"instanceType":            v.InstanceType,
 					"region":                  v.Region,
 				},
 			},

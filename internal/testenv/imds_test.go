@@ -63,6 +63,7 @@ func TestStartIMDSServesValuesUnderConfiguredMAC(t *testing.T) {
 	for path, want := range map[string]string{
 		"/latest/meta-data/placement/region": "eu-west-3",
 		"/latest/meta-data/instance-id":      d.InstanceID,
+		"/latest/meta-data/instance-type":    d.InstanceType,
 		"/latest/meta-data/local-ipv4":       d.LocalIPv4,
 		"/latest/meta-data/mac":              v.MAC,
 		mac + "subnet-id":                    d.SubnetID,

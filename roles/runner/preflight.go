@@ -3,7 +3,9 @@ package runner
 import (
 	"context"
 	"fmt"
+	"os"
 
+	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
 	"github.com/glbootstrap/glbootstrap/internal/host"
 	"github.com/glbootstrap/glbootstrap/roles/runner/preflight"
 )
@@ -38,13 +40,33 @@ func newPreflight(d Deps, f Facts) (*preflight.Preflight, error) {
 		Region: f.Region, Subnet: f.SubnetID,
 		Cluster: fg.Cluster, TaskDefinition: fg.TaskDefinition, SecurityGroup: fg.SecurityGroup,
 		SSHPort: fg.SSH.Port, EnablePublicIP: fg.EnablePublicIP,
-		Runner: preflight.Runner{Concurrent: rc.Concurrent, Limit: rc.Limit, RequestConcurrency: rc.RequestConcurrency, User: rc.User},
-		Driver: preflight.Driver{Version: fg.Driver.Version, SHA256: fg.Driver.SHA256, Path: fg.Driver.Path, Recorded: recorded},
-		Dirs:   runnerDirs(cfg),
-		Front:  preflight.Front{InstanceID: f.InstanceID, PrivateIPv4: f.PrivateIPv4, SecurityGroups: f.SecurityGroups},
-		AWS:    readers,
-		Host:   d.Host,
+		Runner:  preflight.Runner{Concurrent: rc.Concurrent, Limit: rc.Limit, RequestConcurrency: rc.RequestConcurrency, User: rc.User},
+		Driver:  preflight.Driver{Version: fg.Driver.Version, SHA256: fg.Driver.SHA256, Path: fg.Driver.Path, Recorded: recorded},
+		Dirs:    runnerDirs(cfg),
+		Front:   preflight.Front{InstanceID: f.InstanceID, PrivateIPv4: f.PrivateIPv4, SecurityGroups: f.SecurityGroups},
+		Machine: frontMachine(d),
+		AWS:     readers,
+		Host:    d.Host,
 	}), nil
+}
+
+// frontMachine tells the memory check the front's instance type, from instance metadata (read
+// only when the check runs, and once: a run whose configuration gives every other fact may be
+// off EC2), and, when glbootstrap runs on the front itself (--root /), its /proc/meminfo. Under
+// another root this machine's memory says nothing about the front's.
+func frontMachine(d Deps) preflight.Machine {
+	meta := d.Facts
+	if meta == nil {
+		meta = imds.NewLazy(nil)
+	}
+	m := preflight.Machine{InstanceType: func(ctx context.Context) (string, error) {
+		f, err := meta.Get(ctx)
+		return f.InstanceType, err
+	}}
+	if d.Host != nil && d.Host.Live() {
+		m.MemInfo = func() ([]byte, error) { return os.ReadFile("/proc/meminfo") }
+	}
+	return m
 }
 
 // preflight is the phase: it changes nothing; warnings become step warnings and failures the

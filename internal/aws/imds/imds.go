@@ -40,6 +40,7 @@ const (
 type Facts struct {
 	Region         string   // placement/region, e.g. us-east-2
 	InstanceID     string   // instance-id, e.g. i-0123456789abcdef0
+	InstanceType   string   // instance-type, e.g. t3.micro
 	PrivateIPv4    string   // local-ipv4: the primary interface's private address
 	MAC            string   // mac: the primary interface, the key for the per-interface paths
 	SubnetID       string   // network/interfaces/macs/<mac>/subnet-id
@@ -89,6 +90,7 @@ func Fetch(ctx context.Context) (Facts, error) {
 		// the identity document.
 		{"placement/region", &f.Region},
 		{"instance-id", &f.InstanceID},
+		{"instance-type", &f.InstanceType},
 		{"local-ipv4", &f.PrivateIPv4},
 		{"mac", &f.MAC},
 	} {

@@ -31,7 +31,7 @@ func TestFetchFromMetadataMock(t *testing.T) {
 		"reference defaults": {
 			values: testenv.IMDSValues{},
 			want: Facts{
-				Region: "us-east-2", InstanceID: "i-0123456789abcdef0", PrivateIPv4: "10.0.1.20",
+				Region: "us-east-2", InstanceID: "i-0123456789abcdef0", InstanceType: "t3.small", PrivateIPv4: "10.0.1.20",
 				MAC: "0e:49:61:0f:c3:11", SubnetID: "subnet-0123456789abcdef0",
 				VPCID: "vpc-0123456789abcdef0", VPCCIDR: "10.0.0.0/16",
 				SecurityGroups: []string{"sg-0aaaaaaaaaaaaaaaa"},
@@ -39,12 +39,12 @@ func TestFetchFromMetadataMock(t *testing.T) {
 		},
 		"other interface, two groups": {
 			values: testenv.IMDSValues{
-				Region: "eu-central-1", InstanceID: "i-0fedcba9876543210", LocalIPv4: "172.31.5.6",
+				Region: "eu-central-1", InstanceID: "i-0fedcba9876543210", InstanceType: "c7g.medium", LocalIPv4: "172.31.5.6",
 				MAC: "02:aa:bb:cc:dd:ee", SubnetID: "subnet-0fff", SecurityGroupIDs: []string{"sg-01", "sg-02"},
 				VPCID: "vpc-0fff", VPCCIDR: "172.31.0.0/16",
 			},
 			want: Facts{
-				Region: "eu-central-1", InstanceID: "i-0fedcba9876543210", PrivateIPv4: "172.31.5.6",
+				Region: "eu-central-1", InstanceID: "i-0fedcba9876543210", InstanceType: "c7g.medium", PrivateIPv4: "172.31.5.6",
 				MAC: "02:aa:bb:cc:dd:ee", SubnetID: "subnet-0fff", VPCID: "vpc-0fff", VPCCIDR: "172.31.0.0/16",
 				SecurityGroups: []string{"sg-01", "sg-02"},
 			},
@@ -163,7 +163,7 @@ func (f *fakeIMDS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func fullValues() map[string]string {
 	mac := "network/interfaces/macs/0e:49:61:0f:c3:11/"
 	return map[string]string{
-		"placement/region": "us-east-2", "instance-id": "i-0123456789abcdef0", "local-ipv4": "10.0.1.20",
+		"placement/region": "us-east-2", "instance-id": "i-0123456789abcdef0", "instance-type": "t3.micro", "local-ipv4": "10.0.1.20",
 		"mac": "0e:49:61:0f:c3:11", mac + "subnet-id": "subnet-0123456789abcdef0", mac + "vpc-id": "vpc-1",
 		mac + "vpc-ipv4-cidr-block": "10.0.0.0/16", mac + "security-group-ids": "sg-1\nsg-2\n",
 	}

@@ -4,7 +4,7 @@
 //
 // Each check is a small function of the Input returning one Finding, in a file per family: the
 // ECS cluster and task definition (ecs.go), the coordinator image (image.go), the network path
-// and egress (network.go), capacity (capacity.go), IAM (iam.go), the driver binary (driver.go)
+// and egress (network.go), capacity (capacity.go), the front's memory (memory.go), IAM (iam.go), the driver binary (driver.go)
 // and the runner's directories (directories.go). The runner role builds the Input from its
 // configuration and facts (roles/runner/preflight.go).
 package preflight
@@ -40,6 +40,8 @@ type Input struct {
 	Dirs []Dir
 	// Front is the runner front itself.
 	Front Front
+	// Machine tells the front's memory (memory.go).
+	Machine Machine
 	// AWS are the read-only AWS APIs of Region.
 	AWS Readers
 	// Host holds the driver and the directories.
@@ -122,6 +124,7 @@ var checks = []struct {
 	{"security-group", checkSecurityGroup},
 	{"subnet-egress", checkEgress},
 	{"capacity", checkCapacity},
+	{"memory", checkMemory},
 	{"iam", checkIAM},
 	{"driver", checkDriver},
 	{"directories", checkDirectories},

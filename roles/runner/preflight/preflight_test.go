@@ -73,7 +73,8 @@ func newPFWorld(t *testing.T, withIMDS bool) *pfWorld {
 		Driver:  Driver{Version: "v0.5.1", SHA256: hex.EncodeToString(sum[:]), Path: "/opt/gitlab-runner/fargate"},
 		Dirs: []Dir{{"/opt/gitlab-runner/metadata", 0o700}, {"/opt/gitlab-runner/builds", 0o750},
 			{"/opt/gitlab-runner/cache", 0o750}},
-		Front: Front{InstanceID: v.InstanceID, PrivateIPv4: v.LocalIPv4, SecurityGroups: v.SecurityGroupIDs},
+		Front:   Front{InstanceID: v.InstanceID, PrivateIPv4: v.LocalIPv4, SecurityGroups: v.SecurityGroupIDs},
+		Machine: Machine{InstanceType: func(context.Context) (string, error) { return v.InstanceType, nil }},
 	}
 	env := map[string]string{
 		"AWS_REGION": v.Region, "AWS_MAX_ATTEMPTS": "1",
@@ -480,9 +481,9 @@ func TestCheckDirectories(t *testing.T) {
 	})
 }
 
-// TestRun runs every check on the reference setup: all pass but capacity, which warns (187 free
-// addresses for concurrent 200); a failing check makes FailedError name the check, resource and
-// fix.
+// TestRun runs every check on the reference setup (a t3.small front): all pass but capacity,
+// which warns (187 free addresses for concurrent 200); a failing check makes FailedError name the
+// check, resource and fix.
 func TestRun(t *testing.T) {
 	w := newPFWorld(t, true)
 	p := &Preflight{in: w.input(t)}
@@ -494,7 +495,7 @@ func TestRun(t *testing.T) {
 			warnings = append(warnings, f.Check)
 		}
 	}
-	if len(findings) != Len() || strings.Join(names, " ") != "cluster task-definition image security-group subnet-egress capacity iam driver directories" ||
+	if len(findings) != Len() || strings.Join(names, " ") != "cluster task-definition image security-group subnet-egress capacity memory iam driver directories" ||
 		strings.Join(warnings, ",") != "capacity" || FailedError(findings, false) != nil {
 		t.Fatalf("findings: %+v", findings)
 	}
