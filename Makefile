@@ -49,16 +49,17 @@ coordinator-base:
 # (internal/systemd Live), apply --role runner and apply --role gitlab on the live system against
 # the stand-ins; needs root, systemd-container and debootstrap. Not part of test. ssh.service is
 # disabled in the rootfs (the containers share the host's network; the GitLab test starts sshd on
-# a loopback port of its own). The rootfs is made again (beside the old one, then swapped in)
-# when a cache from before openssh-server was included lacks /usr/sbin/sshd.
+# a loopback port of its own). curl and ca-certificates are there as on Debian's cloud images: the
+# generated user-data downloads glbootstrap with them (internal/userdata). The rootfs is made again
+# (beside the old one, then swapped in) when a cache from before a package was included lacks it.
 NSPAWN_ROOT ?= /var/tmp/glb-nspawn
 system-test: tools
-	@test -x $(NSPAWN_ROOT)/usr/lib/systemd/systemd -a -x $(NSPAWN_ROOT)/usr/sbin/sshd || { \
+	@test -x $(NSPAWN_ROOT)/usr/lib/systemd/systemd -a -x $(NSPAWN_ROOT)/usr/sbin/sshd -a -x $(NSPAWN_ROOT)/usr/bin/curl || { \
 	  rm -rf $(NSPAWN_ROOT).new && \
-	  debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv,openssh-server bookworm $(NSPAWN_ROOT).new http://deb.debian.org/debian && \
+	  debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv,openssh-server,curl,ca-certificates bookworm $(NSPAWN_ROOT).new http://deb.debian.org/debian && \
 	  systemctl --root=$(NSPAWN_ROOT).new disable ssh.service && \
 	  rm -rf $(NSPAWN_ROOT) && mv $(NSPAWN_ROOT).new $(NSPAWN_ROOT); }
-	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive|TestSystemRealRunnerJob|TestSystemRealRunnerBootedAMI|TestSystemGitLabLive)$$' ./internal/systemd ./cmd/glbootstrap
+	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive|TestSystemRealRunnerJob|TestSystemRealRunnerBootedAMI|TestSystemGitLabLive|TestSystemUserdataRuns)$$' ./internal/systemd ./internal/userdata ./cmd/glbootstrap
 
 # Go benchmarks, including a whole-process no-op apply next to an Ansible playbook doing the same
 # file converge (bench/noop-playbook.yml; needs Debian's ansible-core, skipped without it), and

@@ -38,7 +38,7 @@ import (
 const DefaultRoot = "/var/tmp/glb-nspawn"
 
 // debootstrapCmd is how the rootfs is made, for the messages.
-const debootstrapCmd = "debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv,openssh-server bookworm %[1]s http://deb.debian.org/debian && systemctl --root=%[1]s disable ssh.service"
+const debootstrapCmd = "debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv,openssh-server,curl,ca-certificates bookworm %[1]s http://deb.debian.org/debian && systemctl --root=%[1]s disable ssh.service"
 
 // Prerequisites fails t unless containers can be booted here: root,
 // systemd-nspawn, nsenter, the extra host tools the test needs (tools), and a
