@@ -53,13 +53,13 @@ coordinator-base:
 # generated user-data downloads glbootstrap with them (internal/userdata). The rootfs is made again
 # (beside the old one, then swapped in) when a cache from before a package was included lacks it.
 NSPAWN_ROOT ?= /var/tmp/glb-nspawn
-system-test: tools
+system-test: tools coordinator-base
 	@test -x $(NSPAWN_ROOT)/usr/lib/systemd/systemd -a -x $(NSPAWN_ROOT)/usr/sbin/sshd -a -x $(NSPAWN_ROOT)/usr/bin/curl || { \
 	  rm -rf $(NSPAWN_ROOT).new && \
 	  debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv,openssh-server,curl,ca-certificates bookworm $(NSPAWN_ROOT).new http://deb.debian.org/debian && \
 	  systemctl --root=$(NSPAWN_ROOT).new disable ssh.service && \
 	  rm -rf $(NSPAWN_ROOT) && mv $(NSPAWN_ROOT).new $(NSPAWN_ROOT); }
-	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive|TestSystemRealRunnerJob|TestSystemRealRunnerBootedAMI|TestSystemGitLabLive|TestSystemUserdataRuns)$$' ./internal/systemd ./internal/userdata ./cmd/glbootstrap
+	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_BASE_ROOT=$(BASE_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive|TestSystemRealRunnerJob|TestSystemRealRunnerBootedAMI|TestSystemGitLabLive|TestSystemUserdataRuns)$$' ./internal/systemd ./internal/userdata ./cmd/glbootstrap
 
 # Go benchmarks, including a whole-process no-op apply next to an Ansible playbook doing the same
 # file converge (bench/noop-playbook.yml; needs Debian's ansible-core, skipped without it), and

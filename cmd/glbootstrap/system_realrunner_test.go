@@ -16,10 +16,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -29,41 +27,22 @@ import (
 
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 	"github.com/glbootstrap/glbootstrap/internal/testenv/nspawn"
-	"github.com/glbootstrap/glbootstrap/templates/coordinator"
 )
 
 const fargateDriverSHA256 = "1ea4b551b3c4e28f897f168e1de8347c95c2d047062cda3a42ce8d1ef5cb6776"
 
 // systemTaskLauncher is what an ECS task of the system tests runs: the one place that chooses
-// it. Today a real sshd on the host per task (testenv.SSHDLauncher: the task's own loopback
-// address, the coordinator image's sshd_config); the container shares the host's network, so
-// the driver inside reaches it. Each sshd runs in a mount namespace of its own with an empty
-// tmpfs on /opt, so the job's builds_dir (/opt/gitlab-runner/builds) lands there, as in a
-// fresh task, and not on this machine. log returns what the tasks printed.
+// it. Each task is a container of the coordinator image built from templates/coordinator
+// (testenv.BuildCoordinatorImage with buildah, its runner download from a local mirror), started
+// with `buildah run` on its own loopback address (testenv.ImageLauncher). The booted container
+// shares the host's network, so the driver inside reaches it; the job's builds_dir
+// (/opt/gitlab-runner/builds) is in the task's own filesystem, not on this machine. log returns
+// what the tasks printed.
 func systemTaskLauncher(t *testing.T) (l testenv.ECSLauncher, log func() string) {
 	t.Helper()
-	for _, tool := range []string{"/usr/sbin/sshd", "ssh-keygen", "unshare", "mount"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("the tasks are real sshd processes: %s is not installed (Debian packages openssh-server, openssh-client, util-linux, mount)", tool)
-		}
-	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "coordinator.conf")
-	imageConf, err := fs.ReadFile(coordinator.FS, "sshd_config")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(conf, imageConf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// exec all the way down: the launcher's stop kills this PID, which is sshd's.
-	wrapper := filepath.Join(dir, "task-sshd")
-	script := "#!/bin/sh\nexec unshare --mount --propagation private /bin/sh -c 'mount -t tmpfs -o mode=0755 glb-task /opt && exec /usr/sbin/sshd \"$@\"' sshd \"$@\"\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	img := coordinatorImage(t, 22, "root")
 	buf := &syncLog{}
-	return &testenv.SSHDLauncher{Dir: filepath.Join(dir, "tasks"), SSHD: wrapper, Include: []string{conf}, Log: buf}, buf.String
+	return &testenv.ImageLauncher{Image: img, Log: buf}, buf.String
 }
 
 // syncLog is a buffer the tasks' log goroutines write to while the test reads it.
@@ -271,6 +250,8 @@ func (f *liveFront) runJob() testenv.GitLabJob {
 	id := gl.EnqueueJob(testenv.JobSpec{Name: "hello", Tags: []string{"fargate"}, Script: []string{
 		"echo hello from the front in the container",
 		`echo "task address: ${SSH_CONNECTION#* * }"`, // SSH_CONNECTION: client port server port
+		// The task is the coordinator image: its gitlab-runner came from the build's mirror.
+		`echo "in the task: $(gitlab-runner --version | sed -n 's/^Version: *//p')"`,
 	}})
 	job, err := gl.WaitJob(ctx, id)
 	if err != nil {
@@ -286,6 +267,9 @@ func (f *liveFront) runJob() testenv.GitLabJob {
 	}
 	if want := "task address: " + tasks[0].IP + " 22"; !job.TraceHasLine(want) {
 		t.Errorf("job %d trace does not show SSH to the task (%s):\n%s", job.ID, want, job.Trace)
+	}
+	if !job.TraceHasLine("in the task: 17.9.3") {
+		t.Errorf("job %d did not run in the coordinator image (its gitlab-runner 17.9.3):\n%s", job.ID, job.Trace)
 	}
 	// The runner reports the job's state before cleanup_exec ends: give cleanup its time.
 	for deadline := time.Now().Add(10 * time.Second); ecs.Calls("StopTask") < 1 && time.Now().Before(deadline); {
