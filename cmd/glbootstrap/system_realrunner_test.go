@@ -386,10 +386,12 @@ func TestSystemRealRunnerBootedAMI(t *testing.T) {
 	if want := "replaces " + bootID + ": not recorded as made on this instance"; !strings.Contains(first.stdout, want) {
 		t.Errorf("first apply does not say it replaced the boot-time system id (%q)", want)
 	}
+	// The running gitlab-runner had the boot-time id: apply restarts it with glbootstrap's.
+	if want := "service  " + runnerUnit + ": restarted (new runner manager system id and token)"; !strings.Contains(first.stdout, want) {
+		t.Errorf("first apply output lacks %q:\n%s", want, first.stdout)
+	}
 	if pid == bootPID {
-		t.Logf("first apply kept gitlab-runner (pid %s) running", pid)
-	} else {
-		t.Logf("first apply restarted gitlab-runner: pid %s -> %s", bootPID, pid)
+		t.Errorf("first apply kept gitlab-runner (pid %s) running with the boot-time system id", pid)
 	}
 	job := f.runJob()
 	if job.SystemID == bootID {

@@ -130,6 +130,9 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 				return out, err
 			}
 			step.Summary += " (" + sysChange + ")"
+			if step.Changed {
+				r.identity = append(r.identity, "system id")
+			}
 			out = append(out, step)
 		}
 		s, err := r.saveState(st)
@@ -198,6 +201,9 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 			c.obtained = time.Now().UTC().Truncate(time.Second)
 		}
 		r.token, r.obtainedAt, r.expiresAt = c.token, c.obtained, c.expire
+		if c.source != "config.toml" {
+			r.identity = append(r.identity, "token")
+		}
 		if c.source == "config.toml" && st.Token != c.token {
 			st.Source = firstNonEmpty(st.Source, "config.toml")
 		} else if c.source != "config.toml" {
@@ -306,6 +312,7 @@ func (r *Role) register(ctx context.Context) ([]host.Step, error) {
 	}
 	r.secrets = append(r.secrets, reg.Token)
 	r.token, r.obtainedAt = reg.Token, time.Now().UTC().Truncate(time.Second)
+	r.identity = append(r.identity, "token")
 	r.expiresAt = time.Time{}
 	if reg.ExpiresAt != nil {
 		r.expiresAt = reg.ExpiresAt.UTC()

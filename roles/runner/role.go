@@ -169,6 +169,10 @@ type Role struct {
 	runnerID   int64 // 0 when GitLab did not say (< 15.10)
 	obtainedAt time.Time
 	expiresAt  time.Time
+	// identity is set by the register phase when this run gave the runner manager a new
+	// .runner_system_id or a token config.toml did not hold ("system id", "token"): the service
+	// phase then restarts a gitlab-runner that was already running with the old ones.
+	identity []string
 }
 
 // PhaseList describes the role's phases for "glbootstrap phases" without

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/glbootstrap/glbootstrap/internal/host"
@@ -80,8 +82,13 @@ func zeroTime(t time.Time) time.Time {
 	return t.UTC()
 }
 
-// service enables and starts gitlab-runner. gitlab-runner watches
-// config.toml and reloads it, so a changed config never needs a restart.
+// service enables and starts gitlab-runner. gitlab-runner watches config.toml and reloads it,
+// so a changed config needs no restart; but when this run gave the runner manager a new system
+// id or token (r.identity) and gitlab-runner was already running, it is restarted, so the
+// process that polls GitLab is the manager glbootstrap recorded. That is the baked AMI's first
+// boot: the package's enabled unit starts before user-data and writes an s_ id of its own
+// (17.9.3's commands/config.go does re-read .runner_system_id when config.toml changes, so the
+// restart makes that certain rather than relying on the reload of each version).
 func (r *Role) service(ctx context.Context) ([]host.Step, error) {
 	if err := r.checkRunnable(ctx); err != nil {
 		return nil, err
@@ -94,7 +101,13 @@ func (r *Role) service(ctx context.Context) ([]host.Step, error) {
 	}
 	st, err = r.d.Units.Start(ctx, ServiceUnit)
 	steps = append(steps, st)
-	return steps, err
+	if err != nil || st.Changed || len(r.identity) == 0 || !r.d.Host.Live() {
+		return steps, err
+	}
+	slices.Sort(r.identity)
+	st, err = r.d.Units.Restart(ctx, ServiceUnit)
+	st.Summary = strings.Replace(st.Summary, "unit file changed", "new runner manager "+strings.Join(r.identity, " and "), 1)
+	return append(steps, st), err
 }
 
 // checkRunnable checks, changing nothing, that gitlab-runner is installed (its binary, and
