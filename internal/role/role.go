@@ -39,6 +39,23 @@ type Definition struct {
 	// Prepare resolves the role's inputs (facts, secrets, GitLab's address) for cfg, a valid
 	// document NewConfig made; an error means nothing was changed.
 	Prepare func(ctx context.Context, env Env, cfg config.Document) (Prepared, error)
+	// Seal is what `glbootstrap bake` does after the role's bake phases so that the image
+	// carries nothing of this machine's identity (besides what every role's bake does: an
+	// empty /etc/machine-id, no SSH host keys).
+	Seal Seal
+}
+
+// Seal is a role's part of `glbootstrap bake`.
+type Seal struct {
+	// Units are stopped and disabled: they must not start at boot before the boot converge
+	// has configured them (apply's service phase enables them again).
+	Units []string
+	// Remove are files the role's software made that identify this machine (gitlab-runner's
+	// .runner_system_id, say); each boot makes its own.
+	Remove []string
+	// Check refuses to bake a host that holds a credential an image must not carry (a runner
+	// token), with the fix; nil when the role has none.
+	Check func(h *host.Host) error
 }
 
 // Schema is the role's configuration schema, for config.Parse.

@@ -143,6 +143,32 @@ func TestLiveSystemd(t *testing.T) {
 		t.Errorf("after Restart: is-enabled = %q, want enabled", got)
 	}
 
+	// Stop and Disable (glbootstrap bake): plan does nothing, then changed once, then unchanged.
+	if st := c.helper(t, true, "stop", liveUnit); !st.Changed || st.Summary != "would be stopped" {
+		t.Errorf("plan Stop: %+v", st)
+	}
+	if st := c.helper(t, false, "stop", liveUnit); !st.Changed || st.Summary != "stopped" {
+		t.Errorf("Stop: %+v, want changed \"stopped\"", st)
+	}
+	if got := c.Systemctl("is-active", liveUnit); got != "inactive" {
+		t.Errorf("after Stop: is-active = %q, want inactive", got)
+	}
+	if st := c.helper(t, false, "stop", liveUnit); st.Changed {
+		t.Errorf("second Stop: %+v, want unchanged", st)
+	}
+	if st := c.helper(t, true, "disable", liveUnit); !st.Changed || st.Summary != "would be disabled" {
+		t.Errorf("plan Disable: %+v", st)
+	}
+	if st := c.helper(t, false, "disable", liveUnit); !st.Changed || st.Summary != "disabled" {
+		t.Errorf("Disable: %+v, want changed \"disabled\"", st)
+	}
+	if got := c.Systemctl("is-enabled", liveUnit); got != "disabled" {
+		t.Errorf("after Disable: is-enabled = %q, want disabled", got)
+	}
+	if st := c.helper(t, false, "disable", liveUnit); st.Changed {
+		t.Errorf("second Disable: %+v, want unchanged", st)
+	}
+
 	// A unit whose start job fails, and one that does not exist: errors
 	// that name the unit.
 	if st, msg := c.helperErr(t, "start", "glb-fails.service"); !strings.Contains(msg, "starting glb-fails.service: job failed") {

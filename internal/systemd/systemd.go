@@ -32,6 +32,11 @@ type Manager interface {
 	// Reload asks a running unit to reread its configuration (ExecReload,
 	// e.g. sshd). Offline it does nothing.
 	Reload(ctx context.Context, unit string) (host.Step, error)
+	// Stop stops unit unless it is inactive, and waits for the job. Offline it does nothing.
+	Stop(ctx context.Context, unit string) (host.Step, error)
+	// Disable removes unit's [Install] links unless none is there (systemctl disable), so it
+	// no longer starts at boot.
+	Disable(ctx context.Context, unit string) (host.Step, error)
 	// Installed checks, changing nothing, that unit's file is installed and
 	// systemd could start it: an error wrapping ErrNoUnit when it is not
 	// installed, another error when it is masked or systemd cannot load it.
@@ -180,6 +185,48 @@ func (o *Offline) Restart(ctx context.Context, unit string) (host.Step, error) {
 	return host.Step{Kind: "service", Target: unit, Summary: "not restarted: --root " + o.Host.Root + " is not the live system"}, nil
 }
 
+// Stop does nothing under a root: nothing runs there.
+func (o *Offline) Stop(ctx context.Context, unit string) (host.Step, error) {
+	return host.Step{Kind: "service", Target: unit, Summary: "not stopped: --root " + o.Host.Root + " is not the live system"}, nil
+}
+
+// Disable removes the unit's [Install] links (see installLinks) that are there, as
+// "systemctl --root=DIR disable" does; with none there it changes nothing.
+func (o *Offline) Disable(ctx context.Context, unit string) (host.Step, error) {
+	st := host.Step{Kind: "service", Target: unit}
+	_, links, err := o.installLinks(unit)
+	if err != nil {
+		return st, err
+	}
+	names := make([]string, 0, len(links))
+	for l := range links {
+		names = append(names, l)
+	}
+	sort.Strings(names)
+	var removed []string
+	for _, l := range names {
+		if _, err := o.Host.Lstat(l); err != nil {
+			continue
+		}
+		ls, err := o.Host.EnsureAbsent(l, "disabled")
+		if err != nil {
+			return st, fmt.Errorf("disabling %s: %w", unit, err)
+		}
+		if ls.Changed {
+			removed = append(removed, l)
+		}
+	}
+	if len(removed) == 0 {
+		st.Summary = "disabled (offline)"
+		return st, nil
+	}
+	st.Changed, st.Summary = true, "disabled offline: removed "+strings.Join(removed, ", ")
+	if o.Plan {
+		st.Summary = "would be " + st.Summary
+	}
+	return st, nil
+}
+
 // Reload does nothing under a root: the next boot reads the new configuration.
 func (o *Offline) Reload(ctx context.Context, unit string) (host.Step, error) {
 	return host.Step{Kind: "service", Target: unit, Summary: "not reloaded: --root " + o.Host.Root + " is not the live system"}, nil
@@ -315,6 +362,61 @@ func (l *Live) settled(ctx context.Context, c *dbus.Conn, unit string) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// Stop stops unit unless it is inactive, and waits for the job's result.
+func (l *Live) Stop(ctx context.Context, unit string) (host.Step, error) {
+	st := host.Step{Kind: "service", Target: unit}
+	c, err := l.conn(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer c.Close()
+	p, err := c.GetUnitPropertyContext(ctx, unit, "ActiveState")
+	if err != nil {
+		return st, fmt.Errorf("reading the state of %s: %w", unit, err)
+	}
+	if v, _ := p.Value.Value().(string); v == "inactive" || v == "failed" {
+		st.Summary = "stopped"
+		return st, nil
+	}
+	st.Changed, st.Summary = true, "stopped"
+	if l.plan {
+		st.Summary = "would be stopped"
+		return st, nil
+	}
+	done := make(chan string, 1)
+	if _, err := c.StopUnitContext(ctx, unit, "replace", done); err != nil {
+		return st, fmt.Errorf("stopping %s: %w", unit, err)
+	}
+	return st, waitJob(ctx, done, "stopping", unit)
+}
+
+// Disable disables unit (DisableUnitFiles) unless it is not enabled.
+func (l *Live) Disable(ctx context.Context, unit string) (host.Step, error) {
+	st := host.Step{Kind: "service", Target: unit}
+	c, err := l.conn(ctx)
+	if err != nil {
+		return st, err
+	}
+	defer c.Close()
+	p, err := c.GetUnitPropertyContext(ctx, unit, "UnitFileState")
+	if err != nil {
+		return st, fmt.Errorf("reading the state of %s: %w", unit, err)
+	}
+	if v, _ := p.Value.Value().(string); v != "enabled" {
+		st.Summary = "disabled"
+		return st, nil
+	}
+	st.Changed, st.Summary = true, "disabled"
+	if l.plan {
+		st.Summary = "would be disabled"
+		return st, nil
+	}
+	if _, err := c.DisableUnitFilesContext(ctx, []string{unit}, false); err != nil {
+		return st, fmt.Errorf("disabling %s: %w", unit, err)
+	}
+	return st, c.ReloadContext(ctx)
 }
 
 // Restart runs daemon-reload, then restarts unit and waits for the job.

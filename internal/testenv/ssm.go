@@ -114,6 +114,13 @@ func (s *SSM) DenyRead(name string) {
 	s.markLocked(name).denyRead = true
 }
 
+// AllowRead undoes DenyRead.
+func (s *SSM) AllowRead(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.markLocked(name).denyRead = false
+}
+
 // markLocked returns the parameter, creating a placeholder (version 0, no type) that reads as
 // "not found" until it is Put, so deny marks can precede the value.
 func (s *SSM) markLocked(name string) *ssmParam {

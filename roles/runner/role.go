@@ -6,9 +6,11 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +35,30 @@ var Definition = role.Definition{
 	NewConfig: func() config.Document { return new(Config) },
 	Phases:    PhaseList,
 	Prepare:   prepare,
+	Seal: role.Seal{
+		Units: []string{ServiceUnit},
+		// config.toml is the package's default here (Check refused any runner in it): the
+		// boot converge renders it.
+		Remove: []string{SystemIDFile, ConfigTOML},
+		Check:  checkSealable,
+	},
+}
+
+// checkSealable refuses to bake a front that holds a runner authentication token: in
+// config.toml (any [[runners]] section, glbootstrap's or not) or in glbootstrap's state file.
+// Every instance booted from the image would share it.
+func checkSealable(h *host.Host) error {
+	const fix = "an image must not carry a runner token: run `glbootstrap runner unregister --config SRC` on this host (or delete the runner in GitLab and remove %s), then bake again"
+	if b, err := h.ReadFile(ConfigTOML); err == nil && regexp.MustCompile(`(?m)^\s*\[\[runners\]\]`).Match(b) {
+		return fmt.Errorf("%s has a [[runners]] section with its token: "+fix, ConfigTOML, ConfigTOML)
+	}
+	if b, err := h.ReadFile(StateFile); err == nil && strings.Contains(string(b), `"token"`) {
+		var st State
+		if json.Unmarshal(b, &st) == nil && st.Token != "" {
+			return fmt.Errorf("%s records runner %d with its token: "+fix, StateFile, st.RunnerID, StateFile)
+		}
+	}
+	return nil
 }
 
 // prepare wires the role to what the command line hands every role.

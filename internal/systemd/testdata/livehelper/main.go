@@ -3,7 +3,7 @@
 // live root ("/"), which must be *systemd.Live, and prints the step as one
 // JSON line.
 //
-//	livehelper [-dry] enable|start|restart UNIT
+//	livehelper [-dry] enable|start|restart|stop|disable UNIT
 package main
 
 import (
@@ -27,7 +27,7 @@ func main() {
 	dry := flag.Bool("dry", false, "plan: report, change nothing")
 	flag.Parse()
 	if flag.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: livehelper [-dry] enable|start|restart UNIT")
+		fmt.Fprintln(os.Stderr, "usage: livehelper [-dry] enable|start|restart|stop|disable UNIT")
 		os.Exit(2)
 	}
 	h, err := host.New("/", *dry)
@@ -50,6 +50,10 @@ func main() {
 		st, err = m.Start(ctx, unit)
 	case "restart":
 		st, err = m.Restart(ctx, unit)
+	case "stop":
+		st, err = m.Stop(ctx, unit)
+	case "disable":
+		st, err = m.Disable(ctx, unit)
 	default:
 		fmt.Fprintf(os.Stderr, "unknown action %q\n", action)
 		os.Exit(2)
