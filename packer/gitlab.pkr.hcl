@@ -2,12 +2,16 @@
 # version (installed without EXTERNAL_URL, so the package does not configure GitLab at bake), and
 # glbootstrap. First boot: glbootstrap apply --role gitlab --config ssm:/glbootstrap/gitlab/config
 #
-#   packer init packer/ && packer build -var glbootstrap_binary=bin/glbootstrap packer/gitlab.pkr.hcl
+#   packer init packer/ && packer build -var glbootstrap_binary=bin/glbootstrap \
+#     -var config_file=examples/gitlab.yaml packer/gitlab.pkr.hcl
 
+# Packer 1.10 reads required_plugins and installs plugins with `packer init`; the amazon plugin's
+# 1.x line has amazon-ebs with metadata_options (IMDSv2).
 packer {
+  required_version = ">= 1.10.0"
   required_plugins {
     amazon = {
-      version = ">= 1.3.0"
+      version = ">= 1.3.0, < 2.0.0"
       source  = "github.com/hashicorp/amazon"
     }
   }
@@ -36,6 +40,11 @@ variable "gitlab_version" {
 
 variable "glbootstrap_binary" {
   type = string
+}
+
+variable "config_file" {
+  type        = string
+  description = "the GitLab host's configuration; bake validates it and reads no secret"
 }
 
 source "amazon-ebs" "gitlab" {
@@ -72,23 +81,27 @@ build {
     destination = "/tmp/glbootstrap"
   }
 
+  provisioner "file" {
+    source      = var.config_file
+    destination = "/tmp/glbootstrap-bake.yaml"
+  }
+
   provisioner "shell" {
     inline = [
       "set -eu",
-      "sudo install -m 0755 /tmp/glbootstrap /usr/local/bin/glbootstrap",
       "curl -fsSL https://packages.gitlab.com/install/repositories/gitlab/gitlab-${var.edition}/script.deb.sh | sudo bash",
       "sudo apt-get install -y gitlab-${var.edition}=${var.gitlab_version}",
       "sudo apt-mark hold gitlab-${var.edition}",
     ]
   }
 
-  # No machine identity: each instance makes its own SSH host keys and machine-id.
+  # glbootstrap installed at /usr/local/bin and no machine identity: each instance makes its own
+  # SSH host keys (cloud-init) and machine-id (systemd, machine-id(5)).
   provisioner "shell" {
     inline = [
-      "sudo rm -f /etc/ssh/ssh_host_*",
-      "sudo truncate -s 0 /etc/machine-id",
-      "sudo rm -f /var/lib/dbus/machine-id",
-      "sudo rm -rf /var/lib/glbootstrap",
+      "set -eu",
+      "sudo /tmp/glbootstrap bake --role gitlab --config /tmp/glbootstrap-bake.yaml",
+      "rm -f /tmp/glbootstrap-bake.yaml /tmp/glbootstrap",
     ]
   }
 }

@@ -22,15 +22,14 @@ func TestTemplatesParseAndLeaveNoIdentity(t *testing.T) {
 	for file, must := range map[string][]string{
 		"runner.pkr.hcl": {
 			"gitlab-runner=${var.gitlab_runner_version}",
-			"--phase directories,fargate-driver",
-			"rm -f /etc/gitlab-runner/.runner_system_id",
-			"truncate -s 0 /etc/machine-id",
-			"find /var/lib/glbootstrap -mindepth 1 ! -name driver.json -delete",
+			// bake seals the image (cmd/glbootstrap TestBakeSealsTheImage checks what it leaves).
+			"sudo /tmp/glbootstrap bake --role runner --config /tmp/glbootstrap-bake.yaml",
+			`required_version = ">= 1.10.0"`,
 		},
 		"gitlab.pkr.hcl": {
 			"gitlab-${var.edition}=${var.gitlab_version}",
-			"truncate -s 0 /etc/machine-id",
-			"rm -f /etc/ssh/ssh_host_*",
+			"sudo /tmp/glbootstrap bake --role gitlab --config /tmp/glbootstrap-bake.yaml",
+			`required_version = ">= 1.10.0"`,
 		},
 	} {
 		t.Run(file, func(t *testing.T) {

@@ -9,10 +9,13 @@
 #
 # First boot (user-data): glbootstrap apply --role runner --config ssm:/glbootstrap/runner/config
 
+# Packer 1.10 reads required_plugins and installs plugins with `packer init`; the amazon plugin's
+# 1.x line has amazon-ebs with metadata_options (IMDSv2).
 packer {
+  required_version = ">= 1.10.0"
   required_plugins {
     amazon = {
-      version = ">= 1.3.0"
+      version = ">= 1.3.0, < 2.0.0"
       source  = "github.com/hashicorp/amazon"
     }
   }
@@ -81,27 +84,17 @@ build {
   provisioner "shell" {
     inline = [
       "set -eu",
-      "sudo install -m 0755 /tmp/glbootstrap /usr/local/bin/glbootstrap",
       "curl -fsSL https://packages.gitlab.com/install/repositories/runner/gitlab-runner/script.deb.sh | sudo bash",
       "sudo apt-get install -y gitlab-runner=${var.gitlab_runner_version}",
       "sudo apt-mark hold gitlab-runner",
-      # Bake phases only: they need instance metadata but no secret and no GitLab.
-      "sudo glbootstrap apply --role runner --config /tmp/glbootstrap-bake.yaml --phase directories,fargate-driver",
-    ]
-  }
-
-  # No machine identity in the image: an AMI that carries .runner_system_id or a non-empty
-  # machine-id makes every instance the same runner manager (gitlab-runner derives the system id
-  # from /etc/machine-id when the file is missing: commands/internal/configfile in
-  # https://gitlab.com/gitlab-org/gitlab-runner). glbootstrap's state goes too, except
-  # driver.json, which names the driver release installed above, not the machine.
-  provisioner "shell" {
-    inline = [
-      "sudo systemctl stop gitlab-runner || true",
-      "sudo rm -f /etc/gitlab-runner/.runner_system_id /etc/gitlab-runner/config.toml /tmp/glbootstrap-bake.yaml",
-      "sudo find /var/lib/glbootstrap -mindepth 1 ! -name driver.json -delete",
-      "sudo truncate -s 0 /etc/machine-id",
-      "sudo rm -f /var/lib/dbus/machine-id",
+      # The bake phases (directories, the pinned Fargate driver: instance metadata, no secret, no
+      # GitLab), glbootstrap installed at /usr/local/bin, and no machine identity left: gitlab-runner
+      # stopped and disabled until the boot converge registers, no .runner_system_id, an empty
+      # machine-id, no SSH host keys. An AMI that carries them makes every instance the same runner
+      # manager (gitlab-runner derives the system id from /etc/machine-id when the file is missing:
+      # commands/internal/configfile in https://gitlab.com/gitlab-org/gitlab-runner).
+      "sudo /tmp/glbootstrap bake --role runner --config /tmp/glbootstrap-bake.yaml",
+      "rm -f /tmp/glbootstrap-bake.yaml /tmp/glbootstrap",
     ]
   }
 }
