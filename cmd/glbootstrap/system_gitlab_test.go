@@ -415,6 +415,22 @@ func TestSystemGitLabLive(t *testing.T) {
 		t.Errorf("apply after the change: want exit 0, 0 changed, no reconfigure: %s", r)
 	}
 
+	// A base sshd_config broken while the drop-in stays the same: sshd -t runs on every apply
+	// and reports it, the drop-in left as it is.
+	c.Sh(t, "echo '"+liveBrokenSSHD+"' >> /etc/ssh/sshd_config")
+	same := apply("apply with a broken sshd_config, drop-in unchanged")
+	if same.code != 1 || !phase("sshd", "failed").MatchString(same.stdout) {
+		t.Errorf("apply with a broken sshd_config and the same drop-in: want exit 1 and the sshd phase failed: %s", same)
+	}
+	wantOut("apply with a broken sshd_config, drop-in unchanged", same,
+		"sshd -t rejects this host's sshd configuration",
+		"Bad configuration option: "+strings.Fields(liveBrokenSSHD)[0],
+	)
+	if got := dropIn(); got != firstDropIn {
+		t.Errorf("the drop-in changed although only sshd_config broke:\n%s", got)
+	}
+	c.Sh(t, "sed -i '/^"+liveBrokenSSHD+"$/d' /etc/ssh/sshd_config")
+
 	// A base sshd_config that sshd -t rejects, and a new git user (so the
 	// drop-in changes): the sshd phase fails with sshd's words and the old
 	// drop-in stays as it was; once sshd_config is fixed, the new one goes in.

@@ -22,7 +22,9 @@ func renderSSHDropIn(gitUser string) ([]byte, error) {
 	return render.Template(templates.FS, sshdTemplate, funcs, struct{ Header, GitUser string }{render.Header, gitUser})
 }
 
-// sshd installs the drop-in that keeps git over SSH for the git user only. The new file is
+// sshd installs the drop-in that keeps git over SSH for the git user only. When the drop-in is
+// unchanged it still runs "sshd -t" on the live host, so a base sshd_config broken since the last
+// apply fails the phase (the drop-in is left as it is). The new file is
 // checked with "sshd -t" on a configuration that reads it first and then the host's whole
 // sshd_config, before it replaces the old one: a failing check leaves the old drop-in in place
 // and fails the phase with sshd's words. sshd is reloaded only when the file changed. Under a
@@ -41,6 +43,15 @@ func (r *Role) sshd(ctx context.Context) ([]host.Step, error) {
 		return []host.Step{st}, err
 	}
 	if !st.Changed {
+		// The drop-in is as it should be, but the host's sshd_config may have been broken since:
+		// sshd -t every apply, so a config that would keep sshd from starting again (after a
+		// reboot or a package upgrade) is reported now, while the running sshd still serves.
+		if h.Live() {
+			if _, _, err := h.Check(ctx, nil, SSHD, "-t"); err != nil {
+				return []host.Step{st}, fmt.Errorf("sshd -t rejects this host's sshd configuration (%s and what it includes; glbootstrap's %s is unchanged and stays as it is): "+
+					"the running sshd still serves, but it will not start again after a reboot or an upgrade; fix the file sshd names, check with `sshd -t`: %w", SSHDConfig, SSHDropIn, err)
+			}
+		}
 		return []host.Step{st}, nil
 	}
 	unit := "ssh.service" // Debian and Ubuntu
