@@ -134,9 +134,10 @@ func (r *realRunner) wait(id int64) testenv.GitLabJob {
 	return j
 }
 
-// noTaskLeft checks that every task the jobs so far started was stopped by the driver
-// (StopTask once per task), its sshd no longer listens and no metadata file is left.
-func (r *realRunner) noTaskLeft(what string, wantTasks int) {
+// noTaskLeft checks that the jobs so far started wantTasks tasks, that the driver called
+// StopTask wantStops times (once per job's cleanup; a failed prepare stops its task itself
+// too), that every task is STOPPED and its sshd no longer listens, and no metadata file is left.
+func (r *realRunner) noTaskLeft(what string, wantTasks, wantStops int) {
 	t := r.t
 	t.Helper()
 	ecs := r.stack.ECS
@@ -145,11 +146,11 @@ func (r *realRunner) noTaskLeft(what string, wantTasks int) {
 	}
 	// The runner reports the job's state before cleanup_exec ends: give cleanup its time.
 	deadline := time.Now().Add(20 * time.Second)
-	for ecs.Calls("StopTask") < wantTasks && time.Now().Before(deadline) {
+	for ecs.Calls("StopTask") < wantStops && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if n := ecs.Calls("StopTask"); n != wantTasks {
-		t.Errorf("after %s: StopTask called %d times, want %d (one per task)", what, n, wantTasks)
+	if n := ecs.Calls("StopTask"); n != wantStops {
+		t.Errorf("after %s: StopTask called %d times, want %d", what, n, wantStops)
 	}
 	for _, task := range ecs.Tasks() {
 		if task.LastStatus != "STOPPED" {
@@ -287,7 +288,7 @@ func TestRealRunnerThroughRealDriver(t *testing.T) {
 	if ok.State != "success" || !ok.TraceHasLine("hello from the real driver") {
 		t.Fatalf("job %d = %s (%s); trace:\n%s\n--- runner\n%s", ok.ID, ok.State, ok.FailureReason, ok.Trace, r.log())
 	}
-	r.noTaskLeft("the first job", 1)
+	r.noTaskLeft("the first job", 1, 1)
 	if tasks := ecs.Tasks(); len(tasks) == 1 {
 		// The script really ran over SSH in the task: its address and the task definition's port.
 		if want := "task address: " + tasks[0].IP + " 22"; !ok.TraceHasLine(want) {
@@ -343,7 +344,7 @@ func TestRealRunnerThroughRealDriver(t *testing.T) {
 	if os.Getenv("GLB_RUNNER_LOG") != "" {
 		t.Logf("--- job %d trace\n%s\n--- job %d trace\n%s", ok.ID, ok.Trace, hit.ID, hit.Trace)
 	}
-	r.noTaskLeft("the job with a cache hit", 2)
+	r.noTaskLeft("the job with a cache hit", 2, 2)
 	gets := 0
 	for _, q := range rec.requests() {
 		if q.Host != s3Host {
@@ -377,7 +378,7 @@ func TestRealRunnerThroughRealDriver(t *testing.T) {
 		t.Errorf("job %d failure_reason = %q, want runner_system_failure (the 0.1.0 driver's known behaviour); has the driver changed?", failed.ID, failed.FailureReason)
 	}
 	t.Logf("failed job: state %s, failure_reason %q, exit_code %d", failed.State, failed.FailureReason, failed.ExitCode)
-	r.noTaskLeft("the job that fails", 3)
+	r.noTaskLeft("the job that fails", 3, 3)
 
 	r.finish()
 	if refused := taskNet.Refused(); len(refused) > 0 {
@@ -460,4 +461,106 @@ func zipFile(t *testing.T, data []byte, name string) string {
 		}
 	}
 	return ""
+}
+
+// A task that never reaches RUNNING (ECS stops it: the image cannot be pulled). What the real
+// programs do, measured here: the driver's prepare polls DescribeTasks, its waiter fails on
+// STOPPED with "ResourceNotReady: failed waiting for successful resource state", the driver
+// calls StopTask and exits with SYSTEM_FAILURE_EXIT_CODE; gitlab-runner retries the prepare
+// stage (each try a new task) and then fails the job as runner_system_failure.
+func TestRealRunnerTaskThatNeverRuns(t *testing.T) {
+	r := newRealRunner(t, nil)
+	gl, ecs := r.stack.GitLab, r.stack.ECS
+	const reason = "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref 123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator:latest: not found"
+	ecs.SetTaskBehaviour(testenv.ECSTaskBehaviour{NeverStart: true, StopAfter: time.Second, StoppedReason: reason})
+	id := gl.EnqueueJob(testenv.JobSpec{Name: "never-runs", Tags: []string{"fargate"}, Script: []string{"echo should not run"}})
+	start := time.Now()
+	r.start()
+	j := r.wait(id)
+	took := time.Since(start)
+	tasks := ecs.Tasks()
+	if j.State != "failed" || j.FailureReason != "runner_system_failure" || j.TraceHasLine("should not run") {
+		t.Errorf("job %d = %s (%s), want failed as runner_system_failure without running the script; trace:\n%s", j.ID, j.State, j.FailureReason, j.Trace)
+	}
+	if len(tasks) == 0 {
+		t.Fatalf("no task was started")
+	}
+	// Every task the job started is named in the trace (the driver's error and log lines carry
+	// the ARN) and was stopped with StopTask.
+	for _, task := range tasks {
+		if !strings.Contains(string(j.Trace), task.ARN) {
+			t.Errorf("the trace does not name task %s:\n%s", task.ARN, j.Trace)
+		}
+	}
+	// StopTask twice per task: the driver's prepare stops the task it gave up on, and the
+	// runner's cleanup stage runs the driver's cleanup, which stops it again from the metadata
+	// file prepare wrote before waiting.
+	r.noTaskLeft("a task that never runs", len(tasks), 2*len(tasks))
+	lines := traceLines(j, "ResourceNotReady", "ERROR:", "Preparation failed", "retried", "CannotPull")
+	t.Logf("%d tasks (prepare tries), job failed after %s; trace says: %q", len(tasks), took.Round(time.Second), lines)
+	// The finding: nothing in the trace says why the task stopped. ECS's stoppedReason is only
+	// in DescribeTasks, which the driver's waiter reads but does not print. When a driver does,
+	// this fails: then say so in the README's known issues.
+	if strings.Contains(string(j.Trace), "CannotPullContainerError") {
+		t.Errorf("the trace now names the cause (stoppedReason): update the README's known issues")
+	}
+	r.finish()
+}
+
+// A task whose sshd is not listening yet when ECS reports RUNNING (a slow entrypoint). What the
+// real programs do, measured here: the driver's prepare polls DescribeTasks every 6 s and returns
+// as soon as it sees RUNNING; its run stage dials the task once, without retrying (executors/ssh:
+// one ssh.Dial), so when sshd is not up yet the first stage (prepare_script) fails with
+// "connection refused" and the job fails as runner_system_failure; gitlab-runner does not retry
+// run stages. The only grace is the poll: sshd has whatever is left of the 6 s between the task
+// turning RUNNING and the driver's next DescribeTasks (on Fargate, 0 to 6 s at random). Here the
+// task is PENDING 3 s and its sshd listens 5 s after that: the driver sees RUNNING at its 6 s
+// poll, 2 s too early. (With no PENDING time, a 5 s delay passes here: the driver's first poll
+// comes before the task runs and its second after sshd listens.) The coordinator image's part:
+// start sshd first, with one fast ed25519 host key, and do any slow work after it listens.
+func TestRealRunnerSlowSSHD(t *testing.T) {
+	r := newRealRunner(t, nil)
+	gl := r.stack.GitLab
+	r.stack.ECS.SetTaskBehaviour(testenv.ECSTaskBehaviour{Pending: 3 * time.Second})
+	r.sshd.StartDelay = 5 * time.Second
+	id := gl.EnqueueJob(testenv.JobSpec{Name: "slow-sshd", Tags: []string{"fargate"}, Script: []string{"echo too early"}})
+	r.start()
+	j := r.wait(id)
+	lines := traceLines(j, "connection refused", "ERROR:")
+	t.Logf("job %d = %s (%s); trace says: %q", j.ID, j.State, j.FailureReason, lines)
+	if j.State != "failed" || j.FailureReason != "runner_system_failure" || !strings.Contains(string(j.Trace), "connection refused") {
+		t.Errorf("job %d = %s (%s), want failed as runner_system_failure on connection refused; trace:\n%s", j.ID, j.State, j.FailureReason, j.Trace)
+	}
+	r.noTaskLeft("a task whose sshd is slow", 1, 1)
+	r.finish()
+}
+
+// 20 jobs at once with concurrent: 20: all succeed, every task is stopped afterwards.
+func TestRealRunnerTwentyJobsAtOnce(t *testing.T) {
+	const n = 20
+	r := newRealRunner(t, func(y string) string {
+		return strings.NewReplacer("concurrent: 200", fmt.Sprintf("concurrent: %d", n), "limit: 200", fmt.Sprintf("limit: %d", n)).Replace(y)
+	})
+	if !strings.Contains(r.product, fmt.Sprintf("concurrent = %d", n)) {
+		t.Fatalf("config.toml does not have concurrent = %d:\n%s", n, r.product)
+	}
+	gl := r.stack.GitLab
+	var ids []int64
+	for i := range n {
+		ids = append(ids, gl.EnqueueJob(testenv.JobSpec{Name: fmt.Sprintf("parallel-%d", i), Tags: []string{"fargate"},
+			Script: []string{fmt.Sprintf("echo job %d in ${SSH_CONNECTION##* * }", i), "sleep 5"}}))
+	}
+	start := time.Now()
+	r.start()
+	for i, id := range ids {
+		j := r.wait(id)
+		if j.State != "success" || !strings.Contains(string(j.Trace), fmt.Sprintf("job %d in ", i)) {
+			t.Errorf("job %d = %s (%s); trace:\n%s", j.ID, j.State, j.FailureReason, j.Trace)
+		}
+	}
+	took := time.Since(start)
+	r.noTaskLeft("20 jobs", n, n)
+	// How many ran at once: the tasks' lifetimes overlap.
+	t.Logf("%d jobs done in %s", n, took.Round(time.Second))
+	r.finish()
 }
