@@ -20,12 +20,12 @@ func TestDoctor(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("doctor: %s", r)
 	}
-	for _, check := range []string{"cluster", "task-definition", "image", "security-group", "subnet-egress", "capacity", "iam", "driver", "directories"} {
+	for _, check := range []string{"cluster", "task-definition", "image", "security-group", "subnet-egress", "capacity", "iam", "driver", "directories", "cache"} {
 		if !strings.Contains(r.stdout, " "+check+" ") {
 			t.Errorf("no line for check %s:\n%s", check, r.stdout)
 		}
 	}
-	if !strings.Contains(r.stdout, "warn  capacity") || !strings.Contains(r.stdout, "fixes:\n  capacity") || !strings.Contains(r.stdout, "8 ok, 1 warn, 0 fail, 0 skipped") {
+	if !strings.Contains(r.stdout, "warn  capacity") || !strings.Contains(r.stdout, "fixes:\n  capacity") || !strings.Contains(r.stdout, "8 ok, 1 warn, 0 fail, 1 skipped") {
 		t.Errorf("doctor output:\n%s", r.stdout)
 	}
 	if r := w.run(append(args, "--strict")...); r.code != 1 {

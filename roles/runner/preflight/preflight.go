@@ -40,6 +40,8 @@ type Input struct {
 	Dirs []Dir
 	// Front is the runner front itself.
 	Front Front
+	// Cache is runner.cache (zero: none).
+	Cache Cache
 	// AWS are the read-only AWS APIs of Region.
 	AWS Readers
 	// Host holds the driver and the directories.
@@ -125,6 +127,7 @@ var checks = []struct {
 	{"iam", checkIAM},
 	{"driver", checkDriver},
 	{"directories", checkDirectories},
+	{"cache", checkCache},
 }
 
 // Len is the number of checks Run runs.
