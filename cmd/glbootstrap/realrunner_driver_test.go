@@ -161,6 +161,10 @@ func (r *realRunner) noTaskLeft(what string, wantTasks, wantStops int) {
 			t.Errorf("after %s: the sshd of task %s still listens on %s", what, task.ARN, task.IP)
 		}
 	}
+	// The driver's cleanup deletes the task's metadata file after StopTask returns.
+	for len(metadataFiles(t, r.meta)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
 	if files := metadataFiles(t, r.meta); len(files) != 0 {
 		t.Errorf("after %s: metadata directory still holds %v", what, files)
 	}
