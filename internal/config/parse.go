@@ -666,24 +666,29 @@ func suggestKey(key string, t, doc reflect.Type, path string) string {
 	return fmt.Sprintf("known keys in %s: %s", where, strings.Join(keys, ", "))
 }
 
-// findKey looks for a schema path, other than under skip, whose key normalizes to nk.
+// findKey looks for a schema path, other than under skip, whose key normalizes to nk: the
+// shallowest such path (the first of them in schema order), so runner.region suggests
+// fargate.region rather than runner.cache.region.
 func findKey(t reflect.Type, path, nk, skip string) string {
-	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct || t == durationType {
-		return ""
-	}
-	for _, f := range yamlFields(t) {
-		fp := joinPath(path, f.name)
-		if normalizeKey(f.name) == nk && path != skip {
-			return fp
+	best := ""
+	var walk func(t reflect.Type, path string)
+	walk = func(t reflect.Type, path string) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
 		}
-		if found := findKey(f.t, fp, nk, skip); found != "" {
-			return found
+		if t.Kind() != reflect.Struct || t == durationType {
+			return
+		}
+		for _, f := range yamlFields(t) {
+			fp := joinPath(path, f.name)
+			if normalizeKey(f.name) == nk && path != skip && (best == "" || strings.Count(fp, ".") < strings.Count(best, ".")) {
+				best = fp
+			}
+			walk(f.t, fp)
 		}
 	}
-	return ""
+	walk(t, path)
+	return best
 }
 
 // Nearest returns the candidate closest to key by edit distance, ignoring case, "_", "-" and

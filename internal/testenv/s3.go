@@ -124,3 +124,25 @@ func (s *S3) PutObject(bucket, key string, data []byte) {
 		panic(fmt.Sprintf("testenv: putting s3://%s/%s: %v", bucket, key, err))
 	}
 }
+
+// VirtualHostHandler serves virtual-hosted-style requests, the AWS SDKs' default addressing
+// and what gitlab-runner's cache presigns (https://BUCKET.s3[.dualstack].REGION.amazonaws.com/KEY):
+// the bucket is what comes before ".s3." in the Host, and the request is served by Handler as
+// the path-style /BUCKET/KEY. A host without ".s3." is served as path-style as it is.
+func (s *S3) VirtualHostHandler() http.Handler {
+	h := s.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+			host = host[:i]
+		}
+		if bucket, _, ok := strings.Cut(host, ".s3."); ok && bucket != "" {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/" + bucket + r.URL.Path
+			r2.URL.RawPath = ""
+			h.ServeHTTP(w, r2)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

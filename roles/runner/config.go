@@ -124,6 +124,35 @@ type Runner struct {
 	RunUntagged bool `yaml:"run_untagged"`
 	// Locked locks the runner to its current projects (project runners). Default false.
 	Locked bool `yaml:"locked"`
+
+	// Cache is the jobs' distributed cache in S3; optional, nil when absent (jobs then keep
+	// their cache: only in the task, which is gone after the job, so every job starts cold).
+	Cache *Cache `yaml:"cache"`
+}
+
+// Cache is the runner's distributed cache in an S3 bucket: config.toml's [runners.cache] with
+// Type "s3" and [runners.cache.s3] AuthenticationType "iam" (gitlab-runner 17.9.3,
+// common/config.go CacheConfig and CacheS3Config). The runner manager on the front presigns a
+// GET and a PUT URL per job and cache key with the front's instance profile (its S3 client,
+// cache/s3v2, takes the AWS SDK's default credentials: IMDS on EC2), and the job's task fetches
+// and uploads the archive with those URLs, so the task needs no AWS credentials but must reach
+// S3 (NAT gateway or S3 gateway endpoint). The front's role needs s3:GetObject and s3:PutObject
+// on arn:aws:s3:::BUCKET/PATH/*. Objects are PATH/runner/<runner token prefix>/project/<id>/<key>,
+// or PATH/project/<id>/<key> when Shared.
+type Cache struct {
+	// Bucket is the S3 bucket name (BucketName). Required.
+	Bucket string `yaml:"bucket"`
+	// Region is the bucket's region (BucketLocation), e.g. us-east-2; default the tasks' region
+	// (fargate.region, else the instance's). The URLs are signed for this region: a wrong one
+	// makes every cache download and upload fail.
+	Region string `yaml:"region"`
+	// Path is the key prefix of the cache objects (Path), e.g. gitlab-runner/cache: relative,
+	// "/"-separated, no "." or ".." segment. Default none (the bucket's top).
+	Path string `yaml:"path"`
+	// Shared lets every runner use the same objects (Shared): without it each runner (each front,
+	// whose runner glbootstrap creates per instance) has its own, and a replaced front starts
+	// with an empty cache. Default false, as gitlab-runner's.
+	Shared bool `yaml:"shared"`
 }
 
 // Create says how glbootstrap creates the runner with POST /api/v4/user/runners.
@@ -351,6 +380,9 @@ func validateRunner(c *config.Checker, r *Runner) {
 	}
 	c.ManagedDir("runner.builds_dir", r.BuildsDir)
 	c.ManagedDir("runner.cache_dir", r.CacheDir)
+	if r.Cache != nil {
+		validateCache(c, r.Cache)
+	}
 
 	var set []string
 	if r.TokenParameter != "" {
@@ -401,6 +433,36 @@ func validateRunner(c *config.Checker, r *Runner) {
 		// Ci::Runner validation: "Tags list can not be empty when runner is not allowed to pick
 		// untagged jobs".
 		c.Errorf("runner.tags", "is empty and run_untagged is false: GitLab refuses a runner that can pick no job; add tags or set run_untagged: true")
+	}
+}
+
+// cachePathRE is a relative "/"-separated S3 key prefix of printable ASCII without spaces.
+var cachePathRE = regexp.MustCompile(`^[!-~]+$`)
+
+func validateCache(c *config.Checker, cc *Cache) {
+	switch {
+	case cc.Bucket == "":
+		c.Errorf("runner.cache.bucket", "is required: the S3 bucket that holds the jobs' cache, e.g. my-ci-cache")
+	case strings.HasPrefix(cc.Bucket, "s3://") || strings.Contains(cc.Bucket, "/"):
+		c.Errorf("runner.cache.bucket", "%q must be the bucket's name only, without s3:// or a key; put a key prefix in runner.cache.path", cc.Bucket)
+	case !config.ValidBucket(cc.Bucket):
+		c.Errorf("runner.cache.bucket", "%q is not an S3 bucket name (3 to 63 lower-case letters, digits, dots and hyphens)", cc.Bucket)
+	}
+	if cc.Region != "" && !config.ValidRegion(cc.Region) {
+		c.Errorf("runner.cache.region", "%q is not an AWS region such as us-east-2 (the bucket's region)", cc.Region)
+	}
+	if cc.Path != "" {
+		segs := strings.Split(strings.Trim(cc.Path, "/"), "/")
+		switch {
+		case !cachePathRE.MatchString(cc.Path):
+			c.Errorf("runner.cache.path", "%q has spaces or characters other than printable ASCII; use a key prefix such as gitlab-runner/cache", cc.Path)
+		case strings.HasPrefix(cc.Path, "/"):
+			c.Errorf("runner.cache.path", "%q starts with /: S3 keys are relative; write %q", cc.Path, strings.TrimLeft(cc.Path, "/"))
+		case slices.Contains(segs, "..") || slices.Contains(segs, ".") || slices.Contains(segs, ""):
+			c.Errorf("runner.cache.path", "%q has an empty, \".\" or \"..\" segment; use a plain key prefix such as gitlab-runner/cache", cc.Path)
+		case len(cc.Path) > 512:
+			c.Errorf("runner.cache.path", "is %d bytes long; keep the key prefix under 512 (S3 keys are at most 1024 bytes, and the project id and cache key follow it)", len(cc.Path))
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"strings"
 	"time"
 )
 
@@ -83,6 +84,39 @@ type RunnerSection struct {
 	// every start and verify (seen running the real binary).
 	CustomBuildDir CustomBuildDirSection `toml:"custom_build_dir"`
 	Custom         CustomSection         `toml:"custom"`
+	// Cache is [runners.cache], written only with runner.cache.
+	Cache *CacheSection `toml:"cache,omitempty"`
+}
+
+// CacheSection is [runners.cache] (gitlab-runner 17.9.3 common.CacheConfig): the distributed
+// cache in S3. Type "s3" selects the cache/s3v2 adapter (aws-sdk-go-v2) unless the feature flag
+// FF_USE_LEGACY_S3_CACHE_ADAPTER is on.
+type CacheSection struct {
+	Type   string         `toml:"Type"`           // "s3"
+	Path   string         `toml:"Path,omitempty"` // key prefix
+	Shared bool           `toml:"Shared"`         // no per-runner namespace
+	S3     CacheS3Section `toml:"s3"`
+}
+
+// CacheS3Section is [runners.cache.s3] (common.CacheS3Config). With no ServerAddress the URLs are
+// AWS's own endpoint for BucketLocation (virtual-hosted, dual-stack by default:
+// BUCKET.s3.dualstack.REGION.amazonaws.com); AuthenticationType "iam" takes the AWS SDK's default
+// credentials, the instance profile on EC2, and no keys are written here.
+type CacheS3Section struct {
+	BucketName         string `toml:"BucketName"`
+	BucketLocation     string `toml:"BucketLocation"`
+	AuthenticationType string `toml:"AuthenticationType"` // "iam"
+}
+
+// cacheSection is [runners.cache] for runner.cache in region (the bucket's), nil without it.
+func cacheSection(c *Cache, region string) *CacheSection {
+	if c == nil {
+		return nil
+	}
+	return &CacheSection{
+		Type: "s3", Path: strings.Trim(c.Path, "/"), Shared: c.Shared,
+		S3: CacheS3Section{BucketName: c.Bucket, BucketLocation: firstNonEmpty(c.Region, region), AuthenticationType: "iam"},
+	}
 }
 
 // CustomBuildDirSection is [runners.custom_build_dir]: whether jobs may pick their build

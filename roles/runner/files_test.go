@@ -108,7 +108,27 @@ type runnerConsumerConfig struct {
 			Enabled *bool `toml:"enabled"`
 		} `toml:"custom_build_dir"`
 		Custom customConsumerCfg `toml:"custom"`
+		Cache  *cacheConsumerCfg `toml:"cache"`
 	} `toml:"runners"`
+}
+
+// cacheConsumerCfg mirrors gitlab-runner 17.9.3's common.CacheConfig and the S3 part of
+// common.CacheS3Config (common/config.go at v17.9.3), with its key names.
+type cacheConsumerCfg struct {
+	Type                   string `toml:"Type"`
+	Path                   string `toml:"Path"`
+	Shared                 bool   `toml:"Shared"`
+	MaxUploadedArchiveSize int64  `toml:"MaxUploadedArchiveSize"`
+	S3                     *struct {
+		ServerAddress      string `toml:"ServerAddress"`
+		AccessKey          string `toml:"AccessKey"`
+		SecretKey          string `toml:"SecretKey"`
+		BucketName         string `toml:"BucketName"`
+		BucketLocation     string `toml:"BucketLocation"`
+		AuthenticationType string `toml:"AuthenticationType"`
+		DualStack          *bool  `toml:"DualStack"`
+		PathStyle          *bool  `toml:"PathStyle"`
+	} `toml:"s3"`
 }
 
 type customConsumerCfg struct {
@@ -201,6 +221,59 @@ func TestConfigTOMLGoldenAndDecodesForRunner(t *testing.T) {
 	}
 	if rs.ID != 42 {
 		t.Errorf("id = %d, want the runner's id 42 (gitlab-runner reset-token --id)", rs.ID)
+	}
+}
+
+// runner.cache becomes [runners.cache] Type s3 with IAM authentication: no keys in the file, the
+// bucket's region (the tasks' when runner.cache.region is not set), the path without slashes.
+func TestConfigTOMLWithCacheGoldenAndDecodesForRunner(t *testing.T) {
+	r := referenceRole(t)
+	if r.cfg.Runner.Cache != nil {
+		t.Fatalf("examples/runner.yaml sets runner.cache; this test adds its own")
+	}
+	data, err := renderTOML(r.runnerConfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte("[runners.cache")) {
+		t.Fatalf("[runners.cache] without runner.cache:\n%s", data)
+	}
+	r.cfg.Runner.Cache = &Cache{Bucket: "my-ci-cache", Path: "gitlab-runner/cache/", Shared: true}
+	data, err = renderTOML(r.runnerConfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "config-cache.toml", data)
+	var got runnerConsumerConfig
+	md, err := toml.Decode(string(data), &got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := md.Undecoded(); len(u) > 0 {
+		t.Fatalf("keys gitlab-runner would ignore: %v", u)
+	}
+	c := got.Runners[0].Cache
+	if c == nil || c.S3 == nil {
+		t.Fatalf("no [runners.cache] / [runners.cache.s3]:\n%s", data)
+	}
+	if c.Type != "s3" || c.Path != "gitlab-runner/cache" || !c.Shared {
+		t.Errorf("[runners.cache] = %+v", c)
+	}
+	s3 := c.S3
+	if s3.BucketName != "my-ci-cache" || s3.BucketLocation != "us-east-2" || s3.AuthenticationType != "iam" {
+		t.Errorf("[runners.cache.s3] = %+v, want bucket my-ci-cache in the tasks' region us-east-2, iam", s3)
+	}
+	if s3.AccessKey != "" || s3.SecretKey != "" || s3.ServerAddress != "" {
+		t.Errorf("[runners.cache.s3] has keys or an endpoint: %+v", s3)
+	}
+
+	r.cfg.Runner.Cache.Region = "eu-west-1"
+	data, err = renderTOML(r.runnerConfigFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(`BucketLocation = "eu-west-1"`)) {
+		t.Errorf("runner.cache.region is not the BucketLocation:\n%s", data)
 	}
 }
 

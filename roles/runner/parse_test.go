@@ -187,6 +187,27 @@ func TestParseRules(t *testing.T) {
 		{"ready timeout zero", "", map[string]string{"gitlab.ready_timeout": "0s"},
 			[]string{`gitlab.ready_timeout (line 5): must be a positive duration such as "10m", got "0s"`}},
 
+		// runner.cache
+		{"cache", "", map[string]string{"runner.cache": "{bucket: my-ci-cache, region: eu-west-1, path: gitlab-runner/cache, shared: true}"}, ok},
+		{"cache without bucket", "", map[string]string{"runner.cache": "{path: ci}"},
+			[]string{"runner.cache.bucket (line 16): is required: the S3 bucket that holds the jobs' cache, e.g. my-ci-cache"}},
+		{"cache bucket as URL", "", map[string]string{"runner.cache": "{bucket: s3://my-ci-cache/ci}"},
+			[]string{`runner.cache.bucket (line 16): "s3://my-ci-cache/ci" must be the bucket's name only, without s3:// or a key; put a key prefix in runner.cache.path`}},
+		{"cache bucket upper case", "", map[string]string{"runner.cache": "{bucket: My_Cache}"},
+			[]string{`runner.cache.bucket (line 16): "My_Cache" is not an S3 bucket name (3 to 63 lower-case letters, digits, dots and hyphens)`}},
+		{"cache bad region", "", map[string]string{"runner.cache": "{bucket: my-ci-cache, region: ohio}"},
+			[]string{`runner.cache.region (line 16): "ohio" is not an AWS region such as us-east-2 (the bucket's region)`}},
+		{"cache absolute path", "", map[string]string{"runner.cache": "{bucket: my-ci-cache, path: /ci/cache}"},
+			[]string{`runner.cache.path (line 16): "/ci/cache" starts with /: S3 keys are relative; write "ci/cache"`}},
+		{"cache dot-dot path", "", map[string]string{"runner.cache": "{bucket: my-ci-cache, path: ci/../x}"},
+			[]string{`runner.cache.path (line 16): "ci/../x" has an empty, "." or ".." segment; use a plain key prefix such as gitlab-runner/cache`}},
+		{"cache path with space", "", map[string]string{"runner.cache": "{bucket: my-ci-cache, path: my cache}"},
+			[]string{`runner.cache.path (line 16): "my cache" has spaces or characters other than printable ASCII; use a key prefix such as gitlab-runner/cache`}},
+		{"cache key typo", "", map[string]string{"runner.cache": "{bucket: my-ci-cache, shard: true}"},
+			[]string{`runner.cache.shard (line 16): unknown key; did you mean "shared"?`}},
+		{"cache shared as string", "", map[string]string{"runner.cache": `{bucket: my-ci-cache, shared: "yes"}`},
+			[]string{`runner.cache.shared (line 16): must be true or false, got "yes"`}},
+
 		// token source: exactly one
 		{"token parameter", "", map[string]string{"runner.create": del, "runner.tags": del, "runner.token_parameter": "/glb/runner-token"}, ok},
 		{"no token source", "", map[string]string{"runner.create": del},

@@ -45,6 +45,7 @@ func newPreflight(d Deps, f Facts) (*preflight.Preflight, error) {
 		Dirs:    runnerDirs(cfg),
 		Front:   preflight.Front{InstanceID: f.InstanceID, PrivateIPv4: f.PrivateIPv4, SecurityGroups: f.SecurityGroups},
 		Machine: frontMachine(d),
+		Cache:   preflightCache(rc.Cache, f.Region),
 		AWS:     readers,
 		Host:    d.Host,
 	}), nil
@@ -125,4 +126,13 @@ func (r *Role) preflight(ctx context.Context) ([]host.Step, error) {
 // metadata 0700 (it holds each task's SSH private key), builds and cache 0750.
 func runnerDirs(cfg *Config) []preflight.Dir {
 	return []preflight.Dir{{Path: cfg.Fargate.MetadataDir, Mode: 0o700}, {Path: cfg.Runner.BuildsDir, Mode: 0o750}, {Path: cfg.Runner.CacheDir, Mode: 0o750}}
+}
+
+// preflightCache is what the cache check reads of runner.cache: the bucket and the region
+// config.toml names (runner.cache.region, else the tasks' region).
+func preflightCache(c *Cache, region string) preflight.Cache {
+	if c == nil {
+		return preflight.Cache{}
+	}
+	return preflight.Cache{Bucket: c.Bucket, Region: firstNonEmpty(c.Region, region)}
 }

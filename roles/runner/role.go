@@ -299,7 +299,8 @@ func prepareFacts(ctx context.Context, d Deps) (*Role, error) {
 	runs := func(phase string) bool { return d.Selected == nil || slices.Contains(d.Selected, phase) }
 	var err error
 	r.facts, err = resolveFacts(ctx, d, factNeeds{
-		place:    runs("fargate-config") || runs("preflight"),
+		// runner.cache.region defaults to the tasks' region, which config.toml then names.
+		place:    runs("fargate-config") || runs("preflight") || runs("runner-config") && cfg.Runner.Cache != nil && cfg.Runner.Cache.Region == "",
 		instance: runs("register") || cfg.Runner.Name == "" && runs("runner-config"),
 		front:    runs("preflight"),
 	})

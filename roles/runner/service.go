@@ -69,6 +69,7 @@ func (r *Role) runnerConfigFile() RunnerConfigFile {
 			Limit:              rc.Limit,
 			RequestConcurrency: rc.RequestConcurrency,
 			Custom:             customSection(r.cfg.Fargate.Driver.Path),
+			Cache:              cacheSection(rc.Cache, r.region),
 		}},
 	}
 }

@@ -42,6 +42,8 @@ type Input struct {
 	Front Front
 	// Machine tells the front's memory (memory.go).
 	Machine Machine
+	// Cache is runner.cache (zero: none).
+	Cache Cache
 	// AWS are the read-only AWS APIs of Region.
 	AWS Readers
 	// Host holds the driver and the directories.
@@ -128,6 +130,7 @@ var checks = []struct {
 	{"iam", checkIAM},
 	{"driver", checkDriver},
 	{"directories", checkDirectories},
+	{"cache", checkCache},
 }
 
 // Len is the number of checks Run runs.

@@ -495,7 +495,7 @@ func TestRun(t *testing.T) {
 			warnings = append(warnings, f.Check)
 		}
 	}
-	if len(findings) != Len() || strings.Join(names, " ") != "cluster task-definition image security-group subnet-egress capacity memory iam driver directories" ||
+	if len(findings) != Len() || strings.Join(names, " ") != "cluster task-definition image security-group subnet-egress capacity memory iam driver directories cache" ||
 		strings.Join(warnings, ",") != "capacity" || FailedError(findings, false) != nil {
 		t.Fatalf("findings: %+v", findings)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecr"
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecs"
 	"github.com/glbootstrap/glbootstrap/internal/aws/iam"
+	"github.com/glbootstrap/glbootstrap/internal/aws/s3"
 	"github.com/glbootstrap/glbootstrap/internal/role"
 )
 
@@ -41,12 +42,20 @@ type IAMReader interface {
 	Simulate(ctx context.Context, principal, action string, resources []string) ([]iamtypes.EvaluationResult, error)
 }
 
+// S3Reader tells where a bucket lives (GetBucketLocation; errors wrap s3.ErrNotFound for a
+// missing bucket, s3.ErrAccessDenied).
+type S3Reader interface {
+	BucketRegion(ctx context.Context, bucket string) (string, error)
+}
+
 // Readers are the read-only AWS APIs of the Fargate region the preflight checks use.
 type Readers struct {
 	ECS ECSReader
 	EC2 EC2Reader
 	ECR ECRReader
 	IAM IAMReader
+	// S3 may be nil: the cache check is then skipped.
+	S3 S3Reader
 }
 
 // ReadersFor returns the read-only ECS, EC2, ECR and IAM clients of region (the Fargate region,
@@ -59,15 +68,15 @@ func ReadersFor(a role.AWS, region string) (Readers, error) {
 	if cfg.Region == "" {
 		return Readers{}, errors.New("no AWS region for the preflight checks: set fargate.region")
 	}
-	return Readers{ECS: ecs.New(cfg), EC2: ec2.New(cfg), ECR: ecr.New(cfg), IAM: iam.New(cfg)}, nil
+	return Readers{ECS: ecs.New(cfg), EC2: ec2.New(cfg), ECR: ecr.New(cfg), IAM: iam.New(cfg), S3: s3.New(cfg)}, nil
 }
 
 func isDenied(err error) bool {
 	return errors.Is(err, ecs.ErrAccessDenied) || errors.Is(err, ec2.ErrAccessDenied) ||
-		errors.Is(err, ecr.ErrAccessDenied) || errors.Is(err, iam.ErrAccessDenied)
+		errors.Is(err, ecr.ErrAccessDenied) || errors.Is(err, iam.ErrAccessDenied) || errors.Is(err, s3.ErrAccessDenied)
 }
 
 func isNotFound(err error) bool {
 	return errors.Is(err, ecs.ErrNotFound) || errors.Is(err, ec2.ErrNotFound) ||
-		errors.Is(err, ecr.ErrNotFound) || errors.Is(err, iam.ErrNotFound)
+		errors.Is(err, ecr.ErrNotFound) || errors.Is(err, iam.ErrNotFound) || errors.Is(err, s3.ErrNotFound)
 }
