@@ -4,7 +4,8 @@ package main
 // jobs from the GitLab stand-in and runs them with the custom executor config.toml names, which
 // is the real Fargate driver reading the fargate.toml `apply --role runner` converged; the driver
 // reaches the ECS stand-in through the AWS proxy and runs each job over SSH in a task that is a
-// real sshd with the coordinator image's sshd_config.
+// container of the coordinator image built from templates/coordinator with buildah (its
+// entrypoint, its sshd, its gitlab-runner from the build's mirror).
 
 import (
 	"archive/zip"
@@ -31,9 +32,11 @@ import (
 var execLine = regexp.MustCompile(`(?m)^\s*(?:config|prepare|run|cleanup)_exec = "(/[^"]*)"$`)
 
 // realRunner is a converged front whose gitlab-runner is the real one, running jobs through the
-// real driver against the ECS stand-in (tasks: real sshd processes on this machine).
+// real driver against the ECS stand-in, whose tasks are containers of the coordinator image built
+// from templates/coordinator (testenv.ImageLauncher).
 type realRunner struct {
 	*driverWorld
+	tasks     *testenv.ImageLauncher
 	t         *testing.T
 	runnerBin string
 	product   string // config.toml as converged
@@ -61,6 +64,9 @@ func newRealRunner(t *testing.T, edit func(string) string) *realRunner {
 		}
 	})
 	w := d.world
+	// The tasks run the coordinator image as the product builds it (fargate.ssh: root on 22).
+	tasks := &testenv.ImageLauncher{Image: coordinatorImage(t, 22, "root"), Log: d.sshdLog}
+	d.stack.ECS.SetLauncher(tasks)
 
 	// config.toml as converged, every absolute path mapped under the root (what a chroot would
 	// do), and the converged fargate.toml with the metadata directory under the root.
@@ -104,7 +110,7 @@ func newRealRunner(t *testing.T, edit func(string) string) *realRunner {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
-	return &realRunner{driverWorld: d, t: t, runnerBin: runnerBin, product: product, ctx: ctx}
+	return &realRunner{driverWorld: d, tasks: tasks, t: t, runnerBin: runnerBin, product: product, ctx: ctx}
 }
 
 // start runs `gitlab-runner run` in the environment a front gives it: the instance profile
@@ -259,9 +265,9 @@ func TestRealRunnerThroughRealDriver(t *testing.T) {
 	// minio adapter only with FF_USE_LEGACY_S3_CACHE_ADAPTER): virtual-hosted, dual-stack by
 	// default, so the task fetches https://BUCKET.s3.dualstack.REGION.amazonaws.com/KEY?X-Amz-...
 	// Here that host is the S3 stand-in behind a CONNECT proxy with its own CA, which the
-	// tasks' sessions get (sshd SetEnv, as the task's network and trust store would be), with
-	// the real gitlab-runner on PATH for cache-archiver, cache-extractor and artifacts-uploader,
-	// as the coordinator image installs it.
+	// tasks' sessions get (sshd SetEnv, as the task's network and trust store would be); the
+	// image's own gitlab-runner 17.9.3 runs cache-archiver, cache-extractor and
+	// artifacts-uploader.
 	s3Host := bucket + ".s3.dualstack." + region + ".amazonaws.com"
 	rec := &s3Recorder{h: r.stack.S3.VirtualHostHandler()}
 	taskNet, err := testenv.NewAWSProxy(map[string]http.Handler{s3Host: rec})
@@ -391,23 +397,17 @@ func TestRealRunnerThroughRealDriver(t *testing.T) {
 }
 
 // taskEnv gives every task's SSH sessions the tasks' network (net: HTTPS through the proxy,
-// trusting its CA) and the real gitlab-runner on PATH, with sshd's SetEnv: nothing outside
-// the test's sshd processes sees it.
+// trusting its CA, mounted into each task), with sshd's SetEnv as the task definition's command
+// (sshd -o): what a task's subnet and trust store would be. gitlab-runner is the image's own.
 func (r *realRunner) taskEnv(net *testenv.AWSProxy) {
 	r.t.Helper()
-	dir := r.t.TempDir()
-	ca := filepath.Join(dir, "task-ca.pem")
+	ca := filepath.Join(r.t.TempDir(), "task-ca.pem")
 	if err := os.WriteFile(ca, net.CAPEM(), 0o644); err != nil {
 		r.t.Fatal(err)
 	}
-	binDir := filepath.Join(dir, "bin")
-	if err := os.Mkdir(binDir, 0o755); err != nil {
-		r.t.Fatal(err)
-	}
-	if err := os.Symlink(r.runnerBin, filepath.Join(binDir, "gitlab-runner")); err != nil {
-		r.t.Fatal(err)
-	}
-	r.sshd.Options = append(r.sshd.Options, fmt.Sprintf("SetEnv PATH=%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HTTPS_PROXY=%s SSL_CERT_FILE=%s", binDir, net.URL(), ca))
+	const inTask = "/etc/glb-test-task-ca.pem"
+	r.tasks.Volumes = append(r.tasks.Volumes, ca+":"+inTask+":ro")
+	r.tasks.Command = append(r.tasks.Command, "-o", fmt.Sprintf("SetEnv=HTTPS_PROXY=%s SSL_CERT_FILE=%s", net.URL(), inTask))
 }
 
 // imdsAccessKey is the AccessKeyId of the instance profile the metadata mock serves.
@@ -526,7 +526,7 @@ func TestRealRunnerSlowSSHD(t *testing.T) {
 	r := newRealRunner(t, nil)
 	gl := r.stack.GitLab
 	r.stack.ECS.SetTaskBehaviour(testenv.ECSTaskBehaviour{Pending: 3 * time.Second})
-	r.sshd.StartDelay = 5 * time.Second
+	r.tasks.StartDelay = 5 * time.Second
 	id := gl.EnqueueJob(testenv.JobSpec{Name: "slow-sshd", Tags: []string{"fargate"}, Script: []string{"echo too early"}})
 	r.start()
 	j := r.wait(id)
