@@ -33,7 +33,7 @@ demo: build tools
 	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) run ./internal/testenv/cmd/glb-demo -bin $(BIN) -sandbox sandbox
 
 test: tools
-	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) GLB_BASE_ROOT=$(BASE_ROOT) $(GO) test -count=1 ./...
+	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) GLB_BASE_ROOT=$(BASE_ROOT) $(GO) test -count=1 -timeout 30m ./...
 
 # The coordinator image's base for the tests that build templates/coordinator with buildah
 # (internal/testenv.BuildCoordinatorImage imports it under the Dockerfile's FROM name): a minbase
