@@ -108,6 +108,7 @@ func MainWithRoles(ctx context.Context, reg role.Registry, args []string, stdin 
 		newBackupCmd(e),
 		newRunnerCmd(e),
 		newUserdataCmd(e),
+		newIAMPolicyCmd(e),
 	)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

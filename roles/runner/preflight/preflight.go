@@ -42,6 +42,9 @@ type Input struct {
 	Front Front
 	// Machine tells the front's memory (memory.go).
 	Machine Machine
+	// Policy is the front's least-privilege policy, which the iam check asks IAM's simulator
+	// about (the runner role's, as "glbootstrap iam-policy" prints it).
+	Policy PolicyFunc
 	// AWS are the read-only AWS APIs of Region.
 	AWS Readers
 	// Host holds the driver and the directories.

@@ -13,6 +13,7 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecr"
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecs"
 	"github.com/glbootstrap/glbootstrap/internal/aws/iam"
+	"github.com/glbootstrap/glbootstrap/internal/iampolicy"
 	"github.com/glbootstrap/glbootstrap/internal/role"
 )
 
@@ -38,7 +39,7 @@ type ECRReader interface {
 // IAMReader finds the front's role and simulates what it may do.
 type IAMReader interface {
 	InstanceRole(ctx context.Context) (string, error)
-	Simulate(ctx context.Context, principal, action string, resources []string) ([]iamtypes.EvaluationResult, error)
+	Simulate(ctx context.Context, principal string, ask iampolicy.Ask) ([]iamtypes.EvaluationResult, error)
 }
 
 // Readers are the read-only AWS APIs of the Fargate region the preflight checks use.
