@@ -15,8 +15,8 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecr"
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecs"
 	"github.com/glbootstrap/glbootstrap/internal/aws/iam"
-	"github.com/glbootstrap/glbootstrap/internal/iampolicy"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/iampolicy"
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 )
 
