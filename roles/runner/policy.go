@@ -50,6 +50,13 @@ type PolicyFacts struct {
 func policy(cfg *Config, f PolicyFacts) iampolicy.Document {
 	p := f.Place
 	fp := p.In(f.FargateRegion)
+	if cfg.Fargate != nil && strings.HasPrefix(cfg.Fargate.Cluster, "arn:") {
+		// The cluster's ARN places the tasks and the task definition: its partition, region
+		// and account.
+		if parts := strings.SplitN(cfg.Fargate.Cluster, ":", 6); len(parts) == 6 {
+			fp = iampolicy.Place{Partition: parts[1], Region: parts[3], Account: parts[4]}
+		}
+	}
 	var st []iampolicy.Statement
 	var notes []string
 
