@@ -16,8 +16,8 @@ import (
 // private URL (PutParameter, read first), and the backup bucket: Omnibus's gitlab-backup uploads
 // the application archive and glbootstrap the config archive under the prefix (PutObject,
 // multipart, AbortMultipartUpload when an upload fails), glbootstrap verifies both (HeadObject is
-// authorized by s3:GetObject) and finds the latest (ListBucket limited to the prefix with
-// s3:prefix), and the backup-preflight phase reads the bucket's region (GetBucketLocation) and
+// authorized by s3:GetObject), "glbootstrap backup status" lists the newest (ListBucket limited to
+// the prefix with s3:prefix), and the backup-preflight phase reads the bucket's region (GetBucketLocation) and
 // writes and deletes one marker object (internal/backup.MarkerKey). With backup.kms_key_id, S3
 // calls KMS on the host's behalf: a multipart upload with SSE-KMS needs kms:GenerateDataKey and
 // kms:Decrypt ("Multipart upload API and permissions",
@@ -68,11 +68,16 @@ func policy(cfg *Config, p iampolicy.Place, source string) iampolicy.Document {
 	}
 	if b := cfg.Backup; b != nil {
 		prefix := b.PrefixOrDefault()
+		list := iampolicy.Allow("BackupList", []string{"s3:ListBucket"}, []string{p.S3Bucket(b.Bucket)})
+		if prefix != "" {
+			// An empty prefix lists the whole bucket; a request without a prefix has no
+			// s3:prefix to match.
+			list = list.When("StringLike", "s3:prefix", prefix+"*")
+		}
 		st = append(st,
 			iampolicy.Allow("BackupWrite", []string{"s3:AbortMultipartUpload", "s3:PutObject"}, []string{p.S3Object(b.Bucket, prefix+"*")}),
 			iampolicy.Allow("BackupVerify", []string{"s3:GetObject"}, []string{p.S3Object(b.Bucket, prefix+"*")}),
-			iampolicy.Allow("BackupList", []string{"s3:ListBucket"}, []string{p.S3Bucket(b.Bucket)}).
-				When("StringLike", "s3:prefix", prefix+"*"),
+			list,
 			iampolicy.Allow("BackupPreflightBucket", []string{"s3:GetBucketLocation"}, []string{p.S3Bucket(b.Bucket)}),
 			iampolicy.Allow("BackupPreflightMarker", []string{"s3:DeleteObject"}, []string{p.S3Object(b.Bucket, prefix+backup.MarkerKey)}))
 		if b.KMSKeyID != "" {
