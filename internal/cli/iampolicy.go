@@ -69,17 +69,22 @@ func newIAMPolicyCmd(e *env) *cobra.Command {
 			if err != nil {
 				return exitf(ExitFailed, "building the policy: %v", err)
 			}
+			for _, n := range d.Notes {
+				fmt.Fprintf(e.stderr, "note: %s\n", n)
+			}
+			if len(d.Policy.Statement) == 0 {
+				// IAM refuses a policy without a statement; there is nothing to attach.
+				return nil
+			}
+			if err := d.Policy.Check(); err != nil {
+				return exitf(ExitFailed, "the %s policy is not valid IAM: %v (report this)", roleName, err)
+			}
 			out, err := d.Policy.JSON()
 			if err != nil {
 				return exitf(ExitFailed, "encoding the policy: %v", err)
 			}
-			if _, err := e.stdout.Write(out); err != nil {
-				return err
-			}
-			for _, n := range d.Notes {
-				fmt.Fprintf(e.stderr, "note: %s\n", n)
-			}
-			return nil
+			_, err = e.stdout.Write(out)
+			return err
 		},
 	}
 	e.addRoleFlag(cmd, &roleName)
