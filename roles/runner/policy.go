@@ -28,7 +28,7 @@ import (
 // (Describe* on "*" only), ECR https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistry.html
 // (repository/NAME), CodeBuild https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscodebuild.html
 // (project/NAME), CloudWatch Logs https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatchlogs.html
-// (GetLogEvents on log-group:GROUP:log-stream:STREAM).
+// (GetLogEvents on the log group's streams).
 
 // PolicyFacts are what the runner's policy reads besides its configuration.
 type PolicyFacts struct {
@@ -128,9 +128,12 @@ func policy(cfg *Config, f PolicyFacts) iampolicy.Document {
 			// internal/codebuild uploads the context as KeyPrefix/Project/<time>-<random>.zip.
 			iampolicy.Allow("CoordinatorBuildSource", []string{"s3:AbortMultipartUpload", "s3:PutObject"},
 				[]string{p.S3Object(co.Bucket, strings.Trim(co.KeyPrefix, "/")+"/"+co.CodeBuildProject+"/*")}),
-			// CodeBuild's default log group is /aws/codebuild/<project>.
+			// CodeBuild's default log group is /aws/codebuild/<project>; GROUP:* covers the group
+			// and its streams ("Overview of managing access permissions to your CloudWatch Logs
+			// resources": the ARN with the trailing :* is the one for IAM policies,
+			// https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/iam-access-control-overview-cwl.html).
 			iampolicy.Allow("CoordinatorBuildLogs", []string{"logs:GetLogEvents"},
-				[]string{p.ARN("logs", "log-group:/aws/codebuild/"+co.CodeBuildProject+":log-stream:*")}))
+				[]string{p.ARN("logs", "log-group:/aws/codebuild/"+co.CodeBuildProject+":*")}))
 		notes = append(notes, fmt.Sprintf("CoordinatorBuildLogs assumes project %s logs to its default CloudWatch Logs group /aws/codebuild/%s; with another group, grant logs:GetLogEvents on it instead (without it the build's output is not shown, the build still runs)", co.CodeBuildProject, co.CodeBuildProject))
 	}
 	st = append(st, cacheStatements(cfg, p)...)
