@@ -231,9 +231,3 @@ func Policy(ctx context.Context, doc config.Document, in role.PolicyInput) (iamp
 	}
 	return doc2, nil
 }
-
-// instanceRoleName is the role name of a role ARN (arn:P:iam::A:role[/PATH]/NAME) with its path.
-func instanceRoleName(arn string) string {
-	_, name, _ := strings.Cut(arn, ":role/")
-	return name
-}
