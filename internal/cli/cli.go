@@ -109,6 +109,7 @@ func MainWithRoles(ctx context.Context, reg role.Registry, args []string, stdin 
 		newRunnerCmd(e),
 		newUserdataCmd(e),
 		newBakeCmd(e),
+		newIAMPolicyCmd(e),
 	)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

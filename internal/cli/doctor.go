@@ -44,7 +44,7 @@ func newDoctorCmd(e *env) *cobra.Command {
 			if !ok {
 				return exitf(ExitUsage, "doctor checks role runner only, not %q", role)
 			}
-			p, err := runner.NewPreflight(ctx, runner.Deps{Host: h, Config: cfg, Facts: clients.facts,
+			p, err := runner.NewPreflight(ctx, runner.Deps{Host: h, Config: cfg, Facts: clients.facts, Source: absSource(source),
 				NewPreflight: func(region string) (preflight.Readers, error) { return preflight.ReadersFor(clients, region) }})
 			if err != nil {
 				return exitf(ExitFailed, "%v", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/gitlabapi"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/iampolicy"
 	"github.com/glbootstrap/glbootstrap/internal/image"
 	"github.com/glbootstrap/glbootstrap/internal/systemd"
 )
@@ -43,6 +44,9 @@ type Definition struct {
 	// carries nothing of this machine's identity (besides what every role's bake does: an
 	// empty /etc/machine-id, no SSH host keys).
 	Seal Seal
+	// Policy builds the least-privilege IAM policy of the role's instance profile from cfg (a
+	// valid document NewConfig made), for "glbootstrap iam-policy"; nil when the role has none.
+	Policy func(ctx context.Context, cfg config.Document, in PolicyInput) (iampolicy.Document, error)
 }
 
 // Seal is a role's part of `glbootstrap bake`.
@@ -56,6 +60,21 @@ type Seal struct {
 	// Check refuses to bake a host that holds a credential an image must not carry (a runner
 	// token), with the fix; nil when the role has none.
 	Check func(h *host.Host) error
+}
+
+// PolicyInput is what a role's Policy reads besides its configuration.
+type PolicyInput struct {
+	// Place is the host's partition, account and region (the region of its SSM parameters and of
+	// the resources the configuration does not place elsewhere).
+	Place iampolicy.Place
+	// Source is the --config value: ssm:/NAME and s3://BUCKET/KEY are read by the host at every
+	// boot (and by the backup service), so the policy grants reading them.
+	Source string
+	// InstanceRole is the instance profile's role name ("" when unknown: every role of the account).
+	InstanceRole string
+	// TaskRoles returns the task and execution role ARNs of an ECS task definition (family,
+	// family:revision or ARN) in region, for iam:PassRole; nil when they cannot be looked up.
+	TaskRoles func(ctx context.Context, region, taskDefinition string) ([]string, error)
 }
 
 // Schema is the role's configuration schema, for config.Parse.

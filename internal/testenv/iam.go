@@ -30,6 +30,7 @@ type IAM struct {
 	allows   map[string][]iamAllow
 	denied   map[string]bool
 	calls    map[string]int
+	contexts map[string][]string // action -> the context keys it was last simulated with
 }
 
 type iamAllow struct {
@@ -44,7 +45,7 @@ type iamError struct {
 
 // NewIAM starts the stand-in on a random 127.0.0.1 port. Close it when done.
 func NewIAM() *IAM {
-	i := &IAM{profiles: map[string]string{}, allows: map[string][]iamAllow{}, denied: map[string]bool{}, calls: map[string]int{}}
+	i := &IAM{profiles: map[string]string{}, allows: map[string][]iamAllow{}, denied: map[string]bool{}, calls: map[string]int{}, contexts: map[string][]string{}}
 	i.srv = httptest.NewServer(i.Handler())
 	return i
 }
@@ -82,6 +83,14 @@ func (i *IAM) Deny(op string) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.denied[op] = true
+}
+
+// ContextKeys returns the context entries' keys (ContextEntries.member.N.ContextKeyName) action was
+// last simulated with, "key=type:value,..." each.
+func (i *IAM) ContextKeys(action string) []string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return append([]string(nil), i.contexts[action]...)
 }
 
 // Calls returns how many requests named op were received.
@@ -215,8 +224,14 @@ func (i *IAM) simulatePrincipalPolicy(form url.Values) (any, *iamError) {
 	if len(resources) == 0 {
 		resources = []string{"*"}
 	}
+	var ctx []string
+	for n := 1; form.Get(fmt.Sprintf("ContextEntries.member.%d.ContextKeyName", n)) != ""; n++ {
+		pfx := fmt.Sprintf("ContextEntries.member.%d.", n)
+		ctx = append(ctx, form.Get(pfx+"ContextKeyName")+"="+form.Get(pfx+"ContextKeyType")+":"+strings.Join(formList(form, pfx+"ContextKeyValues.member"), ","))
+	}
 	out := result{}
 	for _, a := range actions {
+		i.contexts[a] = ctx
 		for _, r := range resources {
 			decision := "implicitDeny"
 			for _, al := range i.allows[principal] {

@@ -273,8 +273,8 @@ const (
 // FARGATE; task definition ci-coordinator:1 (awsvpc, FARGATE, container ci-coordinator mapping
 // port 22, image ci-coordinator:latest in ECR, awslogs, an execution role); the task security
 // group admitting 22 from the front's security group; the front's subnet routing 0.0.0.0/0 to a
-// NAT gateway, with an S3 gateway endpoint; and a front role allowed to run, describe and stop
-// tasks and pass the task roles.
+// NAT gateway, with an S3 gateway endpoint; and a front role with the front's policy
+// (AllowFrontPolicy).
 func (s *Stack) StartFargate(v IMDSValues) {
 	s.ECS, s.EC2, s.ECR, s.IAM = NewECS(), NewEC2(), NewECR(), NewIAM()
 	frontSG := v.SecurityGroupIDs[0]
@@ -302,8 +302,31 @@ func (s *Stack) StartFargate(v IMDSValues) {
 		Service: "com.amazonaws." + v.Region + ".s3", RouteTables: []string{StackRouteTable}})
 
 	s.IAM.AddInstanceProfile(StackInstanceProfile, StackFrontRole)
-	s.IAM.Allow(StackFrontRole, "ecs:RunTask", "arn:aws:ecs:*:"+awsAccount+":task-definition/"+StackTaskFamily+":*")
-	s.IAM.Allow(StackFrontRole, "ecs:DescribeTasks")
-	s.IAM.Allow(StackFrontRole, "ecs:StopTask")
-	s.IAM.Allow(StackFrontRole, "iam:PassRole", StackTaskRole, StackExecutionRole)
+	s.AllowFrontPolicy(StackFrontRole)
+}
+
+// AllowFrontPolicy gives roleARN what `glbootstrap iam-policy --role runner` prints for the
+// stack's configurations (any of its SSM parameters and objects, its cluster, task definition,
+// task roles, coordinator repository, CodeBuild project and bucket), as resource patterns.
+func (s *Stack) AllowFrontPolicy(roleARN string) {
+	acct := awsAccount
+	s.IAM.Allow(roleARN, "ssm:GetParameter", "arn:aws:ssm:*:"+acct+":parameter/glbootstrap/*")
+	s.IAM.Allow(roleARN, "s3:GetObject", "arn:aws:s3:::*")
+	s.IAM.Allow(roleARN, "ecs:RunTask", "arn:aws:ecs:*:"+acct+":task-definition/"+StackTaskFamily+":*")
+	s.IAM.Allow(roleARN, "ecs:DescribeTasks", "arn:aws:ecs:*:"+acct+":task/"+StackCluster+"/*")
+	s.IAM.Allow(roleARN, "ecs:StopTask", "arn:aws:ecs:*:"+acct+":task/"+StackCluster+"/*")
+	s.IAM.Allow(roleARN, "iam:PassRole", StackTaskRole, StackExecutionRole)
+	s.IAM.Allow(roleARN, "ec2:DescribeNetworkInterfaces")
+	s.IAM.Allow(roleARN, "ecr:DescribeImages", "arn:aws:ecr:*:"+acct+":repository/*")
+	s.IAM.Allow(roleARN, "codebuild:*", "arn:aws:codebuild:*:"+acct+":project/*")
+	s.IAM.Allow(roleARN, "s3:PutObject", "arn:aws:s3:::*")
+	s.IAM.Allow(roleARN, "s3:AbortMultipartUpload", "arn:aws:s3:::*")
+	s.IAM.Allow(roleARN, "logs:GetLogEvents", "arn:aws:logs:*:"+acct+":log-group:/aws/codebuild/*")
+	// glbootstrap's own read-only checks.
+	s.IAM.Allow(roleARN, "ecs:DescribeClusters", "arn:aws:ecs:*:"+acct+":cluster/"+StackCluster)
+	for _, a := range []string{"ecs:DescribeTaskDefinition", "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcEndpoints"} {
+		s.IAM.Allow(roleARN, a)
+	}
+	s.IAM.Allow(roleARN, "iam:GetInstanceProfile", "arn:aws:iam::"+acct+":instance-profile/*")
+	s.IAM.Allow(roleARN, "iam:SimulatePrincipalPolicy", roleARN)
 }

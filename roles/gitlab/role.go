@@ -33,6 +33,7 @@ var Definition = role.Definition{
 	NewConfig: func() config.Document { return new(Config) },
 	Phases:    PhaseList,
 	Prepare:   prepare,
+	Policy:    Policy,
 }
 
 // prepare wires the role to what the command line hands every role.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/iampolicy"
 	"github.com/glbootstrap/glbootstrap/roles/runner/preflight"
 )
 
@@ -46,9 +47,34 @@ func newPreflight(d Deps, f Facts) (*preflight.Preflight, error) {
 		Front:   preflight.Front{InstanceID: f.InstanceID, PrivateIPv4: f.PrivateIPv4, SecurityGroups: f.SecurityGroups},
 		Machine: frontMachine(d),
 		Cache:   preflightCache(rc.Cache, f.Region),
+		Policy:  preflightPolicy(d, f),
 		AWS:     readers,
 		Host:    d.Host,
 	}), nil
+}
+
+// preflightPolicy is the iam check's policy: the one "glbootstrap iam-policy" prints for this
+// configuration, placed in the front role's partition and account, the front's region (the SSM
+// parameters' and CodeBuild's: the SDK's AWS_REGION, else the instance's) and the tasks' region.
+func preflightPolicy(d Deps, f Facts) preflight.PolicyFunc {
+	return func(ctx context.Context, partition, account, roleName string, taskRoles []string) iampolicy.Policy {
+		front := firstNonEmpty(os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"))
+		if front == "" && d.Config.Fargate.Region == "" {
+			front = f.Region
+		}
+		if front == "" && d.Facts != nil {
+			if m, err := d.Facts.Get(ctx); err == nil {
+				front = m.Region
+			}
+		}
+		if front == "" {
+			front = f.Region
+		}
+		return policy(d.Config, PolicyFacts{
+			Place:         iampolicy.Place{Partition: partition, Account: account, Region: front},
+			FargateRegion: d.Config.Fargate.Region, Source: d.Source, InstanceRole: roleName, TaskRoles: taskRoles,
+		}).Policy
+	}
 }
 
 // frontMachine tells the memory check the front's instance type, from instance metadata (read

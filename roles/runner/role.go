@@ -42,6 +42,7 @@ var Definition = role.Definition{
 		Remove: []string{SystemIDFile, ConfigTOML},
 		Check:  checkSealable,
 	},
+	Policy: Policy,
 }
 
 // checkSealable refuses to bake a front that holds a runner authentication token: in
@@ -78,6 +79,7 @@ func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepa
 		Progress:  env.Progress,
 		BakeOnly:  env.BakeOnly,
 		Selected:  env.Selected,
+		Source:    env.Source,
 	}
 	if co := cfg.Coordinator; co != nil && env.Images != nil {
 		d.Coordinator = env.Images(role.ImageSpec{Repository: co.Repository, Project: co.CodeBuildProject,
@@ -170,6 +172,9 @@ type Deps struct {
 	// Selected are the phases that will run; nil means all. Prepare resolves only the facts they
 	// need.
 	Selected []string
+	// Source is the --config value; the preflight's IAM check asks for reading it when it is
+	// ssm:/NAME or s3://BUCKET/KEY.
+	Source string
 	// NewPreflight returns the read-only AWS APIs of region the preflight checks use.
 	NewPreflight func(region string) (preflight.Readers, error)
 	// Coordinator builds and pushes the coordinator image; set when the configuration has a

@@ -18,6 +18,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
+	"github.com/glbootstrap/glbootstrap/internal/iampolicy"
 )
 
 // Sentinels for callers; match them with errors.Is. The SDK's error stays in the chain.
@@ -75,16 +76,23 @@ func (c *Client) InstanceRole(ctx context.Context) (string, error) {
 	return aws.ToString(out.InstanceProfile.Roles[0].Arn), nil
 }
 
-// Simulate asks IAM's policy simulator whether principal (a role ARN) may perform action on each
-// of resources (iam:SimulatePrincipalPolicy, without context keys), following pagination. The
-// results carry EvalDecision allowed, implicitDeny or explicitDeny per resource.
-func (c *Client) Simulate(ctx context.Context, principal, action string, resources []string) ([]types.EvaluationResult, error) {
+// Simulate asks IAM's policy simulator whether principal (a role ARN) may perform a.Action on
+// each of a.Resources (iam:SimulatePrincipalPolicy), with a.Context as the request's context
+// entries (the statement's condition keys, so a condition-scoped grant reads as allowed),
+// following pagination. The results carry EvalDecision allowed, implicitDeny or explicitDeny per
+// resource.
+func (c *Client) Simulate(ctx context.Context, principal string, a iampolicy.Ask) ([]types.EvaluationResult, error) {
 	var all []types.EvaluationResult
-	p := iam.NewSimulatePrincipalPolicyPaginator(c.api, &iam.SimulatePrincipalPolicyInput{
+	in := &iam.SimulatePrincipalPolicyInput{
 		PolicySourceArn: aws.String(principal),
-		ActionNames:     []string{action},
-		ResourceArns:    resources,
-	})
+		ActionNames:     []string{a.Action},
+		ResourceArns:    a.Resources,
+	}
+	for _, e := range a.Context {
+		in.ContextEntries = append(in.ContextEntries, types.ContextEntry{
+			ContextKeyName: aws.String(e.Key), ContextKeyType: types.ContextKeyTypeEnum(e.Type), ContextKeyValues: e.Values})
+	}
+	p := iam.NewSimulatePrincipalPolicyPaginator(c.api, in)
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
 		if err != nil {

@@ -11,62 +11,96 @@ import (
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/iam"
+	"github.com/glbootstrap/glbootstrap/internal/iampolicy"
 )
 
-// checkIAM: the front's role may run, describe and stop tasks and pass the task definition's
-// roles, asked of IAM's policy simulator (without context keys, so condition-scoped grants may
-// read as denied). Without iam:GetInstanceProfile or iam:SimulatePrincipalPolicy it says it
-// could not check.
+// PolicyFunc returns the front's least-privilege policy (the one "glbootstrap iam-policy"
+// prints) for the front's role: its partition and account (from the role's ARN), its name, and
+// the task definition's task and execution roles (nil when the task definition could not be
+// read).
+type PolicyFunc func(ctx context.Context, partition, account, roleName string, taskRoles []string) iampolicy.Policy
+
+// checkIAM asks IAM's policy simulator, for the front's role, every action of every statement of
+// the front's policy (Input.Policy) on that statement's resources, with the statement's
+// condition keys as the request context: what is checked is exactly what iam-policy prints. A
+// denial in a statement the host needs fails; one in glbootstrap's own read-only checks
+// (iampolicy.ChecksSid) warns. Without iam:GetInstanceProfile or iam:SimulatePrincipalPolicy it
+// says it could not check.
 func checkIAM(ctx context.Context, in checkInput) Finding {
 	role, err := in.AWS.IAM.InstanceRole(ctx)
 	switch {
 	case errors.Is(err, iam.ErrNoInstanceProfile):
 		return Finding{Status: CheckFail, Resource: "instance " + in.Front.InstanceID, Problem: err.Error() + ": the driver gets no AWS credentials",
-			Fix: "attach an instance profile whose role may ecs:RunTask, ecs:DescribeTasks, ecs:StopTask and iam:PassRole on the task roles"}
+			Fix: "attach an instance profile whose role has the policy `glbootstrap iam-policy --role runner` prints"}
 	case err != nil:
 		return Finding{Status: CheckWarn, Resource: "instance role", Problem: "could not check: " + err.Error(),
-			Fix: "allow iam:GetInstanceProfile and iam:SimulatePrincipalPolicy (read-only) to the instance profile to let glbootstrap check its role"}
+			Fix: "allow iam:GetInstanceProfile and iam:SimulatePrincipalPolicy (read-only) to the instance profile to let glbootstrap check its role (statement GlbootstrapChecksIAM of `glbootstrap iam-policy`)"}
 	}
 	res := "role " + role
-	type ask struct {
-		action    string
-		resources []string
+	if in.Policy == nil {
+		return Finding{Status: CheckFail, Resource: res, Problem: "no policy to check the role against", Fix: "report this: the runner role builds the policy"}
 	}
-	asks := []ask{{"ecs:DescribeTasks", []string{"*"}}, {"ecs:StopTask", []string{"*"}}}
-	var passRoles []string
+	partition, account, name, ok := splitRoleARN(role)
+	if !ok {
+		return Finding{Status: CheckWarn, Resource: res, Problem: "could not check: " + role + " is not a role ARN (arn:PARTITION:iam::ACCOUNT:role/NAME)",
+			Fix: "check by hand that the role has the policy `glbootstrap iam-policy --role runner` prints"}
+	}
+	var taskRoles []string // nil: unknown
 	if td, err := in.taskDefinition(ctx); err == nil {
-		asks = append([]ask{{"ecs:RunTask", []string{aws.ToString(td.TaskDefinitionArn)}}}, asks...)
+		taskRoles = []string{}
 		for _, r := range []string{aws.ToString(td.TaskRoleArn), aws.ToString(td.ExecutionRoleArn)} {
-			if r != "" && !slices.Contains(passRoles, r) {
-				passRoles = append(passRoles, r)
+			if r != "" && !slices.Contains(taskRoles, r) {
+				taskRoles = append(taskRoles, r)
 			}
 		}
-		if len(passRoles) > 0 {
-			asks = append(asks, ask{"iam:PassRole", passRoles})
-		}
-	} else {
-		asks = append([]ask{{"ecs:RunTask", []string{"*"}}}, asks...)
 	}
-	var denied []string
-	for _, a := range asks {
-		results, err := in.AWS.IAM.Simulate(ctx, role, a.action, a.resources)
+	pol := in.Policy(ctx, partition, account, name, taskRoles)
+	var denied, deniedChecks []string
+	asked := 0
+	for _, a := range pol.Asks() {
+		if a.Sid == "PassTaskRoles" && taskRoles == nil {
+			// The policy holds a placeholder: nothing real to ask (task-definition says why).
+			continue
+		}
+		results, err := in.AWS.IAM.Simulate(ctx, role, a)
 		if err != nil {
 			return Finding{Status: CheckWarn, Resource: res, Problem: "could not check what the role may do: " + err.Error(),
-				Fix: "allow iam:SimulatePrincipalPolicy on " + role + " to the instance profile (read-only), or check by hand that it may ecs:RunTask, ecs:DescribeTasks, ecs:StopTask and iam:PassRole on the task roles"}
+				Fix: "allow iam:SimulatePrincipalPolicy on " + role + " to the instance profile (read-only), or check by hand that the role has the policy `glbootstrap iam-policy --role runner` prints"}
 		}
+		asked++
 		for _, r := range results {
-			if r.EvalDecision != iamtypes.PolicyEvaluationDecisionTypeAllowed {
-				denied = append(denied, fmt.Sprintf("%s on %s (%s)", aws.ToString(r.EvalActionName), aws.ToString(r.EvalResourceName), r.EvalDecision))
+			if r.EvalDecision == iamtypes.PolicyEvaluationDecisionTypeAllowed {
+				continue
+			}
+			d := fmt.Sprintf("%s on %s (%s)", aws.ToString(r.EvalActionName), aws.ToString(r.EvalResourceName), r.EvalDecision)
+			if strings.HasPrefix(a.Sid, iampolicy.ChecksSid) {
+				deniedChecks = append(deniedChecks, d)
+			} else {
+				denied = append(denied, d)
 			}
 		}
 	}
-	if len(denied) > 0 {
-		return Finding{Status: CheckFail, Resource: res, Problem: "the role may not " + strings.Join(denied, ", ") + ": the driver's calls fail and tasks may be left running",
-			Fix: "add a policy to the role allowing ecs:RunTask on the task definition, ecs:DescribeTasks and ecs:StopTask, and iam:PassRole on the task definition's roles"}
+	fix := "attach the policy `glbootstrap iam-policy --role runner --config ...` prints to " + role
+	switch {
+	case len(denied) > 0:
+		return Finding{Status: CheckFail, Resource: res, Problem: "the role may not " + strings.Join(append(denied, deniedChecks...), ", ") + ": the driver's or glbootstrap's calls fail and tasks may be left running",
+			Fix: fix}
+	case len(deniedChecks) > 0:
+		return Finding{Status: CheckWarn, Resource: res, Problem: "glbootstrap's read-only checks may not " + strings.Join(deniedChecks, ", ") + ": those checks cannot run",
+			Fix: fix}
 	}
-	detail := "may run, describe and stop tasks"
-	if len(passRoles) > 0 {
-		detail += fmt.Sprintf(" and pass %d task role(s)", len(passRoles))
+	detail := fmt.Sprintf("may do all %d actions of the front's policy", asked)
+	if len(taskRoles) > 0 {
+		detail += fmt.Sprintf(", including run, describe and stop tasks and pass %d task role(s)", len(taskRoles))
 	}
 	return Finding{Status: CheckOK, Resource: res, Detail: detail + " (IAM policy simulator)"}
+}
+
+// splitRoleARN splits arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME; name keeps the path.
+func splitRoleARN(arn string) (partition, account, name string, ok bool) {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "iam" || !strings.HasPrefix(parts[5], "role/") {
+		return "", "", "", false
+	}
+	return parts[1], parts[4], strings.TrimPrefix(parts[5], "role/"), true
 }

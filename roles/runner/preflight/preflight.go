@@ -44,6 +44,9 @@ type Input struct {
 	Machine Machine
 	// Cache is runner.cache (zero: none).
 	Cache Cache
+	// Policy is the front's least-privilege policy, which the iam check asks IAM's simulator
+	// about (the runner role's, as "glbootstrap iam-policy" prints it).
+	Policy PolicyFunc
 	// AWS are the read-only AWS APIs of Region.
 	AWS Readers
 	// Host holds the driver and the directories.

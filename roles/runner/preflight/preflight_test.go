@@ -16,6 +16,7 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecs"
 	"github.com/glbootstrap/glbootstrap/internal/aws/iam"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/iampolicy"
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 )
 
@@ -75,6 +76,7 @@ func newPFWorld(t *testing.T, withIMDS bool) *pfWorld {
 			{"/opt/gitlab-runner/cache", 0o750}},
 		Front:   Front{InstanceID: v.InstanceID, PrivateIPv4: v.LocalIPv4, SecurityGroups: v.SecurityGroupIDs},
 		Machine: Machine{InstanceType: func(context.Context) (string, error) { return v.InstanceType, nil }},
+		Policy:  testPolicy(v.Region),
 	}
 	env := map[string]string{
 		"AWS_REGION": v.Region, "AWS_MAX_ATTEMPTS": "1",
@@ -413,9 +415,32 @@ func TestCheckCapacity(t *testing.T) {
 	})
 }
 
+// testPolicy is a front policy of the reference setup's shape (the runner role's own, built from
+// its configuration, is checked against the simulator's questions in roles/runner): the driver's
+// statements and glbootstrap's IAM checks.
+func testPolicy(region string) PolicyFunc {
+	return func(_ context.Context, partition, account, roleName string, taskRoles []string) iampolicy.Policy {
+		p := iampolicy.Place{Partition: partition, Account: account, Region: region}
+		cluster := p.ARN("ecs", "cluster/ci-cluster")
+		st := []iampolicy.Statement{
+			iampolicy.Allow("RunCoordinatorTask", []string{"ecs:RunTask"}, []string{p.ARN("ecs", "task-definition/ci-coordinator:1")}).When("ArnEquals", "ecs:cluster", cluster),
+			iampolicy.Allow("ManageCoordinatorTasks", []string{"ecs:DescribeTasks", "ecs:StopTask"}, []string{p.ARN("ecs", "task/ci-cluster/*")}).When("ArnEquals", "ecs:cluster", cluster),
+		}
+		if taskRoles == nil {
+			taskRoles = []string{p.IAMRole("REPLACE-ME")}
+		}
+		if len(taskRoles) > 0 {
+			st = append(st, iampolicy.Allow("PassTaskRoles", []string{"iam:PassRole"}, taskRoles).When("StringEquals", "iam:PassedToService", "ecs-tasks.amazonaws.com"))
+		}
+		st = append(st, iampolicy.Allow(iampolicy.ChecksSid+"Simulate", []string{"iam:SimulatePrincipalPolicy"}, []string{p.IAMRole(roleName)}))
+		return iampolicy.New(st...)
+	}
+}
+
 func TestCheckIAM(t *testing.T) {
+	tasks := "arn:aws:ecs:" + testenv.DefaultIMDSValues().Region + ":123456789012:task/ci-cluster/*"
 	runChecks(t, checkIAM, true, map[string]pfCase{
-		"reference role": {want: CheckOK, problem: []string{"may run, describe and stop tasks and pass 2 task role(s)"}},
+		"reference role": {want: CheckOK, problem: []string{"may do all 5 actions of the front's policy, including run, describe and stop tasks and pass 2 task role(s)"}},
 		"may not stop tasks or pass the execution role": {
 			setup: func(w *pfWorld) {
 				role := "arn:aws:iam::123456789012:role/narrow"
@@ -423,9 +448,24 @@ func TestCheckIAM(t *testing.T) {
 				w.stack.IAM.Allow(role, "ecs:RunTask")
 				w.stack.IAM.Allow(role, "ecs:DescribeTasks")
 				w.stack.IAM.Allow(role, "iam:PassRole", testenv.StackTaskRole)
+				w.stack.IAM.Allow(role, "iam:SimulatePrincipalPolicy", role)
 			},
-			want: CheckFail, problem: []string{"ecs:StopTask on * (implicitDeny)", "iam:PassRole on " + testenv.StackExecutionRole},
-			fix: "ecs:StopTask",
+			want: CheckFail, problem: []string{"ecs:StopTask on " + tasks + " (implicitDeny)", "iam:PassRole on " + testenv.StackExecutionRole},
+			fix: "glbootstrap iam-policy --role runner",
+		},
+		"may not simulate itself: glbootstrap's check statement only warns": {
+			setup: func(w *pfWorld) {
+				role := "arn:aws:iam::123456789012:role/nosim"
+				w.stack.IAM.AddInstanceProfile(testenv.StackInstanceProfile, role)
+				w.stack.IAM.Allow(role, "ecs:*")
+				w.stack.IAM.Allow(role, "iam:PassRole", testenv.StackTaskRole, testenv.StackExecutionRole)
+			},
+			want: CheckWarn, problem: []string{"glbootstrap's read-only checks may not iam:SimulatePrincipalPolicy on arn:aws:iam::123456789012:role/nosim"},
+			fix: "glbootstrap iam-policy",
+		},
+		"task definition unreadable: the placeholder is not asked": {
+			setup: func(w *pfWorld) { w.in.TaskDefinition = "missing:1" },
+			want:  CheckOK, problem: []string{"may do all 4 actions"},
 		},
 		"SimulatePrincipalPolicy denied: could not check": {
 			setup: func(w *pfWorld) { w.stack.IAM.Deny("SimulatePrincipalPolicy") },
@@ -436,6 +476,26 @@ func TestCheckIAM(t *testing.T) {
 			want:  CheckWarn, problem: []string{"could not check", "iam:GetInstanceProfile"}, fix: "iam:GetInstanceProfile",
 		},
 	})
+}
+
+// TestCheckIAMContext: the simulator is asked with each statement's condition keys as context
+// entries, so a grant scoped with ecs:cluster or iam:PassedToService reads as allowed.
+func TestCheckIAMContext(t *testing.T) {
+	w := newPFWorld(t, true)
+	if f := checkIAM(context.Background(), w.input(t)); f.Status != CheckOK {
+		t.Fatalf("%+v", f)
+	}
+	cluster := "ecs:cluster=arn:arn:aws:ecs:" + testenv.DefaultIMDSValues().Region + ":123456789012:cluster/ci-cluster"
+	for action, want := range map[string]string{
+		"ecs:RunTask": cluster, "ecs:StopTask": cluster,
+		"iam:PassRole":                "iam:PassedToService=string:ecs-tasks.amazonaws.com",
+		"iam:SimulatePrincipalPolicy": "",
+	} {
+		got := strings.Join(w.stack.IAM.ContextKeys(action), " ")
+		if got != want {
+			t.Errorf("%s simulated with context %q, want %q", action, got, want)
+		}
+	}
 }
 
 func TestCheckDriver(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecs"
 	"github.com/glbootstrap/glbootstrap/internal/aws/iam"
 	"github.com/glbootstrap/glbootstrap/internal/aws/s3"
+	"github.com/glbootstrap/glbootstrap/internal/iampolicy"
 	"github.com/glbootstrap/glbootstrap/internal/role"
 )
 
@@ -39,7 +40,7 @@ type ECRReader interface {
 // IAMReader finds the front's role and simulates what it may do.
 type IAMReader interface {
 	InstanceRole(ctx context.Context) (string, error)
-	Simulate(ctx context.Context, principal, action string, resources []string) ([]iamtypes.EvaluationResult, error)
+	Simulate(ctx context.Context, principal string, ask iampolicy.Ask) ([]iamtypes.EvaluationResult, error)
 }
 
 // S3Reader tells where a bucket lives (GetBucketLocation; errors wrap s3.ErrNotFound for a
