@@ -1,0 +1,183 @@
+package pkg
+
+import (
+	"context"
+	"flag"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/glbootstrap/glbootstrap/internal/host"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs (go test -update rewrites it; review the diff):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// TestAptCommandsGolden records the sources.list entry and every apt command Ensure runs for
+// the runner on Debian 12 and GitLab EE on Ubuntu 24.04 behind a mirror.
+func TestAptCommandsGolden(t *testing.T) {
+	runner, err := Runner(bookworm, "", "17.9.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ee, err := GitLab(noble, "https://mirror.internal/gitlab", "ee", "18.5.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ee.AllowDowngrade = true
+	var b strings.Builder
+	for _, r := range []Request{runner, ee} {
+		b.WriteString("# " + r.Repo.SourcePath() + "\n" + r.Repo.SourceLine())
+		b.WriteString("# keyring " + r.Repo.KeyringPath() + " from " + r.Repo.KeyURL + "\n")
+		b.WriteString(strings.Join(UpdateCommand(r.Repo), " ") + "\n")
+		b.WriteString(strings.Join(InstallCommand(r), " ") + "\n\n")
+	}
+	b.WriteString(strings.Join(FullUpdateCommand(), " ") + "\n")
+	golden(t, "apt-commands.golden", b.String())
+}
+
+func TestParseDpkgQuery(t *testing.T) {
+	out := "gitlab-runner\thold ok installed\t17.9.3-1\n" +
+		"gitlab-runner-helper-images\tinstall ok installed\t17.9.3-1\n" +
+		"gitlab-ee\tdeinstall ok config-files\t18.4.0-ee.0\n" +
+		"dpkg-query: no packages found matching gitlab-ce\n"
+	got := parseDpkgQuery(out)
+	want := map[string]installed{
+		"gitlab-runner":               {Version: "17.9.3-1", Installed: true, Held: true},
+		"gitlab-runner-helper-images": {Version: "17.9.3-1", Installed: true},
+		"gitlab-ee":                   {Version: "18.4.0-ee.0"},
+	}
+	if len(got) != len(want) {
+		t.Errorf("parseDpkgQuery = %+v", got)
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %+v, want %+v", k, got[k], w)
+		}
+	}
+}
+
+func TestParseMadison(t *testing.T) {
+	const url = "https://packages.gitlab.com/runner/gitlab-runner/debian/"
+	out := ` gitlab-runner |   17.9.3-1 | https://packages.gitlab.com/runner/gitlab-runner/debian bookworm/main amd64 Packages
+ gitlab-runner |   17.9.2-1 | https://packages.gitlab.com/runner/gitlab-runner/debian bookworm/main amd64 Packages
+ gitlab-runner | 11.2.0+dfsg-2 | http://deb.debian.org/debian bookworm/main amd64 Packages
+N: Unable to locate package nothing
+`
+	if got := strings.Join(parseMadison(out, url), ", "); got != "17.9.3-1, 17.9.2-1" {
+		t.Errorf("parseMadison = %q, want only the repository's versions", got)
+	}
+}
+
+func TestURIToFileName(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://packages.gitlab.com/runner/gitlab-runner/debian/": "packages.gitlab.com_runner_gitlab-runner_debian_",
+		"http://user:pw@mirror:8081/gitlab/":                       "mirror:8081_gitlab_",
+	} {
+		if got := uriToFileName(in); got != want {
+			t.Errorf("uriToFileName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// keyServer serves file at /gpgkey/gpg.key and counts the requests.
+func keyServer(t *testing.T, file string) (string, *atomic.Int32) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		if r.URL.Path != "/gpgkey/gpg.key" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(data)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &n
+}
+
+// TestEnsureUnderRoot runs Ensure against a --root tree (not the live system, so no command
+// runs): the keyring and the source list are written when the served key is pinned, and nothing
+// at all when it is not.
+func TestEnsureUnderRoot(t *testing.T) {
+	mirror, _ := keyServer(t, "testdata/keys/rsa.asc")
+	const rsaFpr = "57C4CFD597ABD7AE832BD45315B05D7F7627CA8C"
+	req, err := Runner(bookworm, mirror, "17.9.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Not pinned: refused, nothing written.
+	root := t.TempDir()
+	h, err := host.New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	_, err = Manager{Host: h}.Ensure(context.Background(), req)
+	if err == nil || !strings.Contains(err.Error(), "refusing the repository key "+mirror+"/gpgkey/gpg.key") || !strings.Contains(err.Error(), RepoKeyFingerprint) {
+		t.Errorf("unpinned key: %v", err)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("an unpinned key left %d entries under the root", len(entries))
+	}
+
+	// Pinned: written, with the binary keyring; commands not run under --root.
+	req.Repo.Fingerprints = []string{rsaFpr}
+	steps, err := Manager{Host: h}.Ensure(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 3 || !steps[0].Changed || !steps[1].Changed || !strings.HasPrefix(steps[2].Summary, "not run (--root") {
+		t.Errorf("steps %+v", steps)
+	}
+	kr, err := os.ReadFile(filepath.Join(root, "etc/apt/keyrings/runner_gitlab-runner.gpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, keys, err := ParseKeys(kr); err != nil || len(keys) != 1 || keys[0].Fingerprint != rsaFpr || kr[0]&0x80 == 0 {
+		t.Errorf("keyring: %v %+v (want gpg --dearmor's binary form)", err, keys)
+	}
+	list, _ := os.ReadFile(filepath.Join(root, "etc/apt/sources.list.d/runner_gitlab-runner.list"))
+	if !strings.Contains(string(list), "deb [signed-by=/etc/apt/keyrings/runner_gitlab-runner.gpg] "+mirror+"/runner/gitlab-runner/debian/ bookworm main\n") {
+		t.Errorf("source list:\n%s", list)
+	}
+
+	// A plan on the same tree: the files are unchanged, the commands would not run either.
+	p, err := host.New(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	steps, err = Manager{Host: p}.Ensure(context.Background(), req)
+	if err != nil || steps[0].Changed || steps[1].Changed {
+		t.Errorf("plan after apply: %+v, %v", steps, err)
+	}
+	if got := p.Planned(); len(got) != 0 {
+		t.Errorf("plan under --root recorded %+v, want nothing (no command runs under --root)", got)
+	}
+}
