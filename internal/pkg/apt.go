@@ -34,7 +34,8 @@ func (r Repo) SourceLine() string {
 	return fmt.Sprintf("deb [signed-by=%s] %s %s %s\n", r.KeyringPath(), r.URL, r.Suite, r.Component)
 }
 
-// Manager installs packages on a host with apt (Debian, Ubuntu).
+// Manager installs packages on a host with apt (Debian, Ubuntu) or dnf (Amazon Linux 2023,
+// RHEL 9), as the request's repository says.
 type Manager struct {
 	// Host is where files are written and commands run.
 	Host *host.Host
@@ -104,10 +105,17 @@ func InstallCommand(req Request) []string {
 // have (naming those it has), installs and holds. A plan Host stops before anything is written
 // or run and says what would be. Under a --root other than "/" dpkg cannot be asked: the files
 // are written and the commands reported as not run.
+//
+// For a dnf repository (Family Dnf) the same is done with rpm -q and the versionlock list,
+// the .repo file and its two key files (repository and package signing keys, both pinned),
+// dnf makecache of that repository, dnf repoquery, install (or downgrade) and versionlock.
 func (m Manager) Ensure(ctx context.Context, req Request) ([]host.Step, error) {
 	h := m.Host
 	if len(req.Packages) == 0 {
 		return nil, errors.New("no package to install")
+	}
+	if req.Repo.Family == Dnf {
+		return m.ensureDnf(ctx, req)
 	}
 	main := req.Packages[0]
 	st := host.Step{Kind: "package", Target: main.Name}
@@ -338,35 +346,42 @@ func (m Manager) newer(ctx context.Context, a, b string) (bool, error) {
 // fetchKey downloads the repository key and returns it as a binary keyring when every key in
 // it is pinned.
 func (m Manager) fetchKey(ctx context.Context, r Repo) ([]byte, error) {
+	_, bin, err := m.fetchKeyFile(ctx, r)
+	return bin, err
+}
+
+// fetchKeyFile downloads r's key file and returns it as downloaded and as a binary keyring,
+// when every key in it is pinned.
+func (m Manager) fetchKeyFile(ctx context.Context, r Repo) (raw, bin []byte, err error) {
 	c := m.HTTP
 	if c == nil {
 		c = &http.Client{Timeout: 60 * time.Second}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.KeyURL, nil)
 	if err != nil {
-		return nil, fmt.Errorf("repository key URL %s: %w", r.KeyURL, err)
+		return nil, nil, fmt.Errorf("repository key URL %s: %w", r.KeyURL, err)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("downloading the repository key %s: %w (without a route to packages.gitlab.com, set packages.mirror)", r.KeyURL, err)
+		return nil, nil, fmt.Errorf("downloading the repository key %s: %w (without a route to packages.gitlab.com, set packages.mirror)", r.KeyURL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("downloading the repository key %s: HTTP %s", r.KeyURL, resp.Status)
+		return nil, nil, fmt.Errorf("downloading the repository key %s: HTTP %s", r.KeyURL, resp.Status)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxKeyFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("downloading the repository key %s: %w", r.KeyURL, err)
+		return nil, nil, fmt.Errorf("downloading the repository key %s: %w", r.KeyURL, err)
 	}
 	if len(data) > maxKeyFile {
-		return nil, fmt.Errorf("the repository key %s is larger than %d bytes: not a key file", r.KeyURL, maxKeyFile)
+		return nil, nil, fmt.Errorf("the repository key %s is larger than %d bytes: not a key file", r.KeyURL, maxKeyFile)
 	}
-	bin, err := CheckKeys(data, r.Fingerprints)
+	bin, err = CheckKeys(data, r.Fingerprints)
 	if err != nil {
-		return nil, fmt.Errorf("refusing the repository key %s: %w; nothing was installed (GitLab publishes its key's fingerprint at %s; a packages.mirror must serve that same key)",
+		return nil, nil, fmt.Errorf("refusing the repository key %s: %w; nothing was installed (GitLab publishes its key's fingerprint at %s; a packages.mirror must serve that same key)",
 			r.KeyURL, err, KeyDocs)
 	}
-	return bin, nil
+	return data, bin, nil
 }
 
 // haveOtherLists reports whether apt has a package index of a source other than r: a stock

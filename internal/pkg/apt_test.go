@@ -110,7 +110,7 @@ func keyServer(t *testing.T, file string) (string, *atomic.Int32) {
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.Add(1)
-		if r.URL.Path != "/gpgkey/gpg.key" {
+		if !strings.HasPrefix(r.URL.Path, "/gpgkey/") {
 			http.NotFound(w, r)
 			return
 		}
@@ -179,5 +179,96 @@ func TestEnsureUnderRoot(t *testing.T) {
 	}
 	if got := p.Planned(); len(got) != 0 {
 		t.Errorf("plan under --root recorded %+v, want nothing (no command runs under --root)", got)
+	}
+}
+
+// TestDnfGolden records the .repo file and every dnf command Ensure runs for the runner on
+// Amazon Linux 2023 and GitLab EE on RHEL 9 behind a mirror. Real dnf does not run in these
+// tests (see the package's report): these files are what a reviewer checks against GitLab's
+// script.rpm.sh.
+func TestDnfGolden(t *testing.T) {
+	runner, err := Runner(al2023, "", "17.9.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ee, err := GitLab(el9, "https://mirror.internal/gitlab", "ee", "18.5.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, r := range []Request{runner, ee} {
+		b.WriteString("# " + r.Repo.RepoFilePath() + "\n" + r.Repo.RepoFile())
+		b.WriteString("# " + r.Repo.RepoKeyPath() + " from " + r.Repo.KeyURL + " pinned " + strings.Join(r.Repo.Fingerprints, " ") + "\n")
+		b.WriteString("# " + r.Repo.PackageKeyPath() + " from " + strings.Join(r.Repo.PackageKeyURLs, " ") + " pinned " + strings.Join(r.Repo.PackageFingerprints, " ") + "\n")
+		for _, c := range [][]string{DnfMakecacheCommand(r.Repo), DnfAvailableCommand(r.Repo, r.Packages[0].Name),
+			DnfUnlockCommand(r.Names()), DnfInstallCommand(r, false), DnfInstallCommand(r, true), DnfLockCommand(r)} {
+			b.WriteString(strings.Join(c, " ") + "\n")
+		}
+		b.WriteString("\n")
+	}
+	golden(t, "dnf.golden", b.String())
+}
+
+func TestVersionlockList(t *testing.T) {
+	list := []byte("# Added lock on Mon Dec  1 10:00:00 2026\ngitlab-runner-0:17.9.3-1.*\ngitlab-runner-helper-images-17.9.3-1\n")
+	for _, tc := range []struct {
+		p            Package
+		exact, named bool
+	}{
+		{Package{"gitlab-runner", "17.9.3-1"}, true, true},
+		{Package{"gitlab-runner", "17.9.2-1"}, false, true},
+		{Package{"gitlab-runner-helper-images", "17.9.3-1"}, true, true},
+		{Package{"gitlab-ee", "18.5.1-ee.0.el9"}, false, false},
+	} {
+		if got := locked(list, tc.p); got != tc.exact {
+			t.Errorf("locked(%v) = %t", tc.p, got)
+		}
+		if got := lockedName(list, tc.p.Name); got != tc.named {
+			t.Errorf("lockedName(%s) = %t", tc.p.Name, got)
+		}
+	}
+	if lockedName([]byte("gitlab-runner-helper-images-0:17.9.3-1.*\n"), "gitlab-runner") {
+		t.Error("a lock of gitlab-runner-helper-images counted as one of gitlab-runner")
+	}
+}
+
+// TestEnsureDnfUnderRoot: for dnf, the .repo file and both key files are written as
+// downloaded (ASCII armor, which rpm needs) once every key is pinned; nothing runs under --root.
+func TestEnsureDnfUnderRoot(t *testing.T) {
+	mirror, _ := keyServer(t, "testdata/keys/rsa.asc")
+	const rsaFpr = "57C4CFD597ABD7AE832BD45315B05D7F7627CA8C"
+	req, err := Runner(al2023, mirror, "17.9.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	h, err := host.New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	req.Repo.Fingerprints = []string{rsaFpr}
+	if _, err := (Manager{Host: h}).Ensure(context.Background(), req); err == nil || !strings.Contains(err.Error(), RunnerPackageKeyFingerprint) {
+		t.Errorf("unpinned package key: %v, want it refused", err)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("a refused key left %d entries under the root", len(entries))
+	}
+	req.Repo.PackageFingerprints = []string{rsaFpr}
+	steps, err := Manager{Host: h}.Ensure(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 4 || !strings.HasPrefix(steps[3].Summary, "not run (--root") {
+		t.Errorf("steps %+v", steps)
+	}
+	want, _ := os.ReadFile("testdata/keys/rsa.asc")
+	for _, p := range []string{req.Repo.RepoKeyPath(), req.Repo.PackageKeyPath()} {
+		if got, _ := os.ReadFile(filepath.Join(root, p)); string(got) != string(want) {
+			t.Errorf("%s is not the armored key as served", p)
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, req.Repo.RepoFilePath())); string(got) != req.Repo.RepoFile() {
+		t.Errorf("%s:\n%s", req.Repo.RepoFilePath(), got)
 	}
 }

@@ -113,6 +113,8 @@ func orUnknown(s, alt string) string {
 
 // Repo is one of GitLab's package repositories for one distribution.
 type Repo struct {
+	// Family is the package manager the repository is for.
+	Family Family
 	// Name names the files: /etc/apt/sources.list.d/NAME.list and /etc/apt/keyrings/NAME.gpg,
 	// or /etc/yum.repos.d/NAME.repo.
 	Name string
@@ -167,7 +169,7 @@ func newRepo(d Distro, mirror, project string) (Repo, error) {
 		return Repo{}, err
 	}
 	name := strings.ReplaceAll(project, "/", "_") // runner_gitlab-runner, as GitLab's script names it
-	r := Repo{Name: name, KeyURL: base + keyPath, Fingerprints: []string{RepoKeyFingerprint}}
+	r := Repo{Family: d.Family, Name: name, KeyURL: base + keyPath, Fingerprints: []string{RepoKeyFingerprint}}
 	switch d.Family {
 	case Apt:
 		r.URL = base + "/" + project + "/" + d.RepoOS + "/"
