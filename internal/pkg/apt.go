@@ -168,25 +168,14 @@ func (m Manager) Ensure(ctx context.Context, req Request) ([]host.Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	files := []host.File{
+	// A source apt cannot update would fail every later apt-get update on the host
+	// (unattended-upgrades too): when apt refuses it, the files are put back as they were.
+	steps, rollback, err := writeFiles(h, []host.File{
 		{Path: req.Repo.KeyringPath(), Data: keyring, Mode: 0o644},
 		{Path: req.Repo.SourcePath(), Data: []byte(sourceHeader + req.Repo.SourceLine()), Mode: 0o644},
-	}
-	// What was there before, to put back when apt refuses the repository: a source apt cannot
-	// update would fail every later apt-get update on the host (unattended-upgrades too).
-	before := make([][]byte, len(files))
-	for i, f := range files {
-		if b, err := h.ReadFile(f.Path); err == nil {
-			before[i] = b
-		}
-	}
-	var steps []host.Step
-	for _, f := range files {
-		s, err := h.EnsureFile(f)
-		if err != nil {
-			return nil, err
-		}
-		steps = append(steps, s)
+	})
+	if err != nil {
+		return nil, err
 	}
 
 	update := UpdateCommand(req.Repo)
@@ -196,15 +185,7 @@ func (m Manager) Ensure(ctx context.Context, req Request) ([]host.Step, error) {
 	m.progress("apt-get update (" + req.Repo.URL + ")")
 	act, out, err := h.Run(ctx, nil, update[0], update[1:]...)
 	if err != nil {
-		for i := len(files) - 1; i >= 0; i-- {
-			f := files[i]
-			if before[i] == nil {
-				_, _ = h.EnsureAbsent(f.Path, "apt refused the repository")
-			} else {
-				f.Data = before[i]
-				_, _ = h.EnsureFile(f)
-			}
-		}
+		rollback("apt refused the repository")
 		if unsigned(out) {
 			return nil, fmt.Errorf("apt refused the repository %s: its metadata is not signed by the pinned key %s (GitLab's repository key, %s); nothing was installed and its source list was removed again. A packages.mirror must serve GitLab's signed Release files unchanged: %w",
 				req.Repo.URL, strings.Join(req.Repo.Fingerprints, " or "), KeyDocs, err)
@@ -275,6 +256,38 @@ func unsigned(out []byte) bool {
 	s := string(out)
 	return strings.Contains(s, "NO_PUBKEY") || strings.Contains(s, "signatures couldn't be verified") ||
 		strings.Contains(s, "is not signed") || strings.Contains(s, "signatures were invalid")
+}
+
+// writeFiles ensures files in order and returns their steps and a function that puts back what
+// was there before (removing a file that was not), last file first.
+func writeFiles(h *host.Host, files []host.File) ([]host.Step, func(why string), error) {
+	before := make([][]byte, len(files))
+	for i, f := range files {
+		if b, err := h.ReadFile(f.Path); err == nil {
+			before[i] = b
+		}
+	}
+	rollback := func(why string) {
+		for i := len(files) - 1; i >= 0; i-- {
+			f := files[i]
+			if before[i] == nil {
+				_, _ = h.EnsureAbsent(f.Path, why)
+			} else {
+				f.Data = before[i]
+				_, _ = h.EnsureFile(f)
+			}
+		}
+	}
+	var steps []host.Step
+	for _, f := range files {
+		s, err := h.EnsureFile(f)
+		if err != nil {
+			rollback("a later file could not be written")
+			return nil, nil, err
+		}
+		steps = append(steps, s)
+	}
+	return steps, rollback, nil
 }
 
 const sourceHeader = "# Written by glbootstrap: GitLab's repository, trusted only with its pinned signing key.\n"

@@ -31,7 +31,9 @@ func (r Repo) PackageKeyPath() string { return path.Join(dnfKeyDir, "RPM-GPG-KEY
 
 // RepoFile is r's yum.repos.d(5) file: the metadata signature (repo_gpgcheck) and each
 // package's (gpgcheck) are checked against the two local key files only, which Ensure wrote
-// after checking their fingerprints; the other settings are those of GitLab's script.rpm.sh.
+// after checking their fingerprints; the other settings are those of GitLab's script.rpm.sh,
+// and skip_if_unavailable=0, so a repository dnf cannot verify is an error, not silently skipped
+// (dnf's default is a distribution's choice: Debian's dnf.conf skips).
 func (r Repo) RepoFile() string {
 	return fmt.Sprintf(`# Written by glbootstrap: GitLab's repository, trusted only with its pinned signing keys.
 [%s]
@@ -42,6 +44,7 @@ repo_gpgcheck=1
 gpgcheck=1
 gpgkey=file://%s
        file://%s
+skip_if_unavailable=0
 sslverify=1
 metadata_expire=300
 `, r.Name, r.Name, r.URL, r.RepoKeyPath(), r.PackageKeyPath())
@@ -156,24 +159,23 @@ func (m Manager) ensureDnf(ctx context.Context, req Request) ([]host.Step, error
 		}
 		pkgKeys = append(pkgKeys, k...)
 	}
-	var steps []host.Step
-	for _, f := range []host.File{
+	// A repository dnf cannot verify (skip_if_unavailable=0) would fail every later dnf run on
+	// the host: when dnf refuses it, the files are put back as they were.
+	steps, rollback, err := writeFiles(h, []host.File{
 		{Path: req.Repo.RepoKeyPath(), Data: repoKey, Mode: 0o644},
 		{Path: req.Repo.PackageKeyPath(), Data: pkgKeys, Mode: 0o644},
 		{Path: req.Repo.RepoFilePath(), Data: []byte(req.Repo.RepoFile()), Mode: 0o644},
-	} {
-		s, err := h.EnsureFile(f)
-		if err != nil {
-			return nil, err
-		}
-		steps = append(steps, s)
+	})
+	if err != nil {
+		return nil, err
 	}
 
 	mc := DnfMakecacheCommand(req.Repo)
 	m.progress("dnf makecache (" + req.Repo.URL + ")")
 	act, _, err := h.Run(ctx, nil, mc[0], mc[1:]...)
 	if err != nil {
-		return nil, fmt.Errorf("dnf makecache of %s failed (its metadata must be signed by the pinned key %s, %s); nothing was installed: %w",
+		rollback("dnf refused the repository")
+		return nil, fmt.Errorf("dnf makecache of %s failed (its metadata must be signed by the pinned key %s, %s); nothing was installed and its .repo file was removed again: %w",
 			req.Repo.URL, strings.Join(req.Repo.Fingerprints, " or "), KeyDocs, err)
 	}
 	if act.Ran {
@@ -183,7 +185,7 @@ func (m Manager) ensureDnf(ctx context.Context, req Request) ([]host.Step, error
 			if err != nil {
 				return nil, fmt.Errorf("listing the versions of %s: %w", p.Name, err)
 			}
-			vs := strings.Fields(string(out))
+			vs := parseRepoquery(string(out))
 			if !slices.Contains(vs, p.Version) {
 				slices.Reverse(vs) // newest first, like apt-cache madison
 				return nil, fmt.Errorf("%s %s is not in the repository %s, which has %s: set %s to one of them; nothing was installed",
@@ -305,4 +307,18 @@ func (m Manager) armoredKey(ctx context.Context, r Repo) ([]byte, error) {
 		return nil, fmt.Errorf("the key %s is not ASCII-armored, which rpm needs: serve the file as packages.gitlab.com does", r.KeyURL)
 	}
 	return raw, nil
+}
+
+var rpmEVR = regexp.MustCompile(`^[0-9][A-Za-z0-9._+~^]*-[A-Za-z0-9._+~^]+$`)
+
+// parseRepoquery keeps the VERSION-RELEASE lines of dnf repoquery's output (dnf's warnings,
+// "Unable to detect release version", come on the same stream).
+func parseRepoquery(out string) []string {
+	var vs []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); rpmEVR.MatchString(l) && !slices.Contains(vs, l) {
+			vs = append(vs, l)
+		}
+	}
+	return vs
 }

@@ -1,6 +1,7 @@
 // Command pkghelper runs pkg.Manager.Ensure for gitlab-runner on the live system it runs on (a
 // test container) and prints the steps, the planned actions and the error as JSON: the system
-// test of package pkg runs it inside systemd-nspawn, where "/" is the container's root.
+// tests of package pkg run it inside systemd-nspawn (apt), or chrooted into an overlay of the
+// test host (dnf), where "/" is the throwaway root.
 package main
 
 import (
@@ -25,6 +26,8 @@ func main() {
 	fpr := flag.String("fingerprint", "", "the pinned key (the test's own)")
 	plan := flag.Bool("plan", false, "plan instead of apply")
 	downgrade := flag.Bool("allow-downgrade", false, "allow a downgrade")
+	pkgFpr := flag.String("package-fingerprint", "", "the pinned package signing key (dnf)")
+	osRelease := flag.String("os-release", "", "os-release content to use instead of /etc/os-release (dnf on a Debian test host)")
 	flag.Parse()
 
 	var res result
@@ -36,6 +39,9 @@ func main() {
 	}
 	defer h.Close()
 	d, err := pkg.DetectDistro(h)
+	if *osRelease != "" {
+		d, err = pkg.ParseOSRelease([]byte(*osRelease))
+	}
 	if err != nil {
 		res.Error = err.Error()
 		return
@@ -46,6 +52,9 @@ func main() {
 		return
 	}
 	req.Repo.Fingerprints = []string{*fpr}
+	if *pkgFpr != "" {
+		req.Repo.PackageFingerprints = []string{*pkgFpr}
+	}
 	req.AllowDowngrade = *downgrade
 	res.Steps, err = pkg.Manager{Host: h}.Ensure(context.Background(), req)
 	if err != nil {
