@@ -213,11 +213,14 @@ func (m Manager) Ensure(ctx context.Context, req Request) ([]host.Step, error) {
 	install := InstallCommand(req)
 	m.progress("installing " + strings.Join(install[len(install)-len(req.Packages):], " "))
 	act, _, ierr := h.Run(ctx, nil, install[0], install[1:]...)
-	// Hold even after a failed install: whatever is installed must not drift until the next run.
-	_, _, herr := h.Run(ctx, nil, "apt-mark", append([]string{"hold"}, req.Names()...)...)
 	if ierr != nil {
+		if len(held) > 0 {
+			// What was held stays held: a failed install must not let it drift.
+			_, _, _ = h.Run(ctx, nil, "apt-mark", append([]string{"hold"}, held...)...)
+		}
 		return nil, fmt.Errorf("installing %s %s: %w", main.Name, main.Version, ierr)
 	}
+	_, _, herr := h.Run(ctx, nil, "apt-mark", append([]string{"hold"}, req.Names()...)...)
 	if herr != nil {
 		return nil, fmt.Errorf("holding %s: %w", strings.Join(req.Names(), " "), herr)
 	}

@@ -272,3 +272,42 @@ func TestEnsureDnfUnderRoot(t *testing.T) {
 		t.Errorf("%s:\n%s", req.Repo.RepoFilePath(), got)
 	}
 }
+
+// TestHaveOtherLists: a stock image whose apt lists were emptied when it was built gets a full
+// apt-get update (the packages' dependencies come from the distribution), any other host only
+// the update of GitLab's source.
+func TestHaveOtherLists(t *testing.T) {
+	req, err := Runner(bookworm, "", "17.9.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	h, err := host.New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	m := Manager{Host: h}
+	if m.haveOtherLists(req.Repo) {
+		t.Error("no lists directory: want a full update")
+	}
+	lists := filepath.Join(root, "var/lib/apt/lists")
+	for _, f := range []string{"lock", "deb.debian.org_debian_dists_bookworm_InRelease",
+		"packages.gitlab.com_runner_gitlab-runner_debian_dists_bookworm_main_binary-amd64_Packages"} {
+		if err := os.MkdirAll(lists, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(lists, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.haveOtherLists(req.Repo) {
+		t.Error("only GitLab's index and the distribution's Release files: want a full update")
+	}
+	if err := os.WriteFile(filepath.Join(lists, "deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !m.haveOtherLists(req.Repo) {
+		t.Error("the distribution's index is there: want only GitLab's source updated")
+	}
+}

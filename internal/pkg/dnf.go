@@ -208,11 +208,17 @@ func (m Manager) ensureDnf(ctx context.Context, req Request) ([]host.Step, error
 	inst := DnfInstallCommand(req, downgrade)
 	m.progress("installing " + strings.Join(inst[len(inst)-len(req.Packages):], " "))
 	act, _, ierr := h.Run(ctx, nil, inst[0], inst[1:]...)
-	lock := DnfLockCommand(req)
-	_, _, lerr := h.Run(ctx, nil, lock[0], lock[1:]...)
 	if ierr != nil {
+		if len(wasLocked) > 0 {
+			// What was locked stays locked at the version installed: a failed install must not
+			// let it drift.
+			relock := slices.Concat([]string{"dnf"}, dnfQuiet, []string{"versionlock", "add"}, wasLocked)
+			_, _, _ = h.Run(ctx, nil, relock[0], relock[1:]...)
+		}
 		return nil, fmt.Errorf("installing %s %s: %w", main.Name, main.Version, ierr)
 	}
+	lock := DnfLockCommand(req)
+	_, _, lerr := h.Run(ctx, nil, lock[0], lock[1:]...)
 	if lerr != nil {
 		return nil, fmt.Errorf("locking %s (dnf versionlock; install python3-dnf-plugin-versionlock): %w", strings.Join(req.Names(), " "), lerr)
 	}
