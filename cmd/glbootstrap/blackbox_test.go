@@ -375,7 +375,7 @@ func TestJSONOutput(t *testing.T) {
 			summary = m
 		}
 	}
-	want := "directories=changed fargate-driver=changed coordinator-image=skipped preflight=unchanged fargate-config=changed register=changed runner-config=changed service=changed"
+	want := "packages=skipped directories=changed fargate-driver=changed coordinator-image=skipped preflight=unchanged fargate-config=changed register=changed runner-config=changed service=changed"
 	if strings.Join(phases, " ") != want {
 		t.Errorf("phases = %v", phases)
 	}

@@ -64,6 +64,8 @@ type env struct {
 	unchanged string
 	// roles are the roles --role chooses from.
 	roles role.Registry
+	// allowDowngrade is apply's --allow-downgrade, for the roles' packages phases.
+	allowDowngrade bool
 }
 
 // Main runs glbootstrap with args (without the program name) and returns the

@@ -51,7 +51,7 @@ func TestVersionAndPhases(t *testing.T) {
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		names = append(names, strings.Fields(l)[0])
 	}
-	if got := strings.Join(names, " "); got != "directories fargate-driver coordinator-image preflight fargate-config register runner-config service" {
+	if got := strings.Join(names, " "); got != "packages directories fargate-driver coordinator-image preflight fargate-config register runner-config service" {
 		t.Errorf("phases = %q", got)
 	}
 }

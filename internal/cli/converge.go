@@ -59,6 +59,7 @@ func newConvergeCmd(e *env, verb string) *cobra.Command {
 	cmd.Flags().StringSliceVar(&f.only, "phase", nil, "run only these phases (repeatable or comma-separated)")
 	cmd.Flags().StringSliceVar(&f.skip, "skip-phases", nil, "skip these phases (comma-separated)")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text | json (JSON lines, for SSM and CloudWatch)")
+	cmd.Flags().BoolVar(&e.allowDowngrade, "allow-downgrade", false, "let the packages phase install a pinned version older than the installed one")
 	return cmd
 }
 

@@ -23,10 +23,11 @@ import (
 // run (nil: all).
 func (e *env) roleEnv(s *session, clients *awsClients, source string, bakeOnly bool, selected []string) role.Env {
 	return role.Env{
-		Selected: selected,
-		Host:     s.host,
-		Facts:    clients.facts,
-		AWS:      clients,
+		AllowDowngrade: e.allowDowngrade,
+		Selected:       selected,
+		Host:           s.host,
+		Facts:          clients.facts,
+		AWS:            clients,
 		Images: func(spec role.ImageSpec) image.Converger {
 			l := newLazyImage(clients, spec, s.out.progress)
 			if s.plan {

@@ -22,6 +22,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strconv"
 	"time"
@@ -72,6 +73,27 @@ type Base struct {
 	Version int `yaml:"version"`
 	// Instance gives facts EC2 instance metadata would otherwise give; optional.
 	Instance Instance `yaml:"instance"`
+	// Packages says where GitLab's packages come from; optional.
+	Packages Packages `yaml:"packages"`
+}
+
+// Packages is where internal/pkg installs gitlab-runner and GitLab Omnibus from.
+type Packages struct {
+	// Mirror is a base URL that replaces https://packages.gitlab.com (a mirror inside a VPC without
+	// a NAT gateway), laid out as packages.gitlab.com is: MIRROR/runner/gitlab-runner/debian/...,
+	// MIRROR/gpgkey/gpg.key. The signing keys are still checked against the fingerprints pinned
+	// in internal/pkg. Default: packages.gitlab.com.
+	Mirror string `yaml:"mirror"`
+}
+
+func checkPackages(c *Checker, p *Packages) {
+	if p.Mirror == "" {
+		return
+	}
+	u, err := url.Parse(p.Mirror)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		c.Errorf("packages.mirror", "%q is not a base URL such as https://packages.example.internal (http or https, no query)", p.Mirror)
+	}
 }
 
 // Instance is what EC2 instance metadata (IMDSv2) says about this instance, written in the

@@ -89,6 +89,7 @@ func Parse(data []byte, role string, schemas []Schema) (Document, Problems) {
 		c.Errorf("version", "unsupported schema version %d; this glbootstrap reads version %d", v, SchemaVersion)
 	}
 	checkInstance(c, &doc.base().Instance)
+	checkPackages(c, &doc.base().Packages)
 	doc.Check(c)
 
 	ps := p.finish()
@@ -274,11 +275,11 @@ func (p *parser) emptyMessage() string {
 }
 
 // topKeys are the top-level keys of the role's document: version, then the role's sections
-// (the optional instance section every document has is left out).
+// (the optional instance and packages sections every document has are left out).
 func (p *parser) topKeys() []string {
 	var out []string
 	for _, k := range yamlKeys(p.docType) {
-		if k != "instance" {
+		if k != "instance" && k != "packages" {
 			out = append(out, k)
 		}
 	}

@@ -137,7 +137,7 @@ func TestParseProblems(t *testing.T) {
 		{"a single string", "alpha", "hunter2-Secret\n", []string{"line 1: the configuration is a string of 14 character(s), not a YAML mapping (version: ..., gitlab: ..., alpha: ...): " + notASecret}},
 		{"not YAML and no version", "alpha", "a: b: c\n", []string{"invalid YAML: mapping values are not allowed in this context; it has no version: line either, so it is not a glbootstrap configuration: " + notASecret}},
 		{"merge key", "alpha", "version: 1\nbase: &b {url: https://g.example.com}\ngitlab:\n  <<: *b\nalpha: {}\n", []string{
-			`base (line 2): unknown key; known keys in the top level: version, instance, gitlab, alpha`,
+			`base (line 2): unknown key; known keys in the top level: version, instance, packages, gitlab, alpha`,
 			"gitlab (line 4): merge keys (<<) are not supported; write the keys out",
 		}},
 		{"alias is followed", "alpha", alphaBase + "  dir: &d /opt/a\n  tags: [*d]\n", nil},

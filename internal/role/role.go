@@ -151,6 +151,9 @@ func (r Registry) Check() error {
 // a role changes no command-line code. Everything in it connects lazily, so a role that needs no
 // AWS and whose configuration gives every fact runs without network.
 type Env struct {
+	// AllowDowngrade lets a packages phase install a pinned version older than the installed
+	// one (apply --allow-downgrade); refused otherwise.
+	AllowDowngrade bool
 	// Host is the machine to converge: the live system or a --root tree, in plan or apply mode.
 	Host *host.Host
 	// Facts are the instance's facts from instance metadata, read on the first fact a role needs

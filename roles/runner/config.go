@@ -48,6 +48,9 @@ const (
 	RunnerTypeProject  = "project_type"
 )
 
+// runnerVersionRE is a gitlab-runner release (17.9.3) or package version (17.9.3-1).
+var runnerVersionRE = regexp.MustCompile(`^\d+\.\d+\.\d+(-\d+)?$`)
+
 // Config is the runner front's configuration document (schema version 1): the gitlab section's
 // keys the front reads, and the runner, fargate and coordinator sections, which only this role
 // reads.
@@ -85,6 +88,10 @@ type Runner struct {
 	// User is the OS user gitlab-runner runs as and owns the runner directories; default
 	// gitlab-runner.
 	User string `yaml:"user"`
+	// Version pins the gitlab-runner package, e.g. 17.9.3 (package 17.9.3-1): the packages phase
+	// installs it from GitLab's repository (or packages.mirror) and holds it. Empty: the image
+	// must already have gitlab-runner (the service phase checks), and nothing is installed.
+	Version string `yaml:"version"`
 	// Concurrent is config.toml's global concurrent: how many jobs (Fargate tasks) run at once.
 	// Required, > 0 (gitlab-runner rejects 0). Too low and one project's jobs block every other
 	// project's; the reference setup uses 200.
@@ -322,6 +329,9 @@ func (cfg *Config) Check(c *config.Checker) {
 // replaced; strings are defaulted when empty.
 func runnerDefaults(c *config.Checker, r *Runner) {
 	config.DefaultString(&r.User, DefaultRunnerUser)
+	if r.Version != "" && !runnerVersionRE.MatchString(r.Version) {
+		c.Errorf("runner.version", "%q is not a gitlab-runner release such as 17.9.3 (or its package version 17.9.3-1)", r.Version)
+	}
 	if !c.Present("runner.check_interval") {
 		r.CheckInterval = DefaultCheckInterval
 	}

@@ -74,12 +74,13 @@ func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepa
 		NewPreflight: func(region string) (preflight.Readers, error) {
 			return preflight.ReadersFor(env.AWS, region)
 		},
-		NewGitLab: env.GitLab,
-		Units:     env.Units,
-		Progress:  env.Progress,
-		BakeOnly:  env.BakeOnly,
-		Selected:  env.Selected,
-		Source:    env.Source,
+		NewGitLab:      env.GitLab,
+		Units:          env.Units,
+		Progress:       env.Progress,
+		AllowDowngrade: env.AllowDowngrade,
+		BakeOnly:       env.BakeOnly,
+		Selected:       env.Selected,
+		Source:         env.Source,
 	}
 	if co := cfg.Coordinator; co != nil && env.Images != nil {
 		d.Coordinator = env.Images(role.ImageSpec{Repository: co.Repository, Project: co.CodeBuildProject,
@@ -166,6 +167,9 @@ type Deps struct {
 	HTTP      *http.Client
 	// Progress receives human progress lines (waiting for GitLab...).
 	Progress func(string)
+	// AllowDowngrade lets the packages phase install a runner.version older than the installed
+	// gitlab-runner (apply --allow-downgrade).
+	AllowDowngrade bool
 	// BakeOnly says only bake-stage phases will run (directories, fargate-driver): Prepare then
 	// reads no SSM parameter, no CA file and no instance fact.
 	BakeOnly bool
@@ -213,6 +217,8 @@ func PhaseList() []engine.Phase { return (&Role{}).Phases() }
 // Phases returns the role's phases in order.
 func (r *Role) Phases() []engine.Phase {
 	return []engine.Phase{
+		{Name: "packages", Stage: engine.Bake, Run: r.packages,
+			Description: "install gitlab-runner at runner.version from GitLab's repository (or packages.mirror) and hold it; skipped without runner.version"},
 		{Name: "directories", Stage: engine.Bake, Run: r.directories,
 			Description: "metadata, builds and cache directories owned by the runner's user"},
 		{Name: "fargate-driver", Stage: engine.Bake, Run: r.fargateDriver,
