@@ -29,8 +29,15 @@ release:
 
 # The main job: stand-ins for IMDS, S3, SSM, GitLab and the Fargate setup, then the GitLab host and the
 # runner front converged into ./sandbox (plan, apply, apply again, backup, doctor), scanned for secrets.
-demo: build tools
-	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) run ./internal/testenv/cmd/glb-demo -bin $(BIN) -sandbox sandbox
+# A cold first run downloads the Go modules and compiles for several minutes on 2 cores: -v lists
+# each package as it is compiled, so the wait is not silent.
+demo:
+	@echo "demo: building glbootstrap, AWS's metadata mock and the stand-ins (first run: module downloads and several minutes of compiling; each package is listed as it compiles)"
+	CGO_ENABLED=0 $(GO) build -v -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/glbootstrap
+	$(MAKE) --no-print-directory tools GOFLAGS=-v
+	$(GO) build -v -o bin/glb-demo ./internal/testenv/cmd/glb-demo
+	@echo "demo: built; starting the stand-ins"
+	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) bin/glb-demo -bin $(BIN) -sandbox sandbox
 
 test: tools
 	GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) GLB_BASE_ROOT=$(BASE_ROOT) $(GO) test -count=1 -timeout 30m ./...
