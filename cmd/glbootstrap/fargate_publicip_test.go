@@ -11,6 +11,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 )
@@ -74,6 +75,16 @@ func TestRealFargateDriverPublicIP(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			d := newPublicIPDriverWorld(t, public)
 			ecs, ec2 := d.stack.ECS, d.stack.EC2
+			if public {
+				// The preflight checks agree with the setup: the role may read the ENIs, and the
+				// subnet's internet gateway carries the public tasks' traffic.
+				r := d.run("doctor", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam, "--root", d.root)
+				for _, want := range []string{"ok    iam", "read their ENIs' public IPs", "ok    subnet-egress"} {
+					if !strings.Contains(r.stdout, want) {
+						t.Errorf("doctor with enable_public_ip lacks %q:\n%s", want, r)
+					}
+				}
+			}
 			if r := d.stage(t, 301, "prepare"); r.code != 0 {
 				t.Fatalf("prepare: %s\n%s", r, d.sshdLog)
 			}
@@ -222,4 +233,71 @@ func TestRealFargateDriverPublicIPInCoordinatorImage(t *testing.T) {
 	if l.Started() != 1 {
 		t.Errorf("%d task containers started, want 1", l.Started())
 	}
+}
+
+// The same through the real gitlab-runner 17.9.3 (its custom executor runs the driver's stages,
+// retrying a failed prepare as it does): a job reaches its task at the public address; then a
+// job whose task's ENI has no public IP. There the driver's prepare panics (exit 2, which is
+// gitlab-runner's SYSTEM_FAILURE_EXIT_CODE) without stopping its task; the runner tries prepare
+// 3 times, each with a new task, and runs the cleanup stage after each failed try, whose StopTask
+// (from the metadata file prepare wrote before waiting) ends that try's task: no orphan.
+func TestRealRunnerPublicIP(t *testing.T) {
+	r := newRealRunner(t, func(cfg string) string {
+		const old = "enable_public_ip: false"
+		if !strings.Contains(cfg, old) {
+			t.Fatalf("the runner config has no %q", old)
+		}
+		return strings.Replace(cfg, old, "enable_public_ip: true", 1)
+	})
+	checkPublicIPConfig(t, r.driverWorld, true)
+	gl, ecs, ec2 := r.stack.GitLab, r.stack.ECS, r.stack.EC2
+	r.start()
+
+	id := gl.EnqueueJob(testenv.JobSpec{Name: "public", Tags: []string{"fargate"}, Script: []string{`echo "ssh=$SSH_CONNECTION"`}})
+	j := r.wait(id)
+	tasks := ecs.Tasks()
+	if j.State != "success" || len(tasks) != 1 {
+		t.Fatalf("job %d = %s (%s) with %d tasks, want success with 1; trace:\n%s", j.ID, j.State, j.FailureReason, len(tasks), j.Trace)
+	}
+	if want := " " + tasks[0].PublicIP + " 22"; tasks[0].PublicIP == "" || !strings.Contains(string(j.Trace), want) {
+		t.Errorf("the job's SSH_CONNECTION does not end in%s (private %s); trace:\n%s", want, tasks[0].IP, j.Trace)
+	}
+	if n := ec2.Calls("DescribeNetworkInterfaces"); n != 1 {
+		t.Errorf("DescribeNetworkInterfaces called %d times for one task, want 1", n)
+	}
+
+	ecs.SetTaskBehaviour(testenv.ECSTaskBehaviour{NoPublicIP: true})
+	id = gl.EnqueueJob(testenv.JobSpec{Name: "no-public-ip", Tags: []string{"fargate"}, Script: []string{"echo should not run"}})
+	j = r.wait(id)
+	lines := traceLines(j, "panic:", "ERROR:", "Preparation failed", "retried")
+	tries := ecs.Tasks()[1:]
+	t.Logf("job %d = %s (%s), %d tasks; trace says: %q", j.ID, j.State, j.FailureReason, len(tries), lines)
+	if j.State != "failed" || j.FailureReason != "runner_system_failure" || j.TraceHasLine("should not run") ||
+		!strings.Contains(string(j.Trace), "nil pointer dereference") {
+		t.Errorf("job %d = %s (%s), want failed as runner_system_failure with the driver's panic in the trace:\n%s", j.ID, j.State, j.FailureReason, j.Trace)
+	}
+	// The runner reports the job before its last cleanup stage ends: wait for that StopTask.
+	for deadline := time.Now().Add(20 * time.Second); ecs.Calls("StopTask") < 1+len(tries) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := ecs.Calls("StopTask"); n != 1+len(tries) {
+		t.Errorf("StopTask called %d times, want %d: once per job's or try's cleanup (the panicking prepare stops nothing)", n, 1+len(tries))
+	}
+	tries = ecs.Tasks()[1:]
+	var running []string
+	for _, task := range tries {
+		if task.PublicIP != "" {
+			t.Errorf("task %s has a public IP", task.ARN)
+		}
+		if task.LastStatus != "STOPPED" {
+			running = append(running, task.ARN)
+		}
+	}
+	if n := ec2.Calls("DescribeNetworkInterfaces"); n != 1+len(tries) {
+		t.Errorf("DescribeNetworkInterfaces called %d times, want once per task (%d)", n, 1+len(tries))
+	}
+	if len(tries) != 3 || len(running) != 0 {
+		t.Errorf("%d prepare tries, tasks left running %v: want 3 tries, each task stopped by its cleanup stage", len(tries), running)
+	}
+	r.finish()
 }

@@ -274,7 +274,8 @@ const (
 // port 22, image ci-coordinator:latest in ECR, awslogs, an execution role); the task security
 // group admitting 22 from the front's security group; the front's subnet routing 0.0.0.0/0 to a
 // NAT gateway, with an S3 gateway endpoint; and a front role allowed to run, describe and stop
-// tasks and pass the task roles.
+// tasks, pass the task roles and describe network interfaces (the tasks' ENIs, for their public
+// IPs).
 func (s *Stack) StartFargate(v IMDSValues) {
 	s.ECS, s.EC2, s.ECR, s.IAM = NewECS(), NewEC2(), NewECR(), NewIAM()
 	s.EC2.AddENISource(s.ECS) // the tasks' ENIs, for DescribeNetworkInterfaces
@@ -306,5 +307,6 @@ func (s *Stack) StartFargate(v IMDSValues) {
 	s.IAM.Allow(StackFrontRole, "ecs:RunTask", "arn:aws:ecs:*:"+awsAccount+":task-definition/"+StackTaskFamily+":*")
 	s.IAM.Allow(StackFrontRole, "ecs:DescribeTasks")
 	s.IAM.Allow(StackFrontRole, "ecs:StopTask")
+	s.IAM.Allow(StackFrontRole, "ec2:DescribeNetworkInterfaces") // the driver's public IP lookup (enable_public_ip)
 	s.IAM.Allow(StackFrontRole, "iam:PassRole", StackTaskRole, StackExecutionRole)
 }

@@ -14,7 +14,9 @@ import (
 )
 
 // checkIAM: the front's role may run, describe and stop tasks and pass the task definition's
-// roles, asked of IAM's policy simulator (without context keys, so condition-scoped grants may
+// roles, and with enable_public_ip read the tasks' ENIs (the driver asks
+// ec2:DescribeNetworkInterfaces for the public IP, and without it fails every job's prepare with
+// UnauthorizedOperation), asked of IAM's policy simulator (without context keys, so condition-scoped grants may
 // read as denied). Without iam:GetInstanceProfile or iam:SimulatePrincipalPolicy it says it
 // could not check.
 func checkIAM(ctx context.Context, in checkInput) Finding {
@@ -47,6 +49,9 @@ func checkIAM(ctx context.Context, in checkInput) Finding {
 	} else {
 		asks = append([]ask{{"ecs:RunTask", []string{"*"}}}, asks...)
 	}
+	if in.EnablePublicIP {
+		asks = append(asks, ask{"ec2:DescribeNetworkInterfaces", []string{"*"}})
+	}
 	var denied []string
 	for _, a := range asks {
 		results, err := in.AWS.IAM.Simulate(ctx, role, a.action, a.resources)
@@ -61,10 +66,17 @@ func checkIAM(ctx context.Context, in checkInput) Finding {
 		}
 	}
 	if len(denied) > 0 {
+		fix := "add a policy to the role allowing ecs:RunTask on the task definition, ecs:DescribeTasks and ecs:StopTask, and iam:PassRole on the task definition's roles"
+		if in.EnablePublicIP {
+			fix += ", and ec2:DescribeNetworkInterfaces on * (enable_public_ip: the driver reads each task's public IP from its ENI)"
+		}
 		return Finding{Status: CheckFail, Resource: res, Problem: "the role may not " + strings.Join(denied, ", ") + ": the driver's calls fail and tasks may be left running",
-			Fix: "add a policy to the role allowing ecs:RunTask on the task definition, ecs:DescribeTasks and ecs:StopTask, and iam:PassRole on the task definition's roles"}
+			Fix: fix}
 	}
 	detail := "may run, describe and stop tasks"
+	if in.EnablePublicIP {
+		detail += ", read their ENIs' public IPs"
+	}
 	if len(passRoles) > 0 {
 		detail += fmt.Sprintf(" and pass %d task role(s)", len(passRoles))
 	}

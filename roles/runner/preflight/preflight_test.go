@@ -427,6 +427,21 @@ func TestCheckIAM(t *testing.T) {
 			want: CheckFail, problem: []string{"ecs:StopTask on * (implicitDeny)", "iam:PassRole on " + testenv.StackExecutionRole},
 			fix: "ecs:StopTask",
 		},
+		"public IP: may describe network interfaces": {
+			setup: func(w *pfWorld) { w.in.EnablePublicIP = true },
+			want:  CheckOK, problem: []string{"read their ENIs' public IPs"},
+		},
+		"public IP: may not describe network interfaces": {
+			setup: func(w *pfWorld) {
+				w.in.EnablePublicIP = true
+				role := "arn:aws:iam::123456789012:role/private-only"
+				w.stack.IAM.AddInstanceProfile(testenv.StackInstanceProfile, role)
+				for _, a := range []string{"ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "iam:PassRole"} {
+					w.stack.IAM.Allow(role, a)
+				}
+			},
+			want: CheckFail, problem: []string{"ec2:DescribeNetworkInterfaces on * (implicitDeny)"}, fix: "ec2:DescribeNetworkInterfaces on *",
+		},
 		"SimulatePrincipalPolicy denied: could not check": {
 			setup: func(w *pfWorld) { w.stack.IAM.Deny("SimulatePrincipalPolicy") },
 			want:  CheckWarn, problem: []string{"could not check what the role may do", "iam:SimulatePrincipalPolicy"}, fix: "allow iam:SimulatePrincipalPolicy",
