@@ -68,15 +68,16 @@ func coordinatorImage(t *testing.T, port int, user string) *testenv.CoordinatorI
 }
 
 // newImageDriverWorld is newDriverWorld whose ECS tasks run the coordinator image, with
-// fargate.ssh set to user on port (withTaskSSH) when they are not root and 22. The image's build
-// args come from the fargate.toml apply rendered.
-func newImageDriverWorld(t *testing.T, port int, user string) (*driverWorld, *testenv.ImageLauncher, *testenv.CoordinatorImage) {
+// fargate.ssh set to user on port (withTaskSSH) when they are not root and 22, after
+// beforeApply (given the world). The image's build args come from the fargate.toml apply
+// rendered.
+func newImageDriverWorld(t *testing.T, port int, user string, beforeApply ...func(*world)) (*driverWorld, *testenv.ImageLauncher, *testenv.CoordinatorImage) {
 	t.Helper()
-	d := newDriverWorld(t, func(w *world) {
+	d := newDriverWorld(t, append(beforeApply, func(w *world) {
 		if port != 22 || user != "root" {
 			w.setConfig(withTaskSSH(t, w, w.stack.RunnerConfig(testenv.CreateAuth, ""), port, user))
 		}
-	})
+	})...)
 	text, err := os.ReadFile(d.config)
 	if err != nil {
 		t.Fatal(err)

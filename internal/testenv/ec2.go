@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -21,8 +22,10 @@ import (
 //
 // Operations: DescribeSecurityGroups (GroupId.N), DescribeSubnets (SubnetId.N),
 // DescribeRouteTables (filters association.subnet-id, vpc-id, association.main),
-// DescribeVpcEndpoints (filter vpc-id). Unknown ids answer InvalidGroup.NotFound /
-// InvalidSubnetID.NotFound; Deny makes an operation answer UnauthorizedOperation (HTTP 403),
+// DescribeVpcEndpoints (filter vpc-id), DescribeNetworkInterfaces (NetworkInterfaceId.N, no
+// filters: the ENIs of AddENISource's sources, the ECS stand-in's tasks). Unknown ids answer
+// InvalidGroup.NotFound / InvalidSubnetID.NotFound / InvalidNetworkInterfaceID.NotFound (and an
+// id not shaped eni-HEX InvalidNetworkInterfaceID.Malformed); Deny makes an operation answer UnauthorizedOperation (HTTP 403),
 // both as <Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>.
 type EC2 struct {
 	srv *httptest.Server
@@ -34,6 +37,25 @@ type EC2 struct {
 	endpoints   []EC2VPCEndpoint
 	denied      map[string]bool
 	calls       map[string]int
+	eniSources  []EC2ENISource
+}
+
+// EC2NetworkInterface is an ENI as DescribeNetworkInterfaces reports it
+// (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_NetworkInterface.html). PublicIP,
+// when set, is the association's publicIp, on the interface and on its primary private address.
+type EC2NetworkInterface struct {
+	ID, SubnetID, MAC          string
+	PrivateIP, PrivateDNS      string
+	PublicIP                   string
+	SecurityGroups             []string
+	Status                     string // in-use, available, ...
+	Description, InterfaceType string
+	RequesterManaged           bool
+}
+
+// EC2ENISource is another stand-in that owns ENIs (the ECS stand-in: one per awsvpc task).
+type EC2ENISource interface {
+	NetworkInterfaces() []EC2NetworkInterface
 }
 
 // EC2SecurityGroup is a security group with its rules.
@@ -143,6 +165,13 @@ func (e *EC2) PutVPCEndpoint(ep EC2VPCEndpoint) {
 	e.endpoints = append(e.endpoints, ep)
 }
 
+// AddENISource makes DescribeNetworkInterfaces serve src's ENIs.
+func (e *EC2) AddENISource(src EC2ENISource) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.eniSources = append(e.eniSources, src)
+}
+
 // Deny makes every call of op (e.g. "DescribeSubnets") fail with UnauthorizedOperation.
 func (e *EC2) Deny(op string) {
 	e.mu.Lock()
@@ -190,6 +219,8 @@ func (e *EC2) serve(w http.ResponseWriter, r *http.Request) {
 		out, eerr = e.describeRouteTables(form)
 	case action == "DescribeVpcEndpoints":
 		out, eerr = e.describeVpcEndpoints(form)
+	case action == "DescribeNetworkInterfaces":
+		out, eerr = e.describeNetworkInterfaces(form)
 	default:
 		eerr = &ec2Error{status: http.StatusBadRequest, code: "InvalidAction", message: "The action " + action + " is not valid for this web service."}
 	}
@@ -459,6 +490,91 @@ func (e *EC2) describeVpcEndpoints(form url.Values) (any, *ec2Error) {
 		}
 		out.Endpoints = append(out.Endpoints, epXML{ID: ep.ID, Type: ep.Type, VPCID: ep.VPCID, Service: ep.Service, State: ep.State,
 			RouteTables: ep.RouteTables, PrivateDNS: ep.PrivateDNS, Owner: awsAccount})
+	}
+	return out, nil
+}
+
+var eniIDPattern = regexp.MustCompile(`^eni-[0-9a-f]{8}([0-9a-f]{9})?$`)
+
+func (e *EC2) describeNetworkInterfaces(form url.Values) (any, *ec2Error) {
+	type groupXML struct {
+		ID   string `xml:"groupId"`
+		Name string `xml:"groupName"`
+	}
+	type assocXML struct {
+		PublicIP  string `xml:"publicIp"`
+		PublicDNS string `xml:"publicDnsName,omitempty"`
+		Owner     string `xml:"ipOwnerId"`
+	}
+	type privXML struct {
+		IP      string    `xml:"privateIpAddress"`
+		DNS     string    `xml:"privateDnsName"`
+		Primary bool      `xml:"primary"`
+		Assoc   *assocXML `xml:"association,omitempty"`
+	}
+	type eniXML struct {
+		ID               string     `xml:"networkInterfaceId"`
+		SubnetID         string     `xml:"subnetId"`
+		VPCID            string     `xml:"vpcId,omitempty"`
+		AZ               string     `xml:"availabilityZone,omitempty"`
+		Description      string     `xml:"description"`
+		OwnerID          string     `xml:"ownerId"`
+		RequesterManaged bool       `xml:"requesterManaged"`
+		Status           string     `xml:"status"`
+		MAC              string     `xml:"macAddress"`
+		PrivateIP        string     `xml:"privateIpAddress"`
+		PrivateDNS       string     `xml:"privateDnsName"`
+		SourceDestCheck  bool       `xml:"sourceDestCheck"`
+		Groups           []groupXML `xml:"groupSet>item"`
+		Assoc            *assocXML  `xml:"association,omitempty"`
+		Privates         []privXML  `xml:"privateIpAddressesSet>item"`
+		InterfaceType    string     `xml:"interfaceType"`
+	}
+	type resp struct {
+		XMLName   xml.Name `xml:"DescribeNetworkInterfacesResponse"`
+		NS        string   `xml:"xmlns,attr"`
+		RequestID string   `xml:"requestId"`
+		ENIs      []eniXML `xml:"networkInterfaceSet>item"`
+	}
+	all := map[string]EC2NetworkInterface{}
+	var order []string
+	for _, src := range e.eniSources {
+		for _, n := range src.NetworkInterfaces() {
+			all[n.ID] = n
+			order = append(order, n.ID)
+		}
+	}
+	ids := formList(form, "NetworkInterfaceId")
+	for _, id := range ids {
+		if !eniIDPattern.MatchString(id) {
+			return nil, &ec2Error{status: http.StatusBadRequest, code: "InvalidNetworkInterfaceID.Malformed",
+				message: fmt.Sprintf("Invalid id: \"%s\" (expecting \"eni-...\")", id)}
+		}
+		if _, ok := all[id]; !ok {
+			return nil, &ec2Error{status: http.StatusBadRequest, code: "InvalidNetworkInterfaceID.NotFound",
+				message: fmt.Sprintf("The networkInterface ID '%s' does not exist", id)}
+		}
+	}
+	if len(ids) == 0 {
+		ids = order
+	}
+	out := resp{NS: ec2Namespace, RequestID: "00000000-0000-4000-8000-000000000000"}
+	for _, id := range ids {
+		n := all[id]
+		x := eniXML{ID: n.ID, SubnetID: n.SubnetID, Description: n.Description, OwnerID: awsAccount,
+			RequesterManaged: n.RequesterManaged, Status: n.Status, MAC: n.MAC, PrivateIP: n.PrivateIP,
+			PrivateDNS: n.PrivateDNS, SourceDestCheck: true, InterfaceType: n.InterfaceType}
+		if s, ok := e.subnets[n.SubnetID]; ok {
+			x.VPCID, x.AZ = s.VPCID, s.AZ
+		}
+		for _, g := range n.SecurityGroups {
+			x.Groups = append(x.Groups, groupXML{ID: g, Name: e.groups[g].Name})
+		}
+		if n.PublicIP != "" {
+			x.Assoc = &assocXML{PublicIP: n.PublicIP, Owner: "amazon"}
+		}
+		x.Privates = []privXML{{IP: n.PrivateIP, DNS: n.PrivateDNS, Primary: true, Assoc: x.Assoc}}
+		out.ENIs = append(out.ENIs, x)
 	}
 	return out, nil
 }

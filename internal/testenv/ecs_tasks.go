@@ -15,7 +15,9 @@ import (
 // network configuration and environment overrides for the container named ci-coordinator; the
 // waiter TasksRunning polls DescribeTasks until tasks[].lastStatus is RUNNING, failing on
 // STOPPED or on a failure with reason MISSING; then containers[0].networkInterfaces[0]
-// .privateIpv4Address; StopTask at cleanup or when prepare fails).
+// .privateIpv4Address, or, with EnablePublicIP, the networkInterfaceId detail of attachments[0]
+// for EC2 DescribeNetworkInterfaces (the EC2 stand-in answers it from NetworkInterfaces); StopTask
+// at cleanup or when prepare fails).
 // Shapes: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html,
 // API_DescribeTasks.html, API_StopTask.html.
 
@@ -31,8 +33,11 @@ type ECSLauncher interface {
 // container when no override names one) with its port mappings, and that container's
 // environment overrides.
 type ECSLaunch struct {
-	TaskARN   string
-	IP        string
+	TaskARN string
+	IP      string
+	// PublicIP is the public address of the task's ENI (another loopback address of its own),
+	// set when RunTask asked for assignPublicIp ENABLED: the launcher listens on it too.
+	PublicIP  string
 	Container ECSContainer
 	Env       map[string]string
 }
@@ -51,6 +56,10 @@ type ECSTaskBehaviour struct {
 	NeverStart    bool
 	StopAfter     time.Duration
 	StoppedReason string
+	// NoPublicIP leaves the ENI of a task started with assignPublicIp ENABLED without a public
+	// address (no association in DescribeNetworkInterfaces), as an ENI whose public IP was
+	// released would be.
+	NoPublicIP bool
 }
 
 // ECSTask is a task as a test sees it (ECS.Tasks).
@@ -58,7 +67,10 @@ type ECSTask struct {
 	ARN, Cluster, TaskDefinitionARN string
 	LastStatus, DesiredStatus       string // PENDING, RUNNING, STOPPED
 	StoppedReason, StopCode         string
-	IP                              string
+	IP                              string // the ENI's private address
+	PublicIP                        string // the ENI's public address; "" unless AssignPublicIP is ENABLED
+	ENI                             string // the ENI's id, eni-...
+	MAC                             string // the ENI's MAC address
 	Container                       string // the container the overrides named
 	Env                             map[string]string
 	Subnets, SecurityGroups         []string
@@ -229,19 +241,26 @@ func (e *ECS) runTask(body []byte, region string) (any, *awsJSONError) {
 		// the same address (and port).
 		ts.net = 1 + mrand.IntN(254)
 	}
-	ts.next++
+	addr := func() string {
+		ts.next++
+		return fmt.Sprintf("127.%d.%d.%d", ts.net, ts.next/254, ts.next%254+1)
+	}
 	t := &ecsTask{container: container, taskDef: td, ECSTask: ECSTask{
 		ARN:               fmt.Sprintf("arn:aws:ecs:%s:%s:task/%s/%s", region, awsAccount, cluster.Name, hex.EncodeToString(id)),
 		Cluster:           fmt.Sprintf("arn:aws:ecs:%s:%s:cluster/%s", region, awsAccount, cluster.Name),
 		TaskDefinitionARN: fmt.Sprintf("arn:aws:ecs:%s:%s:task-definition/%s:%d", region, awsAccount, td.Family, td.Revision),
 		LastStatus:        "PENDING", DesiredStatus: "RUNNING",
-		IP:        fmt.Sprintf("127.%d.%d.%d", ts.net, ts.next/254, ts.next%254+1),
+		IP:  addr(),
+		ENI: "eni-" + hex.EncodeToString(id[:9])[:17], MAC: fmt.Sprintf("0a:%02x:%02x:%02x:%02x:%02x", id[9], id[10], id[11], id[12], id[13]),
 		Container: container.Name, Env: env,
 		Subnets: vpc.Subnets, SecurityGroups: vpc.SecurityGroups, AssignPublicIP: vpc.AssignPublicIp,
 		PlatformVersion: in.PlatformVersion, CreatedAt: time.Now(),
 	}}
 	if t.PlatformVersion == "" {
 		t.PlatformVersion = "LATEST"
+	}
+	if vpc.AssignPublicIp == "ENABLED" && !ts.behaviour.NoPublicIP {
+		t.PublicIP = addr()
 	}
 	ts.byARN[t.ARN] = t
 	ts.order = append(ts.order, t.ARN)
@@ -273,7 +292,7 @@ func (e *ECS) launch(t *ecsTask, l ECSLauncher, runFor time.Duration) {
 		if l == nil {
 			return func() {}, nil
 		}
-		return l.Launch(ECSLaunch{TaskARN: t.ARN, IP: t.IP, Container: t.container, Env: t.Env})
+		return l.Launch(ECSLaunch{TaskARN: t.ARN, IP: t.IP, PublicIP: t.PublicIP, Container: t.container, Env: t.Env})
 	}()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -373,7 +392,6 @@ func (e *ECS) findTask(cluster, ref string) *ecsTask {
 
 // taskJSON is t as DescribeTasks, RunTask and StopTask answer it. The caller holds e.mu.
 func (e *ECS) taskJSON(t *ecsTask) map[string]any {
-	eni := "eni-" + t.ARN[len(t.ARN)-17:]
 	attachID := t.ARN[len(t.ARN)-32:]
 	attStatus := map[string]string{"PENDING": "PRECREATED", "RUNNING": "ATTACHED", "STOPPED": "DELETED"}[t.LastStatus]
 	env := []any{}
@@ -399,13 +417,50 @@ func (e *ECS) taskJSON(t *ecsTask) map[string]any {
 		"attachments": []any{map[string]any{"id": attachID, "type": "ElasticNetworkInterface", "status": attStatus,
 			"details": []any{
 				map[string]string{"name": "subnetId", "value": t.Subnets[0]},
-				map[string]string{"name": "networkInterfaceId", "value": eni},
+				map[string]string{"name": "networkInterfaceId", "value": t.ENI},
+				map[string]string{"name": "macAddress", "value": t.MAC},
+				map[string]string{"name": "privateDnsName", "value": privateDNSName(t.IP, t.ARN)},
 				map[string]string{"name": "privateIPv4Address", "value": t.IP},
 			}}},
 		"overrides": map[string]any{"containerOverrides": []any{map[string]any{"name": t.Container, "environment": env}}},
 	}
 	if t.LastStatus == "STOPPED" {
 		out["stopCode"], out["stoppedReason"] = t.StopCode, t.StoppedReason
+	}
+	return out
+}
+
+// privateDNSName is the EC2 private DNS name of ip in the region of arn
+// (ip-A-B-C-D.REGION.compute.internal).
+func privateDNSName(ip, arn string) string {
+	region := "us-east-1"
+	if parts := strings.SplitN(arn, ":", 5); len(parts) == 5 {
+		region = parts[3]
+	}
+	return "ip-" + strings.ReplaceAll(ip, ".", "-") + "." + region + ".compute.internal"
+}
+
+// NetworkInterfaces returns the ENIs of the tasks that are not STOPPED (ECS deletes a task's ENI
+// once it stops), in RunTask order: what the EC2 stand-in's DescribeNetworkInterfaces serves
+// (EC2.AddENISource).
+func (e *ECS) NetworkInterfaces() []EC2NetworkInterface {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []EC2NetworkInterface
+	for _, arn := range e.tasks.order {
+		t := e.tasks.byARN[arn]
+		if t.LastStatus == "STOPPED" {
+			continue
+		}
+		status := "in-use"
+		if t.LastStatus == "PENDING" {
+			status = "available"
+		}
+		out = append(out, EC2NetworkInterface{ID: t.ENI, SubnetID: t.Subnets[0], MAC: t.MAC,
+			PrivateIP: t.IP, PrivateDNS: privateDNSName(t.IP, t.ARN), PublicIP: t.PublicIP,
+			SecurityGroups: append([]string(nil), t.SecurityGroups...), Status: status,
+			Description:   "arn:aws:ecs:" + strings.SplitN(t.ARN, ":", 5)[3] + ":" + awsAccount + ":attachment/" + t.ARN[len(t.ARN)-32:],
+			InterfaceType: "interface", RequesterManaged: true})
 	}
 	return out
 }

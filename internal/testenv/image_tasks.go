@@ -358,7 +358,8 @@ func (m *runnerMirror) close() { _ = m.srv.Close() }
 // ImageLauncher is an ECSLauncher whose tasks run a CoordinatorImage: per task a buildah
 // container (buildah from), in which `buildah run --isolation chroot --network host` starts the
 // image's entrypoint with the task's environment overrides (SSH_PUBLIC_KEY) and, after the task
-// definition's command (Command), `-o ListenAddress=TASK-IP` for sshd: every task shares this
+// definition's command (Command), `-o ListenAddress=TASK-IP` for sshd (and a second one for
+// the task's public address, ECSLaunch.PublicIP, when it has one): every task shares this
 // machine's network namespace, its own loopback address standing in for its ENI. The port is the
 // image's (SSH_PORT); Launch waits until the container's first mapped port (22 when it maps none)
 // accepts connections, or sshd says it listens elsewhere (the task then runs, as on ECS, where
@@ -428,6 +429,9 @@ func (il *ImageLauncher) Launch(l ECSLaunch) (func(), error) {
 	}
 	args = append(append(append(args, name, "--"), il.Image.Entrypoint...), il.Command...)
 	args = append(args, "-o", "ListenAddress="+l.IP)
+	if l.PublicIP != "" {
+		args = append(args, "-o", "ListenAddress="+l.PublicIP)
+	}
 
 	var out bytes.Buffer
 	var w io.Writer = &syncBuffer{b: &out, mu: &il.mu}

@@ -15,8 +15,8 @@ import (
 )
 
 // SSHDLauncher is an ECSLauncher whose tasks are real OpenSSH sshd processes, one per task,
-// each listening on the task's own loopback address and the container's first mapped port (22
-// when it maps none), so concurrent tasks can all use the same port as on Fargate. Like the
+// each listening on the task's own loopback address (and its public one, ECSLaunch.PublicIP, when
+// it has one) and the container's first mapped port (22 when it maps none), so concurrent tasks can all use the same port as on Fargate. Like the
 // coordinator image's entrypoint, it takes the login key from the SSH_PUBLIC_KEY environment
 // override and generates a fresh ed25519 host key per task. It runs sshd as the calling user:
 // logging in as root (the driver's default SSH.Username) needs the tests to run as root.
@@ -74,7 +74,11 @@ func (s *SSHDLauncher) Launch(l ECSLaunch) (func(), error) {
 	}
 	// The task's own host key before the image's config: HostKey adds up, and sshd serves the
 	// first key of each type (the image names /etc/ssh/ssh_host_ed25519_key, this machine's).
-	fmt.Fprintf(&cfg, "ListenAddress %s\nHostKey %s\nAuthorizedKeysFile %s\nPidFile none\n", addr, hostKey, authKeys)
+	fmt.Fprintf(&cfg, "ListenAddress %s\n", addr)
+	if l.PublicIP != "" {
+		fmt.Fprintf(&cfg, "ListenAddress %s\n", net.JoinHostPort(l.PublicIP, fmt.Sprint(port)))
+	}
+	fmt.Fprintf(&cfg, "HostKey %s\nAuthorizedKeysFile %s\nPidFile none\n", hostKey, authKeys)
 	for _, inc := range s.Include {
 		fmt.Fprintf(&cfg, "Include %s\n", inc)
 	}

@@ -277,6 +277,7 @@ const (
 // (AllowFrontPolicy).
 func (s *Stack) StartFargate(v IMDSValues) {
 	s.ECS, s.EC2, s.ECR, s.IAM = NewECS(), NewEC2(), NewECR(), NewIAM()
+	s.EC2.AddENISource(s.ECS) // the tasks' ENIs, for DescribeNetworkInterfaces
 	frontSG := v.SecurityGroupIDs[0]
 
 	s.ECS.PutCluster(ECSCluster{Name: StackCluster, CapacityProviders: []string{"FARGATE", "FARGATE_SPOT"},
