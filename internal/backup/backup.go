@@ -95,14 +95,14 @@ type Record struct {
 	FailedStep string    `json:"failed_step,omitempty"`
 	Error      string    `json:"error,omitempty"`
 	// Timestamp is the backup's id, the prefix of both archive names (BACKUP= for a restore).
-	Timestamp  string `json:"timestamp,omitempty"`
-	Bucket     string `json:"bucket"`
-	AppKey     string `json:"app_key,omitempty"`
-	AppSize    int64  `json:"app_size,omitempty"` // bytes
+	Timestamp string `json:"timestamp,omitempty"`
+	Bucket    string `json:"bucket"`
+	AppKey    string `json:"app_key,omitempty"`
+	AppSize   int64  `json:"app_size,omitempty"` // bytes
 	// ConfigBucket holds the configuration archive (backup.secrets.bucket, else Bucket).
 	ConfigBucket string `json:"config_bucket,omitempty"`
 	ConfigKey    string `json:"config_key,omitempty"`
-	ConfigSize int64  `json:"config_size,omitempty"` // bytes
+	ConfigSize   int64  `json:"config_size,omitempty"` // bytes
 }
 
 // StepError is a failed run: the step and why.
