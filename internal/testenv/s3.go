@@ -196,3 +196,23 @@ func (s *S3) PutObject(bucket, key string, data []byte) {
 		panic(fmt.Sprintf("testenv: putting s3://%s/%s: %v", bucket, key, err))
 	}
 }
+
+// Object returns the content of s3://bucket/key. It panics when there is none, which is a
+// mistake in the test.
+func (s *S3) Object(bucket, key string) []byte {
+	obj, err := s.backend.GetObject(bucket, key, nil)
+	if err != nil {
+		panic(fmt.Sprintf("testenv: getting s3://%s/%s: %v", bucket, key, err))
+	}
+	defer obj.Contents.Close()
+	b, err := io.ReadAll(obj.Contents)
+	if err != nil {
+		panic(fmt.Sprintf("testenv: reading s3://%s/%s: %v", bucket, key, err))
+	}
+	return b
+}
+
+// DeleteObject removes s3://bucket/key (no error when it does not exist).
+func (s *S3) DeleteObject(bucket, key string) {
+	_, _ = s.backend.DeleteObject(bucket, key)
+}
