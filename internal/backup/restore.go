@@ -83,7 +83,7 @@ func (r *Runner) Restore(ctx context.Context, opts RestoreOptions) error {
 	}
 	id := strings.TrimSuffix(opts.ID, archiveSuffix)
 	if id == "" {
-		return errors.New("--from BACKUP_ID is required: pick one from 'glbootstrap backup status' (e.g. 1764554405_2026_12_01_18.5.1-ee)")
+		return errors.New("--from BACKUP_ID is required: pick one from 'glbootstrap backup status' (e.g. 1796090405_2026_12_01_18.5.1-ee)")
 	}
 	installed, err := Installed(r.Host)
 	if err != nil {

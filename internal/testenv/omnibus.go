@@ -149,8 +149,8 @@ func SeedGitLabRoot(root string) error {
 			"Component                      Installed Version                          Version GUID\n",
 		"opt/gitlab/bin/gitlab-ctl":  omnibusStandIn("gitlab-ctl"),
 		"opt/gitlab/bin/gitlab-rake": omnibusStandIn("gitlab-rake"),
-		"etc/gitlab/gitlab.rb":      OmnibusGitLabRB + AdminGitLabRB,
-		"etc/ssh/sshd_config":       DebianSSHDConfig,
+		"etc/gitlab/gitlab.rb":       OmnibusGitLabRB + AdminGitLabRB,
+		"etc/ssh/sshd_config":        DebianSSHDConfig,
 	}
 	for rel, content := range files {
 		p := filepath.Join(root, rel)

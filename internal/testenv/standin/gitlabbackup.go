@@ -10,8 +10,8 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
-	"io"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +31,7 @@ const (
 	// CallsEnv names a file each Omnibus stand-in (gitlab-backup, gitlab-ctl, gitlab-rake)
 	// appends its command line to, so a test sees the exact order of a restore.
 	CallsEnv = testenv.OmnibusCallsEnv
-	SizeEnv   = "GLB_STANDIN_SIZE"   // archive size in bytes (default 1 MiB)
+	SizeEnv  = "GLB_STANDIN_SIZE" // archive size in bytes (default 1 MiB)
 	// HoldEnv names a file: the stand-in creates FILE.started, then waits (up to a minute)
 	// until FILE exists before it dumps anything, so a test can act while a backup runs.
 	HoldEnv = "GLB_STANDIN_HOLD"
