@@ -536,3 +536,63 @@ func TestBackupVerifyRestoreBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestBackupRunPrunesLocalArchivesByAge: after a successful run, local archives older than
+// keep_local go whatever GitLab version made them (Omnibus's backup_keep_time skips other
+// versions'); younger ones and other files stay.
+func TestBackupRunPrunesLocalArchivesByAge(t *testing.T) {
+	w, r := newBackupWorld(t, "")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	dir := filepath.Join(w.root, "var/opt/gitlab/backups")
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	files := map[string]time.Time{
+		"1790000000_2026_09_21_18.4.2-ee_gitlab_backup.tar": old,                             // older version, old: pruned
+		"1790000100_2026_09_21_18.5.1-ee_gitlab_backup.tar": old,                             // same version, old: pruned
+		"1796000000_2026_11_30_18.4.2-ee_gitlab_backup.tar": time.Now().Add(-24 * time.Hour), // young: kept
+		"notes.txt": old, // not an archive: kept
+	}
+	for n, mt := range files {
+		p := filepath.Join(dir, n)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := w.backup("run")
+	if run.code != 0 || !strings.Contains(run.stderr, "removed /var/opt/gitlab/backups/1790000000_2026_09_21_18.4.2-ee_gitlab_backup.tar: older than backup.keep_local") {
+		t.Fatalf("backup run: %s", run)
+	}
+	for n := range files {
+		_, err := os.Stat(filepath.Join(dir, n))
+		if gone := os.IsNotExist(err); gone != strings.HasPrefix(n, "17900") {
+			t.Errorf("%s: removed=%v", n, gone)
+		}
+	}
+}
+
+// TestBackupPreflightWarnsWithoutLifecycleRule: apply warns with the command to run when no
+// lifecycle rule expires the prefix, and when the secrets share the archives' bucket; with the
+// rule in place and the secrets apart, no warning.
+func TestBackupPreflightWarnsWithoutLifecycleRule(t *testing.T) {
+	w, r := newBackupWorld(t, "")
+	for _, want := range []string{"no lifecycle rule expires s3://example-gitlab-backups/gitlab/",
+		`aws s3api put-bucket-lifecycle-configuration --bucket example-gitlab-backups --lifecycle-configuration '{"Rules":[{"ID":"glbootstrap-gitlab-backups","Status":"Enabled","Filter":{"Prefix":"gitlab/"}`,
+		"goes to the application archives' bucket example-gitlab-backups"} {
+		if r.code != 0 || !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("apply: want exit 0 warning %q: %s", want, r)
+		}
+	}
+	rule := `<LifecycleConfiguration><Rule><ID>x</ID><Filter><Prefix>gitlab</Prefix></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>`
+	w.stack.S3.CreateBucketIn("example-gitlab-secrets", "us-east-2")
+	w.stack.S3.SetLifecycle(testenv.StackBackupBucket, rule)
+	w.stack.S3.SetLifecycle("example-gitlab-secrets", rule)
+	w.setGitLabConfig(w.stack.GitLabConfig("", backupSection+secretsSection))
+	r = w.gitlab("apply")
+	if r.code != 0 || strings.Contains(r.stdout+r.stderr, "lifecycle") || strings.Contains(r.stdout+r.stderr, "application archives' bucket") {
+		t.Errorf("apply with rules and the secrets apart: %s", r)
+	}
+}
