@@ -116,7 +116,11 @@ func (r *Runner) Restore(ctx context.Context, opts RestoreOptions) error {
 		}
 		fmt.Fprintf(out, "  checked s3://%s/%s: GitLab %s, created %s, database dump and %d repository files\n", p.AppBucket, p.AppKey, info.GitLabVersion, info.CreatedAt, info.Repositories)
 		fmt.Fprintf(out, "dry run: a restore would do, in this order:\n")
-		fmt.Fprintf(out, "  0. download s3://%s/%s to %s (owner git:git)\n", p.AppBucket, p.AppKey, local)
+		owner := "root: this host has no git user"
+		if o := r.gitOwner(); o.User != "" {
+			owner = "git:git"
+		}
+		fmt.Fprintf(out, "  0. download s3://%s/%s to %s (owner %s)\n", p.AppBucket, p.AppKey, local, owner)
 		for i, s := range steps {
 			fmt.Fprintf(out, "  %d. %s\n", i+1, s)
 		}
@@ -186,10 +190,7 @@ func (r *Runner) fetchApp(ctx context.Context, p Pair, local, installed string) 
 		info, err = CheckApp(f, p.ID, installed, p.AppSize)
 		return err
 	}
-	owner := host.Owner{}
-	if b, err := r.Host.ReadFile("/etc/passwd"); err == nil && bytes.Contains(append([]byte("\n"), b...), []byte("\ngit:")) {
-		owner = host.Owner{User: "git", Group: "git"}
-	}
+	owner := r.gitOwner()
 	if st, err := r.Host.Stat(local); err == nil && st.Size() == p.AppSize {
 		path, err := r.Host.Resolve(local)
 		if err == nil && check(path) == nil {
@@ -220,6 +221,15 @@ func (d *download) Read(p []byte) (int, error) {
 		return n, truncated(err, d.n, d.want, "application archive")
 	}
 	return n, err
+}
+
+// gitOwner is git:git when the host has Omnibus's git user (gitlab-backup restore runs as it),
+// else the zero Owner (keep root's).
+func (r *Runner) gitOwner() host.Owner {
+	if b, err := r.Host.ReadFile("/etc/passwd"); err == nil && bytes.Contains(append([]byte("\n"), b...), []byte("\ngit:")) {
+		return host.Owner{User: "git", Group: "git"}
+	}
+	return host.Owner{}
 }
 
 // putBackConfig writes gitlab-secrets.json and gitlab.rb from the configuration archive, keeping
