@@ -7,8 +7,11 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,14 +116,20 @@ func TestBackupApplyRendersSettingsAndTimerOnce(t *testing.T) {
 		t.Fatalf("schedule change: %s", r)
 	}
 	ents, _ := os.ReadDir(filepath.Join(w.root, "etc/systemd/system"))
-	timers := 0
+	var timers []string
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), ".timer") {
-			timers++
+			timers = append(timers, e.Name())
 		}
 	}
-	if timers != 1 {
-		t.Errorf("%d timers, want exactly one schedule", timers)
+	if strings.Join(timers, " ") != "glbootstrap-backup-verify.timer glbootstrap-backup.timer" {
+		t.Errorf("timers %v, want exactly the backup and the weekly verify timer", timers)
+	}
+	if vt := w.read("etc/systemd/system/glbootstrap-backup-verify.timer"); !strings.Contains(vt, "OnCalendar=Sun *-*-* 06:00:00") {
+		t.Errorf("verify timer:\n%s", vt)
+	}
+	if vs := w.read("etc/systemd/system/glbootstrap-backup-verify.service"); !strings.Contains(vs, "backup verify --config ssm:/glbootstrap/gitlab/config") {
+		t.Errorf("verify service:\n%s", vs)
 	}
 }
 
@@ -328,5 +337,262 @@ func TestBackupRunsTheRootsOwnGitLabBackup(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("backup run ran the gitlab-backup on this machine's PATH")
+	}
+}
+
+// secretsSection keeps the configuration archive in a bucket of its own.
+const secretsSection = `  secrets:
+    bucket: example-gitlab-secrets
+    prefix: gitlab-config/
+`
+
+// newRoundTripWorld is a backup world with backup.secrets in its own bucket, the Omnibus
+// stand-ins recording their calls, and one backup made; it returns the backup ID.
+func newRoundTripWorld(t *testing.T, mode string) (*world, string) {
+	t.Helper()
+	w := newGitLabWorld(t)
+	w.stack.S3.CreateBucketIn(testenv.StackBackupBucket, "us-east-2")
+	w.stack.S3.CreateBucketIn("example-gitlab-secrets", "us-east-2")
+	w.setGitLabConfig(w.stack.GitLabConfig("", backupSection+secretsSection))
+	if r := w.gitlab("apply"); r.code != 0 {
+		t.Fatalf("apply: %s", r)
+	}
+	w.useBackupStandIn(t)
+	w.env = append(w.env, standin.CallsEnv+"="+filepath.Join(t.TempDir(), "omnibus.calls"))
+	if mode != "" {
+		w.env = append(w.env, standin.ModeEnv+"="+mode)
+	}
+	run := w.backup("run")
+	if run.code != 0 {
+		t.Fatalf("backup run: %s", run)
+	}
+	var id string
+	for k := range w.stack.S3.Objects("example-gitlab-secrets", "gitlab-config/") {
+		id = strings.TrimSuffix(strings.TrimPrefix(k, "gitlab-config/"), "_gitlab_config.tar.gz")
+	}
+	if _, ok := w.stack.S3.Objects(testenv.StackBackupBucket, "gitlab/")["gitlab/"+id+"_gitlab_backup.tar"]; id == "" || !ok {
+		t.Fatalf("want the pair under one ID in the two buckets: %v %v", w.stack.S3.Objects(testenv.StackBackupBucket, ""), w.stack.S3.Objects("example-gitlab-secrets", ""))
+	}
+	if objs := w.stack.S3.Objects(testenv.StackBackupBucket, "gitlab/config/"); len(objs) != 0 {
+		t.Errorf("a configuration archive in the application bucket: %v", objs)
+	}
+	// The restore host: the archive only in S3 (a new instance), its own fresh secrets.
+	os.RemoveAll(filepath.Join(w.root, "var/opt/gitlab/backups"))
+	os.MkdirAll(filepath.Join(w.root, "var/opt/gitlab/backups"), 0o700)
+	os.Remove(w.calls())
+	return w, id
+}
+
+func (w *world) calls() string {
+	for _, e := range w.env {
+		if v, ok := strings.CutPrefix(e, standin.CallsEnv+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func (w *world) callLines() []string {
+	b, _ := os.ReadFile(w.calls())
+	if len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+func sha12(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:12]
+}
+
+// TestBackupRoundTrip: backup run → verify → restore (the Omnibus stand-ins record the exact
+// command order) → verify, with the configuration archive in its own bucket.
+func TestBackupRoundTrip(t *testing.T) {
+	start := time.Now()
+	w, id := newRoundTripWorld(t, "")
+	t.Logf("apply + backup run: %s", time.Since(start).Round(time.Millisecond))
+	origSecrets := []byte(w.read("etc/gitlab/gitlab-secrets.json"))
+	origRB := w.read("etc/gitlab/gitlab.rb")
+
+	start = time.Now()
+	v := w.backup("verify")
+	t.Logf("verify: %s", time.Since(start).Round(time.Millisecond))
+	for _, want := range []string{"backup:        " + id, "installed:     GitLab 18.5.1-ee", "GitLab 18.5.1-ee, created ", "same run (" + id + ")",
+		"s3://example-gitlab-secrets/gitlab-config/" + id + "_gitlab_config.tar.gz", "result:        OK"} {
+		if v.code != 0 || !strings.Contains(v.stdout, want) {
+			t.Fatalf("verify: want exit 0 with %q: %s", want, v)
+		}
+	}
+
+	// A new host's own secrets and gitlab.rb, which the restore replaces.
+	if err := os.WriteFile(filepath.Join(w.root, "etc/gitlab/gitlab-secrets.json"), []byte(`{"gitlab_rails":{"secret_key_base":"fresh"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w.root, "etc/gitlab/gitlab.rb"), []byte("external_url 'http://fresh.example.com'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh := sha12([]byte(w.read("etc/gitlab/gitlab-secrets.json")))
+
+	before := w.snapshot()
+	dry := w.backup("restore", "--from", id, "--dry-run")
+	if dry.code != 0 || !strings.Contains(dry.stdout, "3. GITLAB_ASSUME_YES=1 gitlab-backup restore BACKUP="+id) ||
+		!strings.Contains(dry.stdout, "8. gitlab-rake gitlab:doctor:secrets") {
+		t.Fatalf("restore --dry-run: %s", dry)
+	}
+	if w.snapshot() != before || len(w.callLines()) != 0 {
+		t.Fatalf("restore --dry-run changed the host or ran %v", w.callLines())
+	}
+
+	res := w.backup("restore", "--from", id)
+	if res.code != 0 || !strings.Contains(res.stdout, "backup "+id+" restored") {
+		t.Fatalf("restore: %s", res)
+	}
+	orig := sha12(origSecrets)
+	want := []string{
+		"gitlab-ctl stop puma secrets=" + fresh,
+		"gitlab-ctl stop sidekiq secrets=" + fresh,
+		"GITLAB_ASSUME_YES=1 gitlab-backup restore BACKUP=" + id,
+		"gitlab-ctl reconfigure secrets=" + orig,
+		"gitlab-ctl restart secrets=" + orig,
+		"gitlab-rake gitlab:check SANITIZE=true secrets=" + orig,
+		"gitlab-rake gitlab:doctor:secrets secrets=" + orig,
+	}
+	if got := w.callLines(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Omnibus calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if w.read("etc/gitlab/gitlab-secrets.json") != string(origSecrets) || w.read("etc/gitlab/gitlab.rb") != origRB {
+		t.Error("gitlab-secrets.json or gitlab.rb not put back from the configuration archive")
+	}
+	if !strings.Contains(w.read("etc/gitlab/gitlab.rb.before-restore-"+id), "fresh.example.com") {
+		t.Error("the replaced gitlab.rb was not kept")
+	}
+	if info, err := os.Stat(filepath.Join(w.root, "var/opt/gitlab/backups", id+"_gitlab_backup.tar")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("downloaded archive: %v %v", info, err)
+	}
+	if v := w.backup("verify"); v.code != 0 || !strings.Contains(v.stdout, "result:        OK") {
+		t.Errorf("verify after the restore: %s", v)
+	}
+}
+
+// TestBackupVerifyRestoreBadInput: each broken pair is a clear error from verify and a refused
+// restore that ran nothing and changed nothing.
+func TestBackupVerifyRestoreBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		setup      func(t *testing.T, w *world, id string) string // returns the ID to restore
+		want       string
+	}{
+		{name: "tar without backup_information.yml", mode: "noinfo", want: "has no backup_information.yml"},
+		{name: "secrets archive from another run", want: "was made with backup", setup: func(t *testing.T, w *world, id string) string {
+			// A later backup whose configuration archive is a copy of the first run's.
+			unix, rest, _ := strings.Cut(id, "_")
+			n, _ := strconv.ParseInt(unix, 10, 64)
+			later := strconv.FormatInt(n+60, 10) + "_" + rest
+			s3 := w.stack.S3
+			s3.PutObject(testenv.StackBackupBucket, "gitlab/"+later+"_gitlab_backup.tar", s3.Object(testenv.StackBackupBucket, "gitlab/"+id+"_gitlab_backup.tar"))
+			s3.PutObject("example-gitlab-secrets", "gitlab-config/"+later+"_gitlab_config.tar.gz", s3.Object("example-gitlab-secrets", "gitlab-config/"+id+"_gitlab_config.tar.gz"))
+			return later
+		}},
+		{name: "no secrets archive", want: "no configuration archive", setup: func(t *testing.T, w *world, id string) string {
+			w.stack.S3.DeleteObject("example-gitlab-secrets", "gitlab-config/"+id+"_gitlab_config.tar.gz")
+			return id
+		}},
+		{name: "version mismatch", want: "the backup was made by GitLab 18.5.1-ee but this host runs 18.6.0-ee", setup: func(t *testing.T, w *world, id string) string {
+			m := filepath.Join(w.root, "opt/gitlab/version-manifest.txt")
+			b, _ := os.ReadFile(m)
+			if err := os.WriteFile(m, []byte(strings.Replace(string(b), "gitlab-ee 18.5.1", "gitlab-ee 18.6.0", 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}},
+		{name: "truncated download", want: "a truncated download", setup: func(t *testing.T, w *world, id string) string {
+			key := "gitlab/" + id + "_gitlab_backup.tar"
+			w.stack.S3.TruncateDownload(testenv.StackBackupBucket, key, w.stack.S3.Objects(testenv.StackBackupBucket, key)[key]/2)
+			return id
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, id := newRoundTripWorld(t, tc.mode)
+			if tc.setup != nil {
+				id = tc.setup(t, w, id)
+			}
+			v := w.backup("verify")
+			if v.code != 1 || !strings.Contains(v.stderr, tc.want) {
+				t.Errorf("verify: want exit 1 with %q: %s", tc.want, v)
+			}
+			t.Logf("verify: %s", strings.TrimSpace(v.stderr))
+			before := w.snapshot()
+			r := w.backup("restore", "--from", id)
+			t.Logf("restore: %s", strings.TrimSpace(r.stderr))
+			if r.code != 1 || !strings.Contains(r.stderr, "refusing to restore") || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("restore: want exit 1 refusing with %q: %s", tc.want, r)
+			}
+			if got := w.callLines(); len(got) != 0 {
+				t.Errorf("a refused restore ran %v", got)
+			}
+			if w.snapshot() != before {
+				t.Error("a refused restore changed the host")
+			}
+		})
+	}
+}
+
+// TestBackupRunPrunesLocalArchivesByAge: after a successful run, local archives older than
+// keep_local go whatever GitLab version made them (Omnibus's backup_keep_time skips other
+// versions'); younger ones and other files stay.
+func TestBackupRunPrunesLocalArchivesByAge(t *testing.T) {
+	w, r := newBackupWorld(t, "")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	dir := filepath.Join(w.root, "var/opt/gitlab/backups")
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	files := map[string]time.Time{
+		"1790000000_2026_09_21_18.4.2-ee_gitlab_backup.tar": old,                             // older version, old: pruned
+		"1790000100_2026_09_21_18.5.1-ee_gitlab_backup.tar": old,                             // same version, old: pruned
+		"1796000000_2026_11_30_18.4.2-ee_gitlab_backup.tar": time.Now().Add(-24 * time.Hour), // young: kept
+		"notes.txt": old, // not an archive: kept
+	}
+	for n, mt := range files {
+		p := filepath.Join(dir, n)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := w.backup("run")
+	if run.code != 0 || !strings.Contains(run.stderr, "removed /var/opt/gitlab/backups/1790000000_2026_09_21_18.4.2-ee_gitlab_backup.tar: older than backup.keep_local") {
+		t.Fatalf("backup run: %s", run)
+	}
+	for n := range files {
+		_, err := os.Stat(filepath.Join(dir, n))
+		if gone := os.IsNotExist(err); gone != strings.HasPrefix(n, "17900") {
+			t.Errorf("%s: removed=%v", n, gone)
+		}
+	}
+}
+
+// TestBackupPreflightWarnsWithoutLifecycleRule: apply warns with the command to run when no
+// lifecycle rule expires the prefix, and when the secrets share the archives' bucket; with the
+// rule in place and the secrets apart, no warning.
+func TestBackupPreflightWarnsWithoutLifecycleRule(t *testing.T) {
+	w, r := newBackupWorld(t, "")
+	for _, want := range []string{"no lifecycle rule expires s3://example-gitlab-backups/gitlab/",
+		`aws s3api put-bucket-lifecycle-configuration --bucket example-gitlab-backups --lifecycle-configuration '{"Rules":[{"ID":"glbootstrap-gitlab-backups","Status":"Enabled","Filter":{"Prefix":"gitlab/"}`,
+		"goes to the application archives' bucket example-gitlab-backups"} {
+		if r.code != 0 || !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("apply: want exit 0 warning %q: %s", want, r)
+		}
+	}
+	rule := `<LifecycleConfiguration><Rule><ID>x</ID><Filter><Prefix>gitlab</Prefix></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>`
+	w.stack.S3.CreateBucketIn("example-gitlab-secrets", "us-east-2")
+	w.stack.S3.SetLifecycle(testenv.StackBackupBucket, rule)
+	w.stack.S3.SetLifecycle("example-gitlab-secrets", rule)
+	w.setGitLabConfig(w.stack.GitLabConfig("", backupSection+secretsSection))
+	r = w.gitlab("apply")
+	if r.code != 0 || strings.Contains(r.stdout+r.stderr, "lifecycle") || strings.Contains(r.stdout+r.stderr, "application archives' bucket") {
+		t.Errorf("apply with rules and the secrets apart: %s", r)
 	}
 }

@@ -67,6 +67,7 @@ type Store interface {
 	Upload(ctx context.Context, bucket, key string, body io.Reader, partSize int64, sse s3.SSE) (int64, error)
 	Head(ctx context.Context, bucket, key string) (int64, error)
 	List(ctx context.Context, bucket, prefix string) ([]s3.Object, error)
+	Open(ctx context.Context, bucket, key string) (io.ReadCloser, int64, error)
 }
 
 // Runner runs one backup.
@@ -94,12 +95,14 @@ type Record struct {
 	FailedStep string    `json:"failed_step,omitempty"`
 	Error      string    `json:"error,omitempty"`
 	// Timestamp is the backup's id, the prefix of both archive names (BACKUP= for a restore).
-	Timestamp  string `json:"timestamp,omitempty"`
-	Bucket     string `json:"bucket"`
-	AppKey     string `json:"app_key,omitempty"`
-	AppSize    int64  `json:"app_size,omitempty"` // bytes
-	ConfigKey  string `json:"config_key,omitempty"`
-	ConfigSize int64  `json:"config_size,omitempty"` // bytes
+	Timestamp string `json:"timestamp,omitempty"`
+	Bucket    string `json:"bucket"`
+	AppKey    string `json:"app_key,omitempty"`
+	AppSize   int64  `json:"app_size,omitempty"` // bytes
+	// ConfigBucket holds the configuration archive (backup.secrets.bucket, else Bucket).
+	ConfigBucket string `json:"config_bucket,omitempty"`
+	ConfigKey    string `json:"config_key,omitempty"`
+	ConfigSize   int64  `json:"config_size,omitempty"` // bytes
 }
 
 // StepError is a failed run: the step and why.
@@ -142,6 +145,10 @@ func (r *Runner) log(format string, args ...any) {
 }
 
 func (r *Runner) run(ctx context.Context, rec *Record) (string, error) {
+	now := r.Now
+	if now == nil {
+		now = time.Now
+	}
 	before, err := r.archives()
 	if err != nil {
 		return StepDisk, err
@@ -195,27 +202,75 @@ func (r *Runner) run(ctx context.Context, rec *Record) (string, error) {
 		return StepVerify, err
 	}
 
-	rec.ConfigKey = prefix + "config/" + rec.Timestamp + "_gitlab_config.tar.gz"
-	r.log("uploading %s to s3://%s/%s", EtcGitLab, r.Config.Bucket, rec.ConfigKey)
-	n, err := r.uploadConfig(ctx, rec.ConfigKey)
+	// The configuration archive goes to its own location (backup.secrets) under the same
+	// backup ID, so a restore can pair the two.
+	cfgBucket, cfgPrefix, cfgKMS := r.Config.SecretsLocation()
+	rec.ConfigBucket, rec.ConfigKey = cfgBucket, ConfigKey(cfgPrefix, rec.Timestamp)
+	r.log("uploading %s to s3://%s/%s", EtcGitLab, cfgBucket, rec.ConfigKey)
+	n, err := r.uploadConfig(ctx, cfgBucket, rec.ConfigKey, cfgKMS, rec.Timestamp, now().UTC())
 	if err != nil {
 		return StepConfig, err
 	}
 	rec.ConfigSize = n
-	if err := r.verify(ctx, rec.ConfigKey, rec.ConfigSize, "configuration archive"); err != nil {
+	if err := r.verifyIn(ctx, cfgBucket, rec.ConfigKey, rec.ConfigSize, "configuration archive"); err != nil {
 		return StepVerify, err
+	}
+	for _, p := range r.prune(now(), name) {
+		r.log("removed %s/%s: older than backup.keep_local (%s)", ArchiveDir, p, time.Duration(r.Config.KeepLocal))
 	}
 	return "", nil
 }
 
+// ConfigKey is the key of the configuration archive of backup id under prefix.
+func ConfigKey(prefix, id string) string { return prefix + id + configSuffix }
+
+// configSuffix ends every configuration archive: <backup id>_gitlab_config.tar.gz.
+const configSuffix = "_gitlab_config.tar.gz"
+
+// prune removes the application archives in ArchiveDir (and downloads a restore left behind)
+// whose modification time is older than backup.keep_local, whatever GitLab version made them
+// (Omnibus's backup_keep_time skips archives of another version, so after an upgrade they pile
+// up), except keep. It returns the names removed; a file it cannot remove is logged and kept.
+func (r *Runner) prune(now time.Time, keep string) []string {
+	keepFor := time.Duration(r.Config.KeepLocal)
+	if keepFor <= 0 {
+		return nil
+	}
+	ents, err := r.Host.ReadDir(ArchiveDir)
+	if err != nil {
+		return nil
+	}
+	var removed []string
+	for _, e := range ents {
+		n := e.Name()
+		if n == keep || !e.Type().IsRegular() || !strings.HasSuffix(n, archiveSuffix) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || now.Sub(info.ModTime()) <= keepFor {
+			continue
+		}
+		if _, err := r.Host.EnsureAbsent(ArchiveDir+"/"+n, "older than backup.keep_local"); err != nil {
+			r.log("could not remove %s/%s: %v", ArchiveDir, n, err)
+			continue
+		}
+		removed = append(removed, n)
+	}
+	return removed
+}
+
 // verify checks that s3://bucket/key exists with size bytes (HeadObject).
 func (r *Runner) verify(ctx context.Context, key string, size int64, what string) error {
-	got, err := r.Store.Head(ctx, r.Config.Bucket, key)
+	return r.verifyIn(ctx, r.Config.Bucket, key, size, what)
+}
+
+func (r *Runner) verifyIn(ctx context.Context, bucket, key string, size int64, what string) error {
+	got, err := r.Store.Head(ctx, bucket, key)
 	if err != nil {
 		return fmt.Errorf("the %s is not in S3: %w", what, err)
 	}
 	if got != size {
-		return fmt.Errorf("s3://%s/%s is %d bytes, the local copy %d: the %s is incomplete", r.Config.Bucket, key, got, size, what)
+		return fmt.Errorf("s3://%s/%s is %d bytes, the local copy %d: the %s is incomplete", bucket, key, got, size, what)
 	}
 	return nil
 }
@@ -284,26 +339,47 @@ func (r *Runner) checkDisk(existing map[string]int64) error {
 }
 
 // uploadConfig streams a gzipped tar of /etc/gitlab into S3 (no temp file)
-// and returns the bytes uploaded.
-func (r *Runner) uploadConfig(ctx context.Context, key string) (int64, error) {
+// and returns the bytes uploaded. The archive starts with ManifestName, which
+// names the backup ID it belongs to.
+func (r *Runner) uploadConfig(ctx context.Context, bucket, key, kms, id string, now time.Time) (int64, error) {
 	etc, closer, err := r.Host.FS(EtcGitLab)
 	if err != nil {
 		return 0, err
 	}
 	defer closer.Close()
+	manifest, err := json.Marshal(configManifest{BackupID: id, CreatedAt: now})
+	if err != nil {
+		return 0, err
+	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeTar(pw, etc, path.Base(EtcGitLab))) }()
-	n, err := r.Store.Upload(ctx, r.Config.Bucket, key, pr, int64(r.Config.ChunkSize), s3.SSE{KMSKeyID: r.Config.KMSKeyID})
+	go func() { pw.CloseWithError(writeTar(pw, etc, path.Base(EtcGitLab), manifest, now)) }()
+	n, err := r.Store.Upload(ctx, bucket, key, pr, int64(r.Config.ChunkSize), s3.SSE{KMSKeyID: kms})
 	pr.CloseWithError(err) // stops the writer if the upload gave up first
 	return n, err
+}
+
+// ManifestName is the first entry of a configuration archive: JSON naming the backup ID the
+// archive was made with (configManifest), so a restore can tell an archive renamed or copied
+// from another run.
+const ManifestName = "glbootstrap-backup.json"
+
+type configManifest struct {
+	BackupID  string    `json:"backup_id"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // writeTar writes the tree dir (named name under etc/) as a gzipped tar with paths relative
 // to / (etc/gitlab/...): regular files, directories and symlinks (not followed), modes and
 // owners kept.
-func writeTar(w io.Writer, dir fs.FS, name string) error {
+func writeTar(w io.Writer, dir fs.FS, name string, manifest []byte, now time.Time) error {
 	zw := gzip.NewWriter(w)
 	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{Name: ManifestName, Mode: 0o600, Size: int64(len(manifest)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(manifest); err != nil {
+		return err
+	}
 	err := fs.WalkDir(dir, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("archiving %s: %w", path.Join("/etc", name, p), err)

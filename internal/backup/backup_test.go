@@ -264,29 +264,61 @@ func ExampleStepError() {
 }
 
 func TestPreflight(t *testing.T) {
+	const lifecycle = `<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Rule><ID>old</ID><Filter><Prefix>gitlab/</Prefix></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>`
 	for _, tc := range []struct {
 		name, region, kms, want string
 		noBucket                bool
+		secrets                 *config.BackupSecrets
+		lifecycle               string
+		warn, noWarn            []string
 	}{
 		// gofakes3 keeps buckets in us-east-1 (an empty LocationConstraint).
-		{name: "ok", region: "us-east-1"},
+		{name: "ok", region: "us-east-1", warn: []string{
+			"no lifecycle rule expires s3://" + bucket + "/gitlab/",
+			"aws s3api put-bucket-lifecycle-configuration --bucket " + bucket + ` --lifecycle-configuration '{"Rules":[{"ID":"glbootstrap-gitlab-backups","Status":"Enabled","Filter":{"Prefix":"gitlab/"},"Expiration":{"Days":30}`,
+			"goes to the application archives' bucket " + bucket}},
+		{name: "lifecycle rule on the prefix", region: "us-east-1", lifecycle: lifecycle, noWarn: []string{"lifecycle"}},
+		{name: "lifecycle rule on another prefix", region: "us-east-1", lifecycle: strings.Replace(lifecycle, "<Prefix>gitlab/", "<Prefix>logs/", 1),
+			warn: []string{"no lifecycle rule expires s3://" + bucket + "/gitlab/", "the bucket has other rules"}},
+		{name: "secrets in their own bucket", region: "us-east-1", secrets: &config.BackupSecrets{Bucket: "example-gitlab-secrets"}, lifecycle: lifecycle,
+			warn: []string{"no lifecycle rule expires s3://example-gitlab-secrets/gitlab/config/"}, noWarn: []string{"application archives' bucket"}},
+		{name: "secrets bucket missing", region: "us-east-1", secrets: &config.BackupSecrets{Bucket: "no-such-secrets"}, want: "backup.secrets bucket no-such-secrets: bucket no-such-secrets does not exist"},
+		{name: "secrets kms key the profile cannot use", region: "us-east-1", secrets: &config.BackupSecrets{Bucket: "example-gitlab-secrets", KMSKeyID: deniedKey}, want: "writing a test object to the backup.secrets bucket: uploading s3://example-gitlab-secrets/gitlab/config/.glbootstrap-preflight: the KMS key may not be used"},
 		{name: "bucket in another region", region: "us-east-2", want: "is in us-east-1, not us-east-2: set backup.region: us-east-1"},
 		{name: "missing bucket", region: "us-east-1", noBucket: true, want: "does not exist"},
 		{name: "kms key the profile cannot use", region: "us-east-1", kms: deniedKey, want: "kms:GenerateDataKey"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t)
+			r.fake.CreateBucket("example-gitlab-secrets")
 			if tc.noBucket {
 				r.cfg.Bucket = "no-such-bucket"
 			}
+			if tc.lifecycle != "" {
+				r.fake.SetLifecycle(bucket, tc.lifecycle)
+			}
 			r.cfg.KMSKeyID = tc.kms
-			err := Preflight(context.Background(), r.store, r.cfg, tc.region)
+			r.cfg.Secrets = tc.secrets
+			warns, err := Preflight(context.Background(), r.store, r.cfg, tc.region)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if objs, _ := r.store.List(context.Background(), bucket, ""); len(objs) != 0 {
-					t.Errorf("marker left behind: %v", objs)
+				for _, b := range []string{bucket, "example-gitlab-secrets"} {
+					if objs, _ := r.store.List(context.Background(), b, ""); len(objs) != 0 {
+						t.Errorf("marker left behind in %s: %v", b, objs)
+					}
+				}
+				all := strings.Join(warns, "\n")
+				for _, w := range tc.warn {
+					if !strings.Contains(all, w) {
+						t.Errorf("warnings lack %q:\n%s", w, all)
+					}
+				}
+				for _, w := range tc.noWarn {
+					if strings.Contains(all, w) {
+						t.Errorf("warnings have %q:\n%s", w, all)
+					}
 				}
 				return
 			}

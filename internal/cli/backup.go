@@ -21,7 +21,7 @@ import (
 func newBackupCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup",
-		Short: "Back GitLab up to S3 (run) or show the last backup (status); the gitlab role's timer runs 'backup run' daily",
+		Short: "Back GitLab up to S3 (run), show the last backup (status), check the newest pair restores (verify), restore one (restore)",
 	}
 	var source, root string
 	flags := func(c *cobra.Command) {
@@ -55,7 +55,7 @@ func newBackupCmd(e *env) *cobra.Command {
 				return exitf(ExitFailed, "%v", err)
 			}
 			fmt.Fprintf(e.stdout, "backup %s done: s3://%s/%s (%d bytes), s3://%s/%s (%d bytes)\n",
-				rec.Timestamp, rec.Bucket, rec.AppKey, rec.AppSize, rec.Bucket, rec.ConfigKey, rec.ConfigSize)
+				rec.Timestamp, rec.Bucket, rec.AppKey, rec.AppSize, rec.ConfigBucket, rec.ConfigKey, rec.ConfigSize)
 			return nil
 		},
 	}
@@ -74,8 +74,93 @@ func newBackupCmd(e *env) *cobra.Command {
 		},
 	}
 	flags(status)
-	cmd.AddCommand(run, status)
+	var from string
+	verify := &cobra.Command{
+		Use:   "verify --config SRC [--from BACKUP_ID]",
+		Short: "Download the newest backup pair from S3 and check that a restore could use it (exit 1 with the reason when not); the gitlab role's timer runs it weekly",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			r, err := backupSetup(ctx, e, source, root)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			rep, err := r.Verify(ctx, from)
+			printReport(e, rep, time.Since(start))
+			if err != nil {
+				return exitf(ExitFailed, "backup verify: %v", err)
+			}
+			fmt.Fprintf(e.stdout, "result:        OK: backup %s can be restored on this host (glbootstrap backup restore --from %s)\n", rep.Pair.ID, rep.Pair.ID)
+			return nil
+		},
+	}
+	flags(verify)
+	verify.Flags().StringVar(&from, "from", "", "check this backup ID instead of the newest")
+	var dryRun bool
+	restore := &cobra.Command{
+		Use:   "restore --config SRC --from BACKUP_ID [--dry-run]",
+		Short: "Restore a backup pair onto this host in GitLab's documented order (stop puma and sidekiq, gitlab-backup restore, put back gitlab-secrets.json and gitlab.rb, reconfigure, restart, check)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if from == "" {
+				return exitf(ExitUsage, "--from BACKUP_ID is required: pick one from 'glbootstrap backup status' (a restore overwrites the database, so glbootstrap never picks for you)")
+			}
+			r, err := backupSetup(ctx, e, source, root)
+			if err != nil {
+				return err
+			}
+			if !dryRun {
+				// A backup or an apply must not run while the data is replaced.
+				unlock, err := r.Host.Lock()
+				if err != nil {
+					if errors.Is(err, host.ErrLocked) {
+						return exitf(ExitLocked, "%v", err)
+					}
+					return exitf(ExitFailed, "%v", err)
+				}
+				defer unlock()
+			}
+			if err := r.Restore(ctx, backup.RestoreOptions{ID: from, DryRun: dryRun, Out: e.stdout}); err != nil {
+				return exitf(ExitFailed, "%v", err)
+			}
+			return nil
+		},
+	}
+	flags(restore)
+	restore.Flags().StringVar(&from, "from", "", "the backup ID to restore (<unix>_<date>_<version>, as 'backup status' lists it)")
+	restore.Flags().BoolVar(&dryRun, "dry-run", false, "check the backup pair and print the steps; change nothing")
+	cmd.AddCommand(run, status, verify, restore)
 	return cmd
+}
+
+// printReport prints what verify checked, one screen.
+func printReport(e *env, rep backup.Report, took time.Duration) {
+	p := rep.Pair
+	fmt.Fprintf(e.stdout, "backup:        %s\n", orDash(p.ID))
+	fmt.Fprintf(e.stdout, "installed:     GitLab %s\n", orDash(rep.Installed))
+	if p.AppKey != "" {
+		fmt.Fprintf(e.stdout, "application:   s3://%s/%s (%d bytes)\n", p.AppBucket, p.AppKey, p.AppSize)
+	}
+	if a := rep.App; a.Entries > 0 {
+		fmt.Fprintf(e.stdout, "  GitLab %s, created %s; %d entries, database dump %d bytes uncompressed, %d repository files\n",
+			orDash(a.GitLabVersion), orDash(a.CreatedAt), a.Entries, a.DatabaseBytes, a.Repositories)
+	}
+	if p.ConfigKey != "" {
+		fmt.Fprintf(e.stdout, "configuration: s3://%s/%s (%d bytes)\n", p.ConfigBucket, p.ConfigKey, p.ConfigSize)
+	}
+	if c := rep.Config; c.BackupID != "" {
+		fmt.Fprintf(e.stdout, "  same run (%s); gitlab.rb; gitlab-secrets.json with %d gitlab_rails keys, all %d a restore needs\n", c.BackupID, c.SecretsKeys, len(backup.RequiredSecrets))
+	}
+	fmt.Fprintf(e.stdout, "took:          %s\n", took.Round(time.Millisecond))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // backupSetup reads the configuration (role gitlab, with a backup section)
@@ -128,17 +213,22 @@ func backupStatus(ctx context.Context, e *env, r *backup.Runner) error {
 			fmt.Fprintf(e.stdout, "  failed at step %s: %s\n", rec.FailedStep, rec.Error)
 			problem = fmt.Errorf("the last backup failed at step %s: see journalctl -u glbootstrap-backup", rec.FailedStep)
 		} else {
-			fmt.Fprintf(e.stdout, "  backup %s: s3://%s/%s and s3://%s/%s\n", rec.Timestamp, rec.Bucket, rec.AppKey, rec.Bucket, rec.ConfigKey)
+			cfgBucket := rec.ConfigBucket
+			if cfgBucket == "" {
+				cfgBucket = rec.Bucket
+			}
+			fmt.Fprintf(e.stdout, "  backup %s: s3://%s/%s and s3://%s/%s\n", rec.Timestamp, rec.Bucket, rec.AppKey, cfgBucket, rec.ConfigKey)
 			if age := time.Since(rec.FinishedAt); age > staleAfter {
 				problem = fmt.Errorf("the last backup finished %s ago: is glbootstrap-backup.timer enabled?", age.Round(time.Hour))
 			}
 		}
 	}
 	prefix := r.Config.PrefixOrDefault()
-	for _, p := range []struct{ title, prefix string }{{"application archives", prefix}, {"configuration archives", prefix + "config/"}} {
-		objs, err := r.Store.List(ctx, r.Config.Bucket, p.prefix)
+	cfgBucket, cfgPrefix, _ := r.Config.SecretsLocation()
+	for _, p := range []struct{ title, bucket, prefix string }{{"application archives", r.Config.Bucket, prefix}, {"configuration archives", cfgBucket, cfgPrefix}} {
+		objs, err := r.Store.List(ctx, p.bucket, p.prefix)
 		if err != nil {
-			return exitf(ExitFailed, "listing s3://%s/%s: %v", r.Config.Bucket, p.prefix, err)
+			return exitf(ExitFailed, "listing s3://%s/%s: %v", p.bucket, p.prefix, err)
 		}
 		var keep []string
 		for _, o := range objs {
@@ -152,7 +242,7 @@ func backupStatus(ctx context.Context, e *env, r *backup.Runner) error {
 		if len(keep) > 3 {
 			keep = keep[:3]
 		}
-		fmt.Fprintf(e.stdout, "newest %s in s3://%s/%s:\n", p.title, r.Config.Bucket, p.prefix)
+		fmt.Fprintf(e.stdout, "newest %s in s3://%s/%s:\n", p.title, p.bucket, p.prefix)
 		for _, l := range keep {
 			fmt.Fprintln(e.stdout, l)
 		}

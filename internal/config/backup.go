@@ -44,6 +44,40 @@ type Backup struct {
 	// ChunkSize is the multipart chunk in bytes ("128MiB", "64MB", 134217728); 5 MiB..5 GiB.
 	// The largest archive S3 accepts is ChunkSize × 10,000.
 	ChunkSize Size `yaml:"chunk_size"`
+	// Secrets is where the configuration archive (gitlab-secrets.json, gitlab.rb) goes: GitLab's
+	// backup docs say to keep it apart from the application archive it decrypts. Optional; nil
+	// means the backup bucket under <prefix>config/.
+	Secrets *BackupSecrets `yaml:"secrets"`
+}
+
+// BackupSecrets is the backup.secrets section: the configuration archive's own bucket or prefix,
+// and KMS key. The bucket must be in the backup bucket's region (one instance profile, one
+// regional client).
+type BackupSecrets struct {
+	// Bucket defaults to backup.bucket.
+	Bucket string `yaml:"bucket"`
+	// Prefix defaults to "<backup.prefix>config/"; must end with / (or be "").
+	Prefix *string `yaml:"prefix"`
+	// KMSKeyID selects SSE-KMS with that key; empty means backup.kms_key_id (or SSE-S3).
+	KMSKeyID string `yaml:"kms_key_id"`
+}
+
+// SecretsLocation returns where configuration archives go: bucket, key prefix and KMS key id
+// ("" for SSE-S3), with backup.secrets' defaults applied.
+func (b *Backup) SecretsLocation() (bucket, prefix, kmsKeyID string) {
+	bucket, prefix, kmsKeyID = b.Bucket, b.PrefixOrDefault()+"config/", b.KMSKeyID
+	if s := b.Secrets; s != nil {
+		if s.Bucket != "" {
+			bucket = s.Bucket
+		}
+		if s.Prefix != nil {
+			prefix = *s.Prefix
+		}
+		if s.KMSKeyID != "" {
+			kmsKeyID = s.KMSKeyID
+		}
+	}
+	return bucket, prefix, kmsKeyID
 }
 
 // PrefixOrDefault returns the configured prefix or the default.

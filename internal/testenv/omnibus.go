@@ -114,6 +114,31 @@ AcceptEnv LANG LC_*
 Subsystem	sftp	/usr/lib/openssh/sftp-server
 `
 
+// OmnibusCallsEnv names the file the Omnibus stand-ins (gitlab-ctl, gitlab-rake, gitlab-backup)
+// append each command line to, with the first 12 hex digits of the root's gitlab-secrets.json
+// SHA-256 at that moment (so a test sees which secrets a reconfigure ran with).
+const OmnibusCallsEnv = "GLB_STANDIN_CALLS"
+
+// omnibusStandIn is a shell stand-in for an Omnibus program: it records its command line in
+// $GLB_STANDIN_CALLS (when set) and prints what the real program prints on success.
+func omnibusStandIn(name string) string {
+	return `#!/bin/sh
+# Stand-in for Omnibus's ` + name + ` in the glbootstrap tests and demo root.
+if [ -n "$` + OmnibusCallsEnv + `" ]; then
+  s=$(sha256sum "${GLB_STANDIN_ROOT:-}/etc/gitlab/gitlab-secrets.json" 2>/dev/null | cut -c1-12)
+  echo "` + name + ` $* secrets=${s:-none}" >> "$` + OmnibusCallsEnv + `"
+fi
+case "` + name + ` $1" in
+"gitlab-ctl stop") echo "ok: down: $2: 0s, normally up";;
+"gitlab-ctl reconfigure") echo "gitlab Reconfigured!";;
+"gitlab-ctl restart") for s in gitaly gitlab-workhorse logrotate nginx postgresql puma redis sidekiq sshd; do echo "ok: run: $s: (pid 4242) 0s"; done;;
+"gitlab-rake gitlab:check") echo "Checking GitLab subtasks ..."; echo "Checking GitLab App ... Finished";;
+"gitlab-rake gitlab:doctor:secrets") echo "Checking encrypted values in the database"; echo "Total: 0 invalid";;
+*) echo "` + name + ` stand-in" >&2;;
+esac
+`
+}
+
 // SeedGitLabRoot lays out root the way a baked GitLab AMI leaves it: the Omnibus package
 // (version manifest, gitlab-ctl stand-in) at the stack's edition and version, its
 // /etc/gitlab/gitlab.rb with the admin's lines (OmnibusGitLabRB + AdminGitLabRB), and Debian's
@@ -122,9 +147,10 @@ func SeedGitLabRoot(root string) error {
 	files := map[string]string{
 		"opt/gitlab/version-manifest.txt": "gitlab-" + StackOmnibusEdition + " " + StackOmnibusVersion + "\n\n" +
 			"Component                      Installed Version                          Version GUID\n",
-		"opt/gitlab/bin/gitlab-ctl": "#!/bin/sh\n# Stand-in for Omnibus's gitlab-ctl in the glbootstrap demo root.\necho 'gitlab-ctl stand-in' >&2\n",
-		"etc/gitlab/gitlab.rb":      OmnibusGitLabRB + AdminGitLabRB,
-		"etc/ssh/sshd_config":       DebianSSHDConfig,
+		"opt/gitlab/bin/gitlab-ctl":  omnibusStandIn("gitlab-ctl"),
+		"opt/gitlab/bin/gitlab-rake": omnibusStandIn("gitlab-rake"),
+		"etc/gitlab/gitlab.rb":       OmnibusGitLabRB + AdminGitLabRB,
+		"etc/ssh/sshd_config":        DebianSSHDConfig,
 	}
 	for rel, content := range files {
 		p := filepath.Join(root, rel)

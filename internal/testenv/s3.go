@@ -24,11 +24,14 @@ type S3 struct {
 	regions    map[string]string // bucket → region for GetBucketLocation (gofakes3 has none)
 	deniedKMS  map[string]bool   // KMS key ids the "instance profile" may not use
 	failPartNo int               // fail every UploadPart of this part number (0 = never)
+	lifecycle  map[string][]byte // bucket → its lifecycle configuration XML (gofakes3 has none)
+	truncate   map[string]int64  // bucket/key → bytes GetObject sends before it hangs up
 }
 
 // NewS3 starts the stand-in on a random 127.0.0.1 port. Close it when done.
 func NewS3() *S3 {
-	s := &S3{backend: s3mem.New(), regions: map[string]string{}, deniedKMS: map[string]bool{}}
+	s := &S3{backend: s3mem.New(), regions: map[string]string{}, deniedKMS: map[string]bool{},
+		lifecycle: map[string][]byte{}, truncate: map[string]int64{}}
 	s.srv = httptest.NewServer(s.Handler())
 	return s
 }
@@ -47,12 +50,18 @@ func (s *S3) Handler() http.Handler {
 	inner := gofakes3.New(s.backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
-		bucket, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 		region, hasRegion := s.regions[bucket]
+		lifecycle, hasLifecycle := s.lifecycle[bucket]
+		cut, truncated := s.truncate[bucket+"/"+key]
 		denied := s.deniedKMS[r.Header.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id")]
 		failPart := r.Method == http.MethodPut && s.failPartNo > 0 && r.URL.Query().Get("partNumber") == fmt.Sprint(s.failPartNo)
 		s.mu.Unlock()
 		switch {
+		case r.URL.Query().Has("lifecycle") && key == "":
+			s.serveLifecycle(w, r, bucket, lifecycle, hasLifecycle)
+		case r.Method == http.MethodGet && truncated:
+			s.serveTruncated(w, r, inner, cut)
 		case r.Method == http.MethodGet && r.URL.Query().Has("location") && hasRegion:
 			w.Header().Set("Content-Type", "application/xml")
 			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+`<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">%s</LocationConstraint>`, region)
@@ -70,6 +79,69 @@ func (s *S3) Handler() http.Handler {
 			inner.ServeHTTP(w, r)
 		}
 	})
+}
+
+// serveLifecycle answers Get/Put/DeleteBucketLifecycleConfiguration as S3 does: the stored XML,
+// or 404 NoSuchLifecycleConfiguration for a bucket without one (gofakes3 has no lifecycle).
+func (s *S3) serveLifecycle(w http.ResponseWriter, r *http.Request, bucket string, cfg []byte, has bool) {
+	w.Header().Set("Content-Type", "application/xml")
+	switch r.Method {
+	case http.MethodPut:
+		b, _ := io.ReadAll(r.Body)
+		s.SetLifecycle(bucket, string(b))
+	case http.MethodDelete:
+		s.mu.Lock()
+		delete(s.lifecycle, bucket)
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodGet:
+		if !has {
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+`<Error><Code>NoSuchLifecycleConfiguration</Code><Message>The lifecycle configuration does not exist</Message><BucketName>%s</BucketName></Error>`, bucket)
+			return
+		}
+		_, _ = w.Write(cfg)
+	}
+}
+
+// serveTruncated sends an object's headers (the full Content-Length) and its first cut bytes,
+// then hangs up: a download cut off half way.
+func (s *S3) serveTruncated(w http.ResponseWriter, r *http.Request, inner http.Handler, cut int64) {
+	rec := httptest.NewRecorder()
+	inner.ServeHTTP(rec, r)
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	body := rec.Body.Bytes()
+	if int64(len(body)) > cut {
+		body = body[:cut]
+	}
+	_, _ = w.Write(body)
+	if hj, ok := w.(http.Hijacker); ok {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+		}
+	}
+}
+
+// SetLifecycle stores a bucket lifecycle configuration (the XML body of
+// PutBucketLifecycleConfiguration), as "aws s3api put-bucket-lifecycle-configuration" does.
+func (s *S3) SetLifecycle(bucket, xml string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lifecycle[bucket] = []byte(xml)
+}
+
+// TruncateDownload makes every GetObject of bucket/key send the object's full Content-Length
+// but only its first n bytes, then close the connection: a download cut off half way.
+func (s *S3) TruncateDownload(bucket, key string, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.truncate[bucket+"/"+key] = n
 }
 
 // CreateBucketIn creates a bucket that GetBucketLocation reports in region.
@@ -145,4 +217,24 @@ func (s *S3) VirtualHostHandler() http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// Object returns the content of s3://bucket/key. It panics when there is none, which is a
+// mistake in the test.
+func (s *S3) Object(bucket, key string) []byte {
+	obj, err := s.backend.GetObject(bucket, key, nil)
+	if err != nil {
+		panic(fmt.Sprintf("testenv: getting s3://%s/%s: %v", bucket, key, err))
+	}
+	defer obj.Contents.Close()
+	b, err := io.ReadAll(obj.Contents)
+	if err != nil {
+		panic(fmt.Sprintf("testenv: reading s3://%s/%s: %v", bucket, key, err))
+	}
+	return b
+}
+
+// DeleteObject removes s3://bucket/key (no error when it does not exist).
+func (s *S3) DeleteObject(bucket, key string) {
+	_, _ = s.backend.DeleteObject(bucket, key)
 }

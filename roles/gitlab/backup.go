@@ -19,8 +19,38 @@ import (
 const (
 	BackupService = "glbootstrap-backup.service"
 	BackupTimer   = "glbootstrap-backup.timer"
-	unitDir       = "/etc/systemd/system"
+	// VerifyService and VerifyTimer run "glbootstrap backup verify" weekly: a backup is only
+	// known to be usable once its newest pair was downloaded and checked.
+	VerifyService = "glbootstrap-backup-verify.service"
+	VerifyTimer   = "glbootstrap-backup-verify.timer"
+	// VerifySchedule is the verify timer's OnCalendar: Sunday morning, hours after the nightly
+	// backup of the default schedule.
+	VerifySchedule = "Sun *-*-* 06:00:00"
+	unitDir        = "/etc/systemd/system"
 )
+
+// validateBackupSecrets checks backup.secrets: a valid bucket name, a prefix like backup.prefix,
+// a KMS key shape, and a location that is not the application archives' own prefix.
+func validateBackupSecrets(c *config.Checker, b *config.Backup) {
+	s := b.Secrets
+	if s == nil {
+		return
+	}
+	if s.Bucket != "" && (!config.ValidBucket(s.Bucket) || strings.Contains(s.Bucket, "..")) {
+		c.Errorf("backup.secrets.bucket", "%q is not a valid S3 bucket name (3-63 lower-case letters, digits, dots and hyphens)", s.Bucket)
+	}
+	if s.Prefix != nil {
+		if pre := *s.Prefix; pre != "" && (strings.HasPrefix(pre, "/") || !strings.HasSuffix(pre, "/") || strings.Contains(pre, "//") || !prefixRE.MatchString(pre)) {
+			c.Errorf("backup.secrets.prefix", "%q must be a key prefix ending with / and not starting with /, e.g. gitlab-secrets/", pre)
+		}
+	}
+	if s.KMSKeyID != "" && !kmsKeyRE.MatchString(s.KMSKeyID) {
+		c.Errorf("backup.secrets.kms_key_id", "%q is not a KMS key id, alias/NAME or key ARN", s.KMSKeyID)
+	}
+	if bucket, prefix, _ := b.SecretsLocation(); bucket == b.Bucket && prefix == b.PrefixOrDefault() {
+		c.Errorf("backup.secrets.prefix", "is the application archives' own location (s3://%s/%s): give the configuration archive its own bucket or prefix, e.g. %sconfig/", bucket, prefix, prefix)
+	}
+}
 
 // notConfigured is the skip reason of the backup phases without a backup section.
 const notConfigured = "not configured (no backup section)"
@@ -92,6 +122,8 @@ func (r *Role) backupPreflight(ctx context.Context) ([]host.Step, error) {
 // unitData fills the backup unit templates.
 type unitData struct {
 	Binary, ConfigSource, Schedule string
+	// VerifySchedule is the verify timer's OnCalendar.
+	VerifySchedule string
 }
 
 // backupTimer installs the backup service and timer (exactly one schedule,
@@ -109,43 +141,46 @@ func (r *Role) backupTimer(ctx context.Context) ([]host.Step, error) {
 	if msg := checkCalendar(ctx, b.Schedule); msg != "" {
 		return nil, fmt.Errorf("backup.schedule %s; fix backup.schedule and apply again (the timer was left as it was)", msg)
 	}
-	data := unitData{Binary: r.d.Binary, ConfigSource: r.d.ConfigSource, Schedule: b.Schedule}
+	data := unitData{Binary: r.d.Binary, ConfigSource: r.d.ConfigSource, Schedule: b.Schedule, VerifySchedule: VerifySchedule}
 	if data.Binary == "" {
 		data.Binary = DefaultBinary
 	}
 	var steps []host.Step
-	timerChanged := false
-	for _, u := range []struct{ name, tmpl string }{
-		{BackupService, "systemd/glbootstrap-backup.service.tmpl"},
-		{BackupTimer, "systemd/glbootstrap-backup.timer.tmpl"},
-	} {
-		text, err := render.Template(templates.FS, u.tmpl, nil, data)
-		if err != nil {
-			return steps, err
+	for _, t := range []struct{ timer, service string }{{BackupTimer, BackupService}, {VerifyTimer, VerifyService}} {
+		timerChanged := false
+		for _, name := range []string{t.service, t.timer} {
+			text, err := render.Template(templates.FS, "systemd/"+name+".tmpl", nil, data)
+			if err != nil {
+				return steps, err
+			}
+			st, err := r.d.Host.EnsureFile(host.File{Path: unitDir + "/" + name, Data: text, Mode: 0o644})
+			steps = append(steps, st)
+			if err != nil {
+				return steps, err
+			}
+			timerChanged = timerChanged || st.Changed
 		}
-		st, err := r.d.Host.EnsureFile(host.File{Path: unitDir + "/" + u.name, Data: text, Mode: 0o644})
+		if r.d.Units == nil {
+			return steps, fmt.Errorf("no systemd manager available")
+		}
+		st, err := r.d.Units.Enable(ctx, t.timer)
 		steps = append(steps, st)
 		if err != nil {
 			return steps, err
 		}
-		timerChanged = timerChanged || st.Changed
+		if timerChanged && !st.Changed {
+			// Already enabled: a running timer keeps its old schedule until
+			// systemd rereads the file.
+			st, err = r.d.Units.Restart(ctx, t.timer)
+		} else {
+			st, err = r.d.Units.Start(ctx, t.timer)
+		}
+		steps = append(steps, st)
+		if err != nil {
+			return steps, err
+		}
 	}
-	if r.d.Units == nil {
-		return steps, fmt.Errorf("no systemd manager available")
-	}
-	st, err := r.d.Units.Enable(ctx, BackupTimer)
-	steps = append(steps, st)
-	if err != nil {
-		return steps, err
-	}
-	if timerChanged && !st.Changed {
-		// Already enabled: a running timer keeps its old schedule until
-		// systemd rereads the file.
-		st, err = r.d.Units.Restart(ctx, BackupTimer)
-	} else {
-		st, err = r.d.Units.Start(ctx, BackupTimer)
-	}
-	return append(steps, st), err
+	return steps, nil
 }
 
 // DefaultBinary is where the AMI bake installs glbootstrap; the backup

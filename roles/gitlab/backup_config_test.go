@@ -38,6 +38,12 @@ func TestBackupRules(t *testing.T) {
 		{"region", "  region: Ohio\n", `backup.region (line 6): "Ohio" is not an AWS region`},
 		{"kms", "  kms_key_id: my key\n", `backup.kms_key_id (line 6): "my key" is not a KMS key id`},
 		{"schedule newline", "  schedule: \"daily\\nExecStart=/bin/sh\"\n", "backup.schedule (line 6): "},
+		{"ok secrets apart", "  secrets:\n    bucket: example-gitlab-secrets\n    kms_key_id: alias/gitlab-secrets\n", ""},
+		{"ok secrets prefix", "  secrets:\n    prefix: gitlab-secrets/\n", ""},
+		{"secrets bucket", "  secrets:\n    bucket: Secrets_Bucket\n", `backup.secrets.bucket (line 7): "Secrets_Bucket" is not a valid S3 bucket name`},
+		{"secrets prefix without slash", "  secrets:\n    prefix: secrets\n", `backup.secrets.prefix (line 7): "secrets" must be a key prefix ending with /`},
+		{"secrets with the archives", "  secrets:\n    prefix: gitlab/\n", "backup.secrets.prefix (line 7): is the application archives' own location (s3://example-gitlab-backups/gitlab/)"},
+		{"secrets kms", "  secrets:\n    kms_key_id: my key\n", `backup.secrets.kms_key_id (line 7): "my key" is not a KMS key id`},
 		{"unknown key", "  bukcet: x\n", `backup.bukcet (line 6): unknown key; known keys in backup: bucket, region`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

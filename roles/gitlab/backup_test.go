@@ -81,13 +81,17 @@ func TestBackupUnitsVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(steps) != 4 || !steps[0].Changed || !steps[1].Changed || !steps[2].Changed {
+	// Per timer: service, timer, enable, start (not on --root).
+	if len(steps) != 8 || !steps[0].Changed || !steps[1].Changed || !steps[2].Changed || !steps[4].Changed || !steps[5].Changed || !steps[6].Changed {
 		t.Fatalf("first run steps: %+v", steps)
 	}
-	if _, err := os.Lstat(filepath.Join(root, "etc/systemd/system/timers.target.wants", BackupTimer)); err != nil {
-		t.Errorf("timer not enabled offline: %v", err)
+	for _, tm := range []string{BackupTimer, VerifyTimer} {
+		if _, err := os.Lstat(filepath.Join(root, "etc/systemd/system/timers.target.wants", tm)); err != nil {
+			t.Errorf("%s not enabled offline: %v", tm, err)
+		}
 	}
-	units := []string{filepath.Join(root, unitDir, BackupTimer), filepath.Join(root, unitDir, BackupService)}
+	units := []string{filepath.Join(root, unitDir, BackupTimer), filepath.Join(root, unitDir, BackupService),
+		filepath.Join(root, unitDir, VerifyTimer), filepath.Join(root, unitDir, VerifyService)}
 	if out, err := exec.Command(sa, append([]string{"verify", "--man=no"}, units...)...).CombinedOutput(); err != nil {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
@@ -101,8 +105,13 @@ func TestBackupUnitsVerify(t *testing.T) {
 	if !strings.Contains(string(service), "ExecStart="+self+" backup run --config ssm:/glbootstrap/gitlab/config") {
 		t.Errorf("service ExecStart:\n%s", service)
 	}
-	if out, err := exec.Command(sa, "calendar", "*-*-* 02:00:00").CombinedOutput(); err != nil {
-		t.Errorf("systemd-analyze calendar: %v\n%s", err, out)
+	if vs, _ := os.ReadFile(units[3]); !strings.Contains(string(vs), "ExecStart="+self+" backup verify --config ssm:/glbootstrap/gitlab/config") {
+		t.Errorf("verify service ExecStart:\n%s", vs)
+	}
+	for _, cal := range []string{"*-*-* 02:00:00", VerifySchedule} {
+		if out, err := exec.Command(sa, "calendar", cal).CombinedOutput(); err != nil {
+			t.Errorf("systemd-analyze calendar %q: %v\n%s", cal, err, out)
+		}
 	}
 	steps, err = r.backupTimer(context.Background())
 	if err != nil {
@@ -120,8 +129,8 @@ func TestBackupUnitsVerify(t *testing.T) {
 			n++
 		}
 	}
-	if n != 1 {
-		t.Errorf("%d timer units, want exactly one", n)
+	if n != 2 {
+		t.Errorf("%d timer units, want exactly two (backup, weekly verify)", n)
 	}
 }
 

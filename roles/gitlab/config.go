@@ -185,6 +185,7 @@ func validateBackup(c *config.Checker, b *config.Backup) {
 	case b.ChunkSize > config.MaxChunkSize:
 		c.Errorf("backup.chunk_size", "%d bytes is above S3's maximum part size of 5 GiB", b.ChunkSize)
 	}
+	validateBackupSecrets(c, b)
 }
 
 // calendarShape checks what can be checked of a systemd OnCalendar expression without running a

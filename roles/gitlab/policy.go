@@ -85,6 +85,30 @@ func policy(cfg *Config, p iampolicy.Place, source string) iampolicy.Document {
 		} else {
 			notes = append(notes, "backups are encrypted with SSE-S3 (backup.kms_key_id is not set): no KMS permission is needed")
 		}
+		// The configuration archive (gitlab-secrets.json, gitlab.rb) where backup.secrets puts it:
+		// by default under the application prefix (covered above), else its own bucket or prefix.
+		sBucket, sPrefix, sKey := b.SecretsLocation()
+		buckets := []string{p.S3Bucket(b.Bucket)}
+		if sBucket != b.Bucket || !strings.HasPrefix(sPrefix, prefix) {
+			slist := iampolicy.Allow("SecretsList", []string{"s3:ListBucket"}, []string{p.S3Bucket(sBucket)})
+			if sPrefix != "" {
+				slist = slist.When("StringLike", "s3:prefix", sPrefix+"*")
+			}
+			st = append(st,
+				iampolicy.Allow("SecretsWrite", []string{"s3:AbortMultipartUpload", "s3:PutObject"}, []string{p.S3Object(sBucket, sPrefix+"*")}),
+				iampolicy.Allow("SecretsVerify", []string{"s3:GetObject"}, []string{p.S3Object(sBucket, sPrefix+"*")}),
+				slist,
+				iampolicy.Allow("SecretsPreflightMarker", []string{"s3:DeleteObject"}, []string{p.S3Object(sBucket, sPrefix+backup.MarkerKey)}))
+			if sBucket != b.Bucket {
+				st = append(st, iampolicy.Allow("SecretsPreflightBucket", []string{"s3:GetBucketLocation"}, []string{p.S3Bucket(sBucket)}))
+				buckets = append(buckets, p.S3Bucket(sBucket))
+			}
+		}
+		if sKey != "" && sKey != b.KMSKeyID {
+			st = append(st, p.In(b.Region).KMSStatement("SecretsEncryption", sKey, "kms:Decrypt", "kms:GenerateDataKey"))
+		}
+		// backup-preflight warns when no lifecycle rule expires the prefixes.
+		st = append(st, iampolicy.Allow(iampolicy.ChecksSid+"BackupLifecycle", []string{"s3:GetLifecycleConfiguration"}, buckets))
 	}
 	if len(st) == 0 {
 		notes = append(notes, "this configuration makes the GitLab host call no AWS API: the instance profile needs no permission beyond SSM Session Manager's (AmazonSSMManagedInstanceCore)")

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -89,9 +90,29 @@ func TestPolicyBackup(t *testing.T) {
 	key := "arn:aws:kms:us-east-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 	cfg, _ = parseDoc([]byte(backupBase+"  kms_key_id: "+key+"\n"), Name)
 	p := policy(cfg, place, "").Policy
-	last := p.Statement[len(p.Statement)-1]
+	var last iampolicy.Statement
+	for _, st := range p.Statement {
+		if st.Sid == "BackupEncryption" {
+			last = st
+		}
+	}
 	if last.Sid != "BackupEncryption" || last.Resource[0] != key || last.Condition != nil ||
 		strings.Join(last.Action, " ") != "kms:Decrypt kms:GenerateDataKey" {
 		t.Errorf("KMS statement %+v", last)
+	}
+
+	// backup.secrets in a bucket of its own: written, verified, listed, checked there too.
+	cfg, ps = parseDoc([]byte(backupBase+"  secrets:\n    bucket: example-gitlab-secrets\n    prefix: gl/\n"), Name)
+	if cfg == nil || ps.Err() != nil {
+		t.Fatalf("config: %v", ps.Err())
+	}
+	b, _ = policy(cfg, place, "").Policy.JSON()
+	for _, want := range []string{`"Sid": "SecretsWrite"`, `"arn:aws:s3:::example-gitlab-secrets/gl/*"`, `"arn:aws:s3:::example-gitlab-secrets/gl/.glbootstrap-preflight"`, `"Sid": "SecretsPreflightBucket"`, `"gl/*"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("separate secrets bucket: lacks %s:\n%s", want, b)
+		}
+	}
+	if !regexp.MustCompile(`(?s)"s3:GetLifecycleConfiguration"\s*\],\s*"Resource": \[\s*"arn:aws:s3:::example-gitlab-backups",\s*"arn:aws:s3:::example-gitlab-secrets"`).Match(b) {
+		t.Errorf("the lifecycle check is not granted on both buckets:\n%s", b)
 	}
 }

@@ -179,7 +179,7 @@ func (r *Role) Phases() []engine.Phase {
 		{Name: "reconfigure", Stage: engine.Boot, Run: r.reconfigure,
 			Description: "gitlab-ctl reconfigure when the fragment or the from_file line changed, then wait for /-/readiness"},
 		{Name: "backup-timer", Stage: engine.Boot, Run: r.backupTimer,
-			Description: "systemd timer and service that run glbootstrap backup run on backup.schedule"},
+			Description: "systemd timers and services that run glbootstrap backup run on backup.schedule and backup verify weekly"},
 		{Name: "sshd", Stage: engine.Boot, Run: r.sshd,
 			Description: "sshd drop-in: git over SSH only, no passwords, no root; checked with sshd -t before reload"},
 		{Name: "publish-private-url", Stage: engine.Boot, Run: r.publishPrivateURL,

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 	"github.com/glbootstrap/glbootstrap/internal/testenv/standin"
@@ -24,6 +25,9 @@ const demoBackupSection = `backup:
   schedule: "*-*-* 02:00:00"
   keep_local: 7d
   chunk_size: 128MiB
+  secrets:
+    bucket: example-gitlab-secrets
+    prefix: gitlab/
 `
 
 // demoBackup runs what glbootstrap-backup.service runs at 2 a.m. on the
@@ -75,15 +79,26 @@ func demoBackup(ctx context.Context, stack *testenv.Stack, sandbox, bin string, 
 	}
 	args := []string{"--config", "ssm:" + testenv.StackGitLabConfigParam, "--root", root}
 	section("GitLab host: the nightly backup (what glbootstrap-backup.timer starts), against gofakes3")
+	start := time.Now()
 	if err := run(0, append([]string{"backup", "run"}, args...)...); err != nil {
 		return err
 	}
+	took := time.Since(start)
 	if err := run(0, append([]string{"backup", "status"}, args...)...); err != nil {
 		return err
 	}
-	fmt.Printf("\n  s3://%s now holds:\n", testenv.StackBackupBucket)
-	for k, size := range stack.S3.Objects(testenv.StackBackupBucket, "") {
-		fmt.Printf("    %-80s %9d bytes\n", k, size)
+	section("GitLab host: the weekly check that the newest backup restores (glbootstrap-backup-verify.timer)")
+	start = time.Now()
+	if err := run(0, append([]string{"backup", "verify"}, args...)...); err != nil {
+		return err
+	}
+	fmt.Printf("\n  times for the demo data: backup run %s, backup verify %s (each including the process start)\n",
+		took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	for _, b := range []string{testenv.StackBackupBucket, "example-gitlab-secrets"} {
+		fmt.Printf("\n  s3://%s now holds:\n", b)
+		for k, size := range stack.S3.Objects(b, "") {
+			fmt.Printf("    %-80s %9d bytes\n", k, size)
+		}
 	}
 	return nil
 }

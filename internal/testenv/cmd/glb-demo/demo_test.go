@@ -47,7 +47,7 @@ func TestDemoPrintsNoSecret(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"--output json", "backup run", "doctor", "gitlab.rb: would be updated: from_file line"} {
+	for _, want := range []string{"--output json", "backup run", "backup verify", "result:        OK: backup ", "doctor", "gitlab.rb: would be updated: from_file line"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo output lacks %q: the scan below would not cover it", want)
 		}

@@ -17,6 +17,7 @@ func demoGitLab(stack *testenv.Stack, sandbox string, glb func(want int, args ..
 	stack.SSM.Delete(testenv.StackPrivateURL)
 	stack.SeedGitLabSSM()
 	stack.S3.CreateBucketIn(testenv.StackBackupBucket, "us-east-2")
+	stack.S3.CreateBucketIn("example-gitlab-secrets", "us-east-2")
 	cfg := stack.GitLabConfig(stack.GitLab.URL(), demoBackupSection)
 	stack.SSM.Put(testenv.StackGitLabConfigParam, cfg, true)
 	section("the GitLab host configuration, stored in SSM " + testenv.StackGitLabConfigParam)
