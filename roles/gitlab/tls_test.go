@@ -377,3 +377,23 @@ func TestOverrideWarning(t *testing.T) {
 		t.Errorf("nothing to report, got %s", w)
 	}
 }
+
+// TestFragmentFollowsTheTableNotThePatchVersion: a package upgrade within a row of
+// omnibusVersions leaves the fragment as it is (no reconfigure of glbootstrap's own after the
+// package's), crossing into 19.2 changes it.
+func TestFragmentFollowsTheTableNotThePatchVersion(t *testing.T) {
+	cfg := parse(t, baseDoc)
+	render := func(v string) string {
+		b, err := renderFragmentFor(cfg, testFacts, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if render("18.5.1") != render("18.11.2") || render("19.2.0") != render("19.3.1") {
+		t.Error("a patch or minor upgrade within a row changed the fragment")
+	}
+	if a, b := render("19.1.6"), render("19.2.0"); a == b || !strings.Contains(b, "gitlab_rails['nginx']['listen_port'] = 443") || !strings.Contains(a, "nginx['listen_port'] = 443") {
+		t.Errorf("19.1.6:\n%s\n19.2.0:\n%s", a, b)
+	}
+}
