@@ -102,37 +102,40 @@ var stackTLS struct {
 	cert, key string
 }
 
-// StackTLSPair is a self-signed ECDSA P-256 certificate for gitlab.example.com (the stack's
-// gitlab.url host), valid for a year from the first call, and its PKCS #8 key, both PEM; the
+// StackTLSPair is NewTLSPair("gitlab.example.com") (the stack's gitlab.url host), made once: the
 // same pair for the whole test process.
 func StackTLSPair() (certPEM, keyPEM string) {
-	stackTLS.once.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		now := time.Now()
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(now.UnixNano()),
-			Subject:      pkix.Name{CommonName: "gitlab.example.com"},
-			DNSNames:     []string{"gitlab.example.com"},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(365 * 24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		kder, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			panic(err)
-		}
-		stackTLS.cert = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-		stackTLS.key = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
-	})
+	stackTLS.once.Do(func() { stackTLS.cert, stackTLS.key = NewTLSPair("gitlab.example.com") })
 	return stackTLS.cert, stackTLS.key
+}
+
+// NewTLSPair is a fresh self-signed ECDSA P-256 certificate for host, valid from an hour ago for
+// a year, and its PKCS #8 key, both PEM.
+func NewTLSPair(host string) (certPEM, keyPEM string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()),
+		Subject:      pkix.Name{CommonName: host},
+		DNSNames:     []string{host},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		panic(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
 }
 
 // Delete removes a parameter, like DeleteParameter (no-op when it does not exist). A parameter
