@@ -321,6 +321,21 @@ func TestGitLabPassthroughCertificate(t *testing.T) {
 		t.Fatalf("apply with the admin's certificate files: %s", r)
 	}
 
+	// The certificate from S3 (s3://bucket/key), through the real SDK client and the S3 stand-in.
+	renewedCert, renewedKey := testenv.NewTLSPair("gitlab.example.com")
+	for _, l := range strings.Split(renewedKey, "\n") {
+		if l != "" && !strings.HasPrefix(l, "-----") {
+			w.secret("renewed tls key line", l)
+		}
+	}
+	w.stack.S3.CreateBucketIn("example-certs", "us-east-2")
+	w.stack.S3.PutObject("example-certs", "gitlab/gitlab.example.com.crt", []byte(renewedCert))
+	w.stack.SSM.Put(testenv.StackTLSKeyParam, renewedKey, true)
+	w.setGitLabConfig(strings.Replace(w.stack.GitLabConfig("", ""), "certificate_parameter: /glbootstrap/gitlab/tls-certificate", "certificate_parameter: s3://example-certs/gitlab/gitlab.example.com.crt", 1))
+	if r := w.gitlab("apply"); r.code != 0 || w.read("etc/gitlab/ssl/gitlab.example.com.crt") != renewedCert || w.read("etc/gitlab/ssl/gitlab.example.com.key") != renewedKey {
+		t.Fatalf("apply with the certificate in S3: %s", r)
+	}
+
 	// gitlab.tls with a key of another certificate: refused in preparation, nothing written.
 	w.setGitLabConfig(w.stack.GitLabConfig("", ""))
 	other := testenv.NewTLSKey()
@@ -332,7 +347,7 @@ func TestGitLabPassthroughCertificate(t *testing.T) {
 	w.stack.SSM.Put(testenv.StackTLSKeyParam, other, true)
 	before := w.snapshot()
 	r = w.gitlab("apply")
-	wantIn(t, "stderr", r.stderr, r, "SSM parameters /glbootstrap/gitlab/tls-certificate and /glbootstrap/gitlab/tls-key (gitlab.tls) do not form a pair (tls: private key does not match public key)")
+	wantIn(t, "stderr", r.stderr, r, "SSM /glbootstrap/gitlab/tls-certificate and SSM /glbootstrap/gitlab/tls-key (gitlab.tls) do not form a pair (tls: private key does not match public key)")
 	if r.code == 0 || w.snapshot() != before {
 		t.Errorf("a mismatched pair changed the tree or succeeded: %s", r)
 	}

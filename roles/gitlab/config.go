@@ -76,9 +76,11 @@ type NLB struct {
 // default (gitlab_rails.rb parse_external_url, 18.5.1+ee.0 and 19.2.0+ee.0). Both or neither.
 type TLS struct {
 	// CertificateParameter names an SSM parameter (SecureString or String) holding the PEM
-	// certificate chain, server certificate first.
+	// certificate chain, server certificate first, or an S3 object written s3://bucket/key
+	// (at most 1 MiB, read with the instance profile).
 	CertificateParameter string `yaml:"certificate_parameter"`
-	// KeyParameter names an SSM SecureString holding the PEM private key of that certificate.
+	// KeyParameter names an SSM SecureString holding the PEM private key of that certificate, or
+	// an S3 object s3://bucket/key (keep it SSE-KMS encrypted and readable by this instance only).
 	KeyParameter string `yaml:"key_parameter"`
 }
 
@@ -151,11 +153,16 @@ func validateGitLab(c *config.Checker, g *GitLab) {
 // validateTLS checks gitlab.letsencrypt and gitlab.tls against the NLB's TLS mode.
 func validateTLS(c *config.Checker, g *GitLab) {
 	t := g.TLS
-	if t.CertificateParameter != "" {
-		c.ParameterName("gitlab.tls.certificate_parameter", t.CertificateParameter)
-	}
-	if t.KeyParameter != "" {
-		c.ParameterName("gitlab.tls.key_parameter", t.KeyParameter)
+	for _, f := range [][2]string{{"gitlab.tls.certificate_parameter", t.CertificateParameter}, {"gitlab.tls.key_parameter", t.KeyParameter}} {
+		field, src := f[0], f[1]
+		bucket, key, isS3 := s3Source(src)
+		switch {
+		case src == "":
+		case !isS3:
+			c.ParameterName(field, src)
+		case !config.ValidBucket(bucket) || key == "" || strings.HasSuffix(key, "/"):
+			c.Errorf(field, "%q is not an S3 object: write s3://BUCKET/KEY, e.g. s3://example-certs/gitlab/gitlab.example.com.crt", src)
+		}
 	}
 	switch {
 	case t.CertificateParameter != "" && t.KeyParameter == "":

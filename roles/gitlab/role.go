@@ -47,6 +47,7 @@ func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepa
 		Config:       doc.(*Config),
 		Facts:        env.Facts,
 		Params:       env.AWS,
+		Objects:      env.AWS,
 		Progress:     env.Progress,
 		BackupCheck:  env.BackupCheck,
 		Units:        env.Units,
@@ -110,6 +111,8 @@ type Deps struct {
 	// (nil: the real IMDS).
 	Facts  *imds.Lazy
 	Params Parameters
+	// Objects reads S3 objects: gitlab.tls sources written s3://bucket/key.
+	Objects ObjectOpener
 	// WaitReady waits until GitLab on this host answers /-/readiness, for at most timeout; nil
 	// uses the loopback probe of ready.go. It is only called on the live system, after a
 	// reconfigure ran.

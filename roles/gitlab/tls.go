@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"time"
@@ -56,21 +57,72 @@ func resolveTLS(ctx context.Context, d Deps, cfg *Config) (tlsFiles, error) {
 	if err != nil || g.TLS.CertificateParameter == "" || g.LetsEncrypt {
 		return t, err
 	}
-	cert, err := d.Params.Get(ctx, g.TLS.CertificateParameter)
+	cert, err := readTLSSource(ctx, d, g.TLS.CertificateParameter)
 	if err != nil {
 		return t, fmt.Errorf("reading gitlab.tls.certificate_parameter: %w", err)
 	}
-	key, err := d.Params.Get(ctx, g.TLS.KeyParameter)
+	key, err := readTLSSource(ctx, d, g.TLS.KeyParameter)
 	if err != nil {
 		return t, fmt.Errorf("reading gitlab.tls.key_parameter: %w", err)
 	}
 	t.cert = []byte(strings.TrimSpace(cert) + "\n")
 	t.key = []byte(strings.TrimSpace(key) + "\n")
-	src := fmt.Sprintf("SSM parameters %s and %s (gitlab.tls)", g.TLS.CertificateParameter, g.TLS.KeyParameter)
+	src := fmt.Sprintf("%s and %s (gitlab.tls)", describeTLSSource(g.TLS.CertificateParameter), describeTLSSource(g.TLS.KeyParameter))
 	if t.warning, err = checkKeyPair(t.cert, t.key, t.host, time.Now(), src); err != nil {
 		return t, err
 	}
 	return t, nil
+}
+
+// ObjectOpener opens S3 objects (role.AWS's Open): the body and its size in bytes, -1 when unknown.
+type ObjectOpener interface {
+	Open(ctx context.Context, bucket, key string) (io.ReadCloser, int64, error)
+}
+
+// maxPEM is the largest certificate chain or key read from S3 (bytes): a chain of a few
+// certificates is a few KiB.
+const maxPEM = 1 << 20
+
+// s3Source splits s3://bucket/key; ok is false for anything else (an SSM parameter name).
+func s3Source(src string) (bucket, key string, ok bool) {
+	rest, ok := strings.CutPrefix(src, "s3://")
+	if !ok {
+		return "", "", false
+	}
+	bucket, key, _ = strings.Cut(rest, "/")
+	return bucket, key, true
+}
+
+func describeTLSSource(src string) string {
+	if _, _, ok := s3Source(src); ok {
+		return src
+	}
+	return "SSM " + src
+}
+
+// readTLSSource reads a gitlab.tls source: an SSM parameter, or an S3 object (s3://bucket/key) of
+// at most maxPEM bytes. Errors never hold the value.
+func readTLSSource(ctx context.Context, d Deps, src string) (string, error) {
+	bucket, key, ok := s3Source(src)
+	if !ok {
+		return d.Params.Get(ctx, src)
+	}
+	if d.Objects == nil {
+		return "", fmt.Errorf("%s: S3 is not available to this command", src)
+	}
+	rc, _, err := d.Objects.Open(ctx, bucket, key)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxPEM+1))
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", src, err)
+	}
+	if len(b) > maxPEM {
+		return "", fmt.Errorf("%s is larger than %d bytes, too large for a PEM certificate chain or key: point gitlab.tls at the PEM file", src, maxPEM)
+	}
+	return string(b), nil
 }
 
 // checkKeyPair checks that keyPEM is the private key of certPEM's first certificate, that the
@@ -173,7 +225,7 @@ func (r *Role) gitlabTLS(ctx context.Context) ([]host.Step, error) {
 	}
 	certSt.Warning = r.tls.warning
 	keySt, err := h.EnsureFile(host.File{Path: r.tls.keyPath, Data: r.tls.key, Mode: 0o600,
-		Secrets: []string{string(r.tls.key)}, NoDiff: "private key from " + g.TLS.KeyParameter + " (not shown)"})
+		Secrets: []string{string(r.tls.key)}, NoDiff: "private key from " + describeTLSSource(g.TLS.KeyParameter) + " (not shown)"})
 	steps := []host.Step{certSt, keySt}
 	if err != nil {
 		return steps, err

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -201,7 +202,7 @@ func TestTLSFromSSM(t *testing.T) {
 	// A key that belongs to another certificate: Prepare fails, nothing is written.
 	mixed := fakeParams{"/glb/tls-cert": string(cert2), "/glb/tls-key": string(key)}
 	_, err := prepareTLS(t, root, doc, mixed, false)
-	if err == nil || !strings.Contains(err.Error(), "SSM parameters /glb/tls-cert and /glb/tls-key (gitlab.tls) do not form a pair") {
+	if err == nil || !strings.Contains(err.Error(), "SSM /glb/tls-cert and SSM /glb/tls-key (gitlab.tls) do not form a pair") {
 		t.Fatalf("mismatched pair: %v", err)
 	}
 	for _, l := range keyBody(key) {
@@ -283,6 +284,10 @@ func TestTLSConfigRules(t *testing.T) {
 		{"key missing", "  tls: {certificate_parameter: /glb/c}\n", []string{`gitlab.tls.key_parameter (line 4): is required with gitlab.tls.certificate_parameter`}},
 		{"certificate missing", "  tls: {key_parameter: /glb/k}\n", []string{`gitlab.tls.certificate_parameter (line 4): is required with gitlab.tls.key_parameter`}},
 		{"bad name", "  tls: {certificate_parameter: c, key_parameter: /glb/k}\n", []string{`gitlab.tls.certificate_parameter (line 4): is not an SSM parameter name`}},
+		{"s3", "  tls: {certificate_parameter: s3://example-certs/gitlab.crt, key_parameter: s3://example-certs/k/gitlab.key}\n", nil},
+		{"bad s3", "  tls: {certificate_parameter: s3://Example/gitlab.crt, key_parameter: s3://example-certs/}\n", []string{
+			`gitlab.tls.certificate_parameter (line 4): "s3://Example/gitlab.crt" is not an S3 object: write s3://BUCKET/KEY`,
+			`gitlab.tls.key_parameter (line 4): "s3://example-certs/" is not an S3 object`}},
 		{"tls at the NLB", "  nlb: {tls_termination: true}\n  tls: {certificate_parameter: /glb/c, key_parameter: /glb/k}\n", []string{`gitlab.tls (line 5): is unused: with gitlab.nlb.tls_termination true`}},
 		{"letsencrypt at the NLB", "  nlb: {tls_termination: true}\n  letsencrypt: true\n", []string{`gitlab.letsencrypt (line 5): needs nginx to serve HTTPS itself`}},
 		{"letsencrypt and tls", "  letsencrypt: true\n  tls: {certificate_parameter: /glb/c, key_parameter: /glb/k}\n", []string{`gitlab.letsencrypt (line 4): and gitlab.tls both provide nginx's certificate`}},
@@ -395,5 +400,50 @@ func TestFragmentFollowsTheTableNotThePatchVersion(t *testing.T) {
 	}
 	if a, b := render("19.1.6"), render("19.2.0"); a == b || !strings.Contains(b, "gitlab_rails['nginx']['listen_port'] = 443") || !strings.Contains(a, "nginx['listen_port'] = 443") {
 		t.Errorf("19.1.6:\n%s\n19.2.0:\n%s", a, b)
+	}
+}
+
+// fakeObjects is S3 with fixed objects ("bucket/key").
+type fakeObjects map[string]string
+
+func (o fakeObjects) Open(_ context.Context, bucket, key string) (io.ReadCloser, int64, error) {
+	v, ok := o[bucket+"/"+key]
+	if !ok {
+		return nil, 0, errors.New("s3://" + bucket + "/" + key + ": not found")
+	}
+	return io.NopCloser(strings.NewReader(v)), int64(len(v)), nil
+}
+
+// TestTLSFromS3: gitlab.tls sources written s3://bucket/key are read from S3 (the key too, never
+// shown), a missing object or one too large to be PEM is a clear error before anything is written.
+func TestTLSFromS3(t *testing.T) {
+	now := time.Now()
+	cert, key := testPair(t, []string{"gitlab.example.com"}, now.Add(-time.Hour), now.Add(90*24*time.Hour))
+	doc := baseDoc + "  tls: {certificate_parameter: s3://example-certs/gitlab.crt, key_parameter: /glb/tls-key}\n"
+	root := t.TempDir()
+	h, err := host.New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prep := func(objs fakeObjects) (*Role, error) {
+		cfg := parse(t, "version: 1\ninstance: {vpc_cidr: 10.0.0.0/16}\n"+strings.TrimPrefix(doc, "version: 1\n"))
+		return Prepare(context.Background(), Deps{Host: h, Config: cfg, Params: fakeParams{"/glb/tls-key": string(key)}, Objects: objs})
+	}
+	r, err := prep(fakeObjects{"example-certs/gitlab.crt": string(cert)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := r.gitlabTLS(context.Background())
+	if err != nil || len(steps) != 2 || !steps[0].Changed {
+		t.Fatalf("steps %+v, err %v", steps, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/gitlab/ssl/gitlab.example.com.crt")); string(b) != string(cert) {
+		t.Error("the certificate from S3 was not written")
+	}
+	if _, err := prep(fakeObjects{}); err == nil || !strings.Contains(err.Error(), "reading gitlab.tls.certificate_parameter: s3://example-certs/gitlab.crt: not found") {
+		t.Errorf("missing object: %v", err)
+	}
+	if _, err := prep(fakeObjects{"example-certs/gitlab.crt": strings.Repeat("x", maxPEM+1)}); err == nil || !strings.Contains(err.Error(), "too large for a PEM") {
+		t.Errorf("huge object: %v", err)
 	}
 }
