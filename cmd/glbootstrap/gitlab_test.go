@@ -19,6 +19,9 @@ import (
 // state records the fragment as pending for the first apply on the live system.
 const reconfigureLine = "command  /opt/gitlab/bin/gitlab-ctl reconfigure: not run"
 
+// GitLabCtlReconfigure is the reconfigure command as a step names it.
+const GitLabCtlReconfigure = "/opt/gitlab/bin/gitlab-ctl reconfigure"
+
 // pendingLine ends reconfigureLine's summary.
 const pendingLine = "recorded as pending: the first apply on the live system runs it"
 
@@ -38,6 +41,13 @@ func newGitLabWorld(t *testing.T) *world {
 	stack.SeedGitLabSSM()
 	stack.SSM.Delete(testenv.StackPrivateURL)
 	w := &world{t: t, stack: stack, root: root, env: stack.Env(os.Environ())}
+	// Every line of nginx's private key is a secret of its own: run fails on any of them.
+	_, key := testenv.StackTLSPair()
+	for _, l := range strings.Split(key, "\n") {
+		if l != "" && !strings.HasPrefix(l, "-----") {
+			w.secret("tls key line", l)
+		}
+	}
 	w.setGitLabConfig(stack.GitLabConfig("", ""))
 	return w
 }
@@ -80,7 +90,7 @@ func TestGitLabApplyConvergesThenChangesNothing(t *testing.T) {
 		t.Fatalf("first apply: %s", first)
 	}
 	noSecret(t, first)
-	for _, want := range []string{"[gitlab] gitlab-fragment", reconfigureLine, pendingLine, "ssm:/glbootstrap/gitlab/private-url: created: https://10.0.1.20", "6 changed, 1 unchanged, 0 failed"} {
+	for _, want := range []string{"[gitlab] gitlab-fragment", reconfigureLine, pendingLine, "ssm:/glbootstrap/gitlab/private-url: created: https://10.0.1.20", "7 changed, 1 unchanged, 0 failed"} {
 		if !strings.Contains(first.stdout, want) {
 			t.Errorf("first apply output lacks %q:\n%s", want, first)
 		}
@@ -110,6 +120,8 @@ func TestGitLabApplyConvergesThenChangesNothing(t *testing.T) {
 		"etc/gitlab/gitlab.rb":                      0o600,
 		"var/lib/glbootstrap/gitlab.json":           0o600,
 		"etc/ssh/sshd_config.d/00-glbootstrap.conf": 0o644,
+		"etc/gitlab/ssl/gitlab.example.com.crt":     0o644,
+		"etc/gitlab/ssl/gitlab.example.com.key":     0o600,
 	} {
 		if info, err := os.Stat(filepath.Join(w.root, p)); err != nil || info.Mode().Perm() != mode {
 			t.Errorf("%s: %v %v, want mode %04o", p, info, err, mode)
@@ -136,7 +148,7 @@ func TestGitLabApplyConvergesThenChangesNothing(t *testing.T) {
 	before := w.snapshot()
 	for i := 0; i < 2; i++ {
 		again := w.gitlab("apply")
-		if again.code != 0 || !strings.Contains(again.stdout, "0 changed, 7 unchanged, 0 failed") {
+		if again.code != 0 || !strings.Contains(again.stdout, "0 changed, 8 unchanged, 0 failed") {
 			t.Fatalf("apply #%d: %s", i+2, again)
 		}
 		noSecret(t, again)
@@ -172,7 +184,7 @@ func TestGitLabSettingChangeStaysPending(t *testing.T) {
 		t.Fatalf("plan: %s", plan)
 	}
 	r := w.gitlab("apply")
-	if r.code != 0 || strings.Count(r.stdout, pendingLine) != 1 || !strings.Contains(r.stdout, "2 changed, 5 unchanged") ||
+	if r.code != 0 || strings.Count(r.stdout, pendingLine) != 1 || !strings.Contains(r.stdout, "2 changed, 6 unchanged") ||
 		!strings.Contains(r.stdout, "file     /var/lib/glbootstrap/gitlab.json: updated") {
 		t.Fatalf("apply after a setting change must record the new fragment as pending: %s", r)
 	}
@@ -237,15 +249,19 @@ func TestGitLabBadInput(t *testing.T) {
 		{"unknown edition", "edition: ee", "edition: xe",
 			[]string{`gitlab.edition (line 4): unknown edition "xe": must be ee`}},
 		{"null in a list", "time_zone: UTC", "time_zone: UTC\n      trusted_proxies: ['10.0.0.0/8', ~]",
-			[]string{`gitlab.settings.gitlab_rails.trusted_proxies[1] (line 13): is empty (null)`}},
+			[]string{`gitlab.settings.gitlab_rails.trusted_proxies[1] (line 15): is empty (null)`}},
 		{"NaN", "time_zone: UTC", "time_zone: UTC\n      ratio: .nan",
-			[]string{`gitlab.settings.gitlab_rails.ratio (line 13): .nan has no Ruby literal`}},
-		{"unknown root", "letsencrypt:", "letsencrpyt:",
-			[]string{`gitlab.settings.letsencrpyt (line 13): is not a gitlab.rb setting glbootstrap knows; did you mean "letsencrypt"?`}},
+			[]string{`gitlab.settings.gitlab_rails.ratio (line 15): .nan has no Ruby literal`}},
+		{"unknown root", "gitlab_rails:", "gitlab_rials:",
+			[]string{`gitlab.settings.gitlab_rials (line 13): is not a gitlab.rb setting glbootstrap knows; did you mean "gitlab_rails"?`}},
+		{"letsencrypt in settings", "time_zone: UTC", "time_zone: UTC\n    letsencrypt: {enable: false}",
+			[]string{`gitlab.settings.letsencrypt.enable (line 15): letsencrypt['enable'] is set by glbootstrap; use gitlab.letsencrypt instead`}},
+		{"tls key alone", "tls: {certificate_parameter: /glbootstrap/gitlab/tls-certificate, ", "tls: {",
+			[]string{`gitlab.tls.certificate_parameter (line 9): is required with gitlab.tls.key_parameter`}},
 		{"managed key", "time_zone: UTC", "gitlab_shell_ssh_port: 2222",
 			[]string{`use gitlab.ssh_port instead`}},
 		{"secret in settings", "time_zone: UTC", "smtp_password: hunter2",
-			[]string{`gitlab.settings.gitlab_rails.smtp_password (line 12): looks like a secret`}},
+			[]string{`gitlab.settings.gitlab_rails.smtp_password (line 14): looks like a secret`}},
 	}
 	before := w.snapshot()
 	for _, c := range cases {
@@ -264,6 +280,76 @@ func TestGitLabBadInput(t *testing.T) {
 	}
 	if _, ok := w.stack.SSM.Value(testenv.StackPrivateURL); ok {
 		t.Error("an invalid configuration published a private URL")
+	}
+}
+
+// TestGitLabPassthroughCertificate: with TLS passthrough and no certificate (no gitlab.tls, no
+// files, Let's Encrypt off) apply stops in gitlab-tls with the fixes and never reaches
+// gitlab-ctl reconfigure; the admin's own files then do; a key from SSM that does not belong to
+// the certificate is refused before anything is written, and never printed.
+func TestGitLabPassthroughCertificate(t *testing.T) {
+	w := newGitLabWorld(t)
+	noTLS := replaceOnce(t, w.stack.GitLabConfig("", ""), "  tls: {certificate_parameter: /glbootstrap/gitlab/tls-certificate, key_parameter: /glbootstrap/gitlab/tls-key}\n", "")
+	w.setGitLabConfig(noTLS)
+	r := w.gitlab("apply")
+	if r.code == 0 || strings.Contains(r.stdout, "[gitlab] reconfigure") || strings.Contains(r.stdout, GitLabCtlReconfigure) {
+		t.Fatalf("apply without a certificate: %s", r)
+	}
+	wantIn(t, "output", r.stdout+r.stderr, r, "gitlab-tls", "/etc/gitlab/ssl/gitlab.example.com.crt and /etc/gitlab/ssl/gitlab.example.com.key are missing",
+		"gitlab-ctl reconfigure was not run", "gitlab.tls.certificate_parameter", "gitlab.nlb.tls_termination: true", "gitlab.letsencrypt: true")
+	if _, err := os.Stat(filepath.Join(w.root, "var/lib/glbootstrap/gitlab.json")); err == nil {
+		t.Error("the state records a reconfigure although none was attempted")
+	}
+	// The fragment never lets Omnibus decide about Let's Encrypt.
+	if frag := w.read("etc/gitlab/glbootstrap.rb"); !strings.Contains(frag, "letsencrypt['enable'] = false") {
+		t.Errorf("fragment:\n%s", frag)
+	}
+
+	cert, key := testenv.StackTLSPair()
+	ssl := filepath.Join(w.root, "etc/gitlab/ssl")
+	if err := os.MkdirAll(ssl, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ssl, "gitlab.example.com.crt"), []byte(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ssl, "gitlab.example.com.key"), []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.gitlab("apply"); r.code != 0 || !strings.Contains(r.stdout, "[gitlab] gitlab-tls          unchanged") ||
+		!strings.Contains(r.stdout, reconfigureLine) {
+		t.Fatalf("apply with the admin's certificate files: %s", r)
+	}
+
+	// The certificate from S3 (s3://bucket/key), through the real SDK client and the S3 stand-in.
+	renewedCert, renewedKey := testenv.NewTLSPair("gitlab.example.com")
+	for _, l := range strings.Split(renewedKey, "\n") {
+		if l != "" && !strings.HasPrefix(l, "-----") {
+			w.secret("renewed tls key line", l)
+		}
+	}
+	w.stack.S3.CreateBucketIn("example-certs", "us-east-2")
+	w.stack.S3.PutObject("example-certs", "gitlab/gitlab.example.com.crt", []byte(renewedCert))
+	w.stack.SSM.Put(testenv.StackTLSKeyParam, renewedKey, true)
+	w.setGitLabConfig(strings.Replace(w.stack.GitLabConfig("", ""), "certificate_parameter: /glbootstrap/gitlab/tls-certificate", "certificate_parameter: s3://example-certs/gitlab/gitlab.example.com.crt", 1))
+	if r := w.gitlab("apply"); r.code != 0 || w.read("etc/gitlab/ssl/gitlab.example.com.crt") != renewedCert || w.read("etc/gitlab/ssl/gitlab.example.com.key") != renewedKey {
+		t.Fatalf("apply with the certificate in S3: %s", r)
+	}
+
+	// gitlab.tls with a key of another certificate: refused in preparation, nothing written.
+	w.setGitLabConfig(w.stack.GitLabConfig("", ""))
+	other := testenv.NewTLSKey()
+	for _, l := range strings.Split(other, "\n") {
+		if l != "" && !strings.HasPrefix(l, "-----") {
+			w.secret("other tls key line", l)
+		}
+	}
+	w.stack.SSM.Put(testenv.StackTLSKeyParam, other, true)
+	before := w.snapshot()
+	r = w.gitlab("apply")
+	wantIn(t, "stderr", r.stderr, r, "SSM /glbootstrap/gitlab/tls-certificate and SSM /glbootstrap/gitlab/tls-key (gitlab.tls) do not form a pair (tls: private key does not match public key)")
+	if r.code == 0 || w.snapshot() != before {
+		t.Errorf("a mismatched pair changed the tree or succeeded: %s", r)
 	}
 }
 

@@ -415,6 +415,25 @@ func TestSystemGitLabLive(t *testing.T) {
 		t.Errorf("apply after the change: want exit 0, 0 changed, no reconfigure: %s", r)
 	}
 
+	// A renewed certificate in SSM: written (the key 0600), nginx reloaded with gitlab-ctl hup
+	// nginx, no reconfigure (it would not reload nginx for new file contents).
+	cert2, key2 := testenv.NewTLSPair("gitlab.example.com")
+	stack.SSM.Put(testenv.StackTLSCertParam, cert2, true)
+	stack.SSM.Put(testenv.StackTLSKeyParam, key2, true)
+	renewed := apply("apply after a certificate renewal")
+	if renewed.code != 0 || !phase("gitlab-tls", "changed").MatchString(renewed.stdout) || !phase("reconfigure", "unchanged").MatchString(renewed.stdout) {
+		t.Errorf("apply after a certificate renewal: want gitlab-tls changed, reconfigure unchanged: %s", renewed)
+	}
+	if got := calls(); len(got) != 3 || got[2] != "hup nginx password-file=no" {
+		t.Errorf("after a certificate renewal: gitlab-ctl calls %q, want a third \"hup nginx\"", got)
+	}
+	if got := c.Sh(t, "stat -c %a /etc/gitlab/ssl/gitlab.example.com.key /etc/gitlab/ssl/gitlab.example.com.crt"); got != "600\n644\n" && got != "600\n644" {
+		t.Errorf("certificate file modes: %q", got)
+	}
+	if r := apply("apply after the renewal"); r.code != 0 || !zeroChanged.MatchString(r.stdout) || len(calls()) != 3 {
+		t.Errorf("apply after the renewal: want exit 0, 0 changed, no gitlab-ctl: %s", r)
+	}
+
 	// A base sshd_config broken while the drop-in stays the same: sshd -t runs on every apply
 	// and reports it, the drop-in left as it is.
 	c.Sh(t, "echo '"+liveBrokenSSHD+"' >> /etc/ssh/sshd_config")
@@ -455,8 +474,8 @@ func TestSystemGitLabLive(t *testing.T) {
 		t.Errorf("ssh.service reloaded after a failed check (%d reloads in all)", n)
 	}
 	ctlAfterBroken := len(calls())
-	if ctlAfterBroken != 3 {
-		t.Errorf("the new git user changed the fragment: want a third reconfigure, have %d calls", ctlAfterBroken)
+	if ctlAfterBroken != 4 {
+		t.Errorf("the new git user changed the fragment: want a third reconfigure (after the hup), have %d calls", ctlAfterBroken)
 	}
 	c.Sh(t, "sed -i '/^"+liveBrokenSSHD+"$/d' /etc/ssh/sshd_config")
 	fixed := apply("apply after fixing sshd_config")

@@ -384,6 +384,7 @@ func (p *parser) walk(n *yaml.Node, t reflect.Type, path string) bool {
 		if !ok {
 			p.bad[path] = true
 		}
+		p.recordLines(n, path)
 		return ok
 	}
 	if t == durationType {
@@ -436,6 +437,32 @@ func (p *parser) walk(n *yaml.Node, t reflect.Type, path string) bool {
 		return true
 	default:
 		return p.walkScalar(n, t, path)
+	}
+}
+
+// recordLines records the line of every key below a NodeChecker's node, so Document.Check's
+// Errorf and Warnf on a path inside it (gitlab.settings.gitlab_rails.time_zon) point at its own
+// line rather than the enclosing key's. Aliases are not followed.
+func (p *parser) recordLines(n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Kind == yaml.ScalarNode {
+				kp := joinPath(path, k.Value)
+				if _, seen := p.lines[kp]; !seen {
+					p.lines[kp] = k.Line
+				}
+				p.recordLines(n.Content[i+1], kp)
+			}
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			ip := fmt.Sprintf("%s[%d]", path, i)
+			if _, seen := p.lines[ip]; !seen {
+				p.lines[ip] = item.Line
+			}
+			p.recordLines(item, ip)
+		}
 	}
 }
 

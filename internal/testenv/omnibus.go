@@ -1,10 +1,19 @@
 package testenv
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/template"
+	"time"
 )
 
 // Names and values the GitLab host's tests and demo use in the stack's SSM.
@@ -15,6 +24,10 @@ const (
 	StackOmnibusEdition     = "ee"
 	StackOmnibusVersion     = "18.5.1"
 	StackGitLabPrivateParam = StackPrivateURL
+	// StackTLSCertParam and StackTLSKeyParam hold nginx's certificate and key (gitlab.tls),
+	// StackTLSPair's; the key is a SecureString marked secret.
+	StackTLSCertParam = "/glbootstrap/gitlab/tls-certificate"
+	StackTLSKeyParam  = "/glbootstrap/gitlab/tls-key"
 	// StackBackupBucket is the backup bucket of the tests and the demo (create it in us-east-2).
 	StackBackupBucket = "example-gitlab-backups"
 )
@@ -40,13 +53,13 @@ gitlab:
   version: "18.5.1"
   ssh_port: 22
   nlb: {tls_termination: false, proxy_protocol: false}
+  letsencrypt: false
+  tls: {certificate_parameter: /glbootstrap/gitlab/tls-certificate, key_parameter: /glbootstrap/gitlab/tls-key}
   initial_root_password_parameter: /glbootstrap/gitlab/root-password
   publish_private_url_parameter: /glbootstrap/gitlab/private-url
   settings:
     gitlab_rails:
       time_zone: UTC
-    letsencrypt:
-      enable: false
 {{.Extra}}`
 
 // GitLabConfig renders GitLabConfigTemplate with privateURL and extra.
@@ -64,6 +77,65 @@ func (s *Stack) GitLabConfig(privateURL, extra string) string {
 func (s *Stack) SeedGitLabSSM() {
 	s.SSM.Put(StackRootPasswordParam, StackRootPasswordVal, true)
 	s.SSM.MarkSecret(StackRootPasswordParam)
+	cert, key := StackTLSPair()
+	s.SSM.Put(StackTLSCertParam, cert, true)
+	s.SSM.Put(StackTLSKeyParam, key, true)
+	s.SSM.MarkSecret(StackTLSKeyParam)
+}
+
+// NewTLSKey is a fresh ECDSA P-256 private key, PKCS #8 PEM, for a key that belongs to no
+// certificate of the stack.
+func NewTLSKey() string {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		panic(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
+
+var stackTLS struct {
+	once      sync.Once
+	cert, key string
+}
+
+// StackTLSPair is NewTLSPair("gitlab.example.com") (the stack's gitlab.url host), made once: the
+// same pair for the whole test process.
+func StackTLSPair() (certPEM, keyPEM string) {
+	stackTLS.once.Do(func() { stackTLS.cert, stackTLS.key = NewTLSPair("gitlab.example.com") })
+	return stackTLS.cert, stackTLS.key
+}
+
+// NewTLSPair is a fresh self-signed ECDSA P-256 certificate for host, valid from an hour ago for
+// a year, and its PKCS #8 key, both PEM.
+func NewTLSPair(host string) (certPEM, keyPEM string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()),
+		Subject:      pkix.Name{CommonName: host},
+		DNSNames:     []string{host},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		panic(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
 }
 
 // Delete removes a parameter, like DeleteParameter (no-op when it does not exist). A parameter

@@ -44,6 +44,16 @@ type GitLab struct {
 	// private URL to, for the runner role's gitlab.private_url_parameter. Optional: nothing is
 	// published when it is empty.
 	PublishPrivateURLParameter string `yaml:"publish_private_url_parameter"`
+	// LetsEncrypt is letsencrypt['enable'], always written: Omnibus turns Let's Encrypt on by
+	// itself when nginx serves HTTPS and no certificate files exist (omnibus-gitlab 18.5.1+ee.0 and
+	// 19.2.0+ee.0 files/gitlab-cookbooks/letsencrypt/libraries/lets_encrypt.rb,
+	// should_auto_enable?), and behind an NLB without a port-80 listener reconfigure then fails
+	// with an ACME error. Default false; true needs nlb.tls_termination false and HTTP on port 80
+	// reachable from Let's Encrypt.
+	LetsEncrypt bool `yaml:"letsencrypt"`
+	// TLS names where nginx's certificate and key come from when nginx serves HTTPS itself
+	// (nlb.tls_termination false).
+	TLS TLS `yaml:"tls"`
 	// Settings are extra gitlab.rb settings: a mapping from a gitlab.rb root (gitlab_rails,
 	// nginx, letsencrypt, ... or a setting such as registry_external_url) to its keys and typed
 	// values (string, integer, float, bool, list, mapping). See settings.go for the rules.
@@ -59,6 +69,19 @@ type NLB struct {
 	// ProxyProtocol is true when the HTTPS target group sends the PROXY protocol header: nginx
 	// then requires it on every connection and trusts the VPC CIDR for the client address.
 	ProxyProtocol bool `yaml:"proxy_protocol"`
+}
+
+// TLS is the gitlab.tls section: the certificate nginx serves with TCP passthrough, written to
+// /etc/gitlab/ssl/<external_url host>.crt (0644) and .key (0600), the paths Omnibus uses by
+// default (gitlab_rails.rb parse_external_url, 18.5.1+ee.0 and 19.2.0+ee.0). Both or neither.
+type TLS struct {
+	// CertificateParameter names an SSM parameter (SecureString or String) holding the PEM
+	// certificate chain, server certificate first, or an S3 object written s3://bucket/key
+	// (at most 1 MiB, read with the instance profile).
+	CertificateParameter string `yaml:"certificate_parameter"`
+	// KeyParameter names an SSM SecureString holding the PEM private key of that certificate, or
+	// an S3 object s3://bucket/key (keep it SSE-KMS encrypted and readable by this instance only).
+	KeyParameter string `yaml:"key_parameter"`
 }
 
 // Omnibus package editions (gitlab.edition): the package is gitlab-<edition>.
@@ -120,8 +143,102 @@ func validateGitLab(c *config.Checker, g *GitLab) {
 	if g.PublishPrivateURLParameter != "" {
 		c.ParameterName("gitlab.publish_private_url_parameter", g.PublishPrivateURLParameter)
 	}
+	validateTLS(c, g)
+	validateSettings(c, g)
 	if g.NLB.ProxyProtocol && g.PrivateURL == "" && g.PublishPrivateURLParameter != "" {
 		c.Warnf("gitlab.nlb.proxy_protocol", "with the PROXY protocol nginx refuses connections that do not send its header, so runners cannot use https://<private-ip> directly: set gitlab.private_url to the NLB's internal address")
+	}
+}
+
+// validateTLS checks gitlab.letsencrypt and gitlab.tls against the NLB's TLS mode.
+func validateTLS(c *config.Checker, g *GitLab) {
+	t := g.TLS
+	for _, f := range [][2]string{{"gitlab.tls.certificate_parameter", t.CertificateParameter}, {"gitlab.tls.key_parameter", t.KeyParameter}} {
+		field, src := f[0], f[1]
+		bucket, key, isS3 := s3Source(src)
+		switch {
+		case src == "":
+		case !isS3:
+			c.ParameterName(field, src)
+		case !config.ValidBucket(bucket) || key == "" || strings.HasSuffix(key, "/"):
+			c.Errorf(field, "%q is not an S3 object: write s3://BUCKET/KEY, e.g. s3://example-certs/gitlab/gitlab.example.com.crt", src)
+		}
+	}
+	switch {
+	case t.CertificateParameter != "" && t.KeyParameter == "":
+		c.Errorf("gitlab.tls.key_parameter", "is required with gitlab.tls.certificate_parameter: the SSM SecureString holding the certificate's private key (PEM)")
+	case t.KeyParameter != "" && t.CertificateParameter == "":
+		c.Errorf("gitlab.tls.certificate_parameter", "is required with gitlab.tls.key_parameter: the SSM parameter holding the certificate chain (PEM)")
+	}
+	hasTLS := t.CertificateParameter != "" || t.KeyParameter != ""
+	if g.NLB.TLSTermination {
+		if hasTLS {
+			c.Errorf("gitlab.tls", "is unused: with gitlab.nlb.tls_termination true the NLB holds the certificate and nginx serves plain HTTP; remove gitlab.tls, or set tls_termination false to have nginx serve it")
+		}
+		if g.LetsEncrypt {
+			c.Errorf("gitlab.letsencrypt", "needs nginx to serve HTTPS itself: set gitlab.nlb.tls_termination false, or gitlab.letsencrypt false (the NLB's certificate is used)")
+		}
+		return
+	}
+	if hasTLS {
+		for _, path := range []string{"nginx", "gitlab_rails.nginx"} {
+			for _, k := range []string{"ssl_certificate", "ssl_certificate_key"} {
+				if _, set := settingAt(g.Settings, path+"."+k); set {
+					c.Errorf("gitlab.settings."+path+"."+k, "moves nginx's certificate away from the files gitlab.tls writes (/etc/gitlab/ssl/<host>.crt and .key): remove it, or remove gitlab.tls and put the files there yourself")
+				}
+			}
+		}
+	}
+	if g.LetsEncrypt && hasTLS {
+		c.Errorf("gitlab.letsencrypt", "and gitlab.tls both provide nginx's certificate: keep one (Let's Encrypt would overwrite the files gitlab.tls writes)")
+	}
+}
+
+// validateSettings warns about gitlab.settings that Omnibus accepts but that are likely mistakes:
+// monitoring_whitelist opened to every address, and keys Omnibus's gitlab.rb.template does not
+// know for the pinned version (knownKeys).
+func validateSettings(c *config.Checker, g *GitLab) {
+	s := g.Settings
+	if rails, ok := s.Get("gitlab_rails").(map[string]any); ok {
+		if wl, ok := rails["monitoring_whitelist"].([]any); ok {
+			for _, e := range wl {
+				if e == "0.0.0.0/0" || e == "::/0" {
+					c.Warnf("gitlab.settings.gitlab_rails.monitoring_whitelist", "%s lets every address read /-/readiness, /-/liveness and /-/metrics (internal details): the VPC CIDR is already allowed, list only the networks that monitor GitLab", e)
+				}
+			}
+		}
+		if n, ok := rails["nginx"].(map[string]any); ok {
+			for _, k := range sortedKeys(n) {
+				if instead := managedNginxClient[k]; instead != "" {
+					c.Errorf("gitlab.settings.gitlab_rails.nginx."+k, "gitlab_rails['nginx']['%s'] is set by glbootstrap; use %s instead", k, instead)
+				}
+			}
+		}
+	}
+	row := omnibusFor(g.Version)
+	// The nginx client settings are rendered where the installed Omnibus reads them
+	// (settingsStatements), whichever of the two forms they are written in; both at once is
+	// ambiguous.
+	if n, ok := s.Get("nginx").(map[string]any); ok {
+		if rn, ok := settingAt(s, "gitlab_rails.nginx"); ok {
+			rnm, _ := rn.(map[string]any)
+			for _, k := range sortedKeys(n) {
+				if _, both := rnm[k]; both && slices.Contains(nginxClientKeys, k) {
+					c.Errorf("gitlab.settings.gitlab_rails.nginx."+k, "is also set as gitlab.settings.nginx.%s: keep one (glbootstrap writes it where the installed Omnibus reads it, nginx[...] before 19.2, gitlab_rails['nginx'][...] from 19.2 on)", k)
+				}
+			}
+		}
+	}
+	for _, root := range s.Roots() {
+		m, ok := s.Get(root).(map[string]any)
+		if !ok {
+			continue
+		}
+		for _, k := range sortedKeys(m) {
+			if known, ok := row.known(root, k); !ok {
+				c.Warnf("gitlab.settings."+root+"."+k, "%s['%s'] is not in Omnibus %s's gitlab.rb.template%s: check the spelling (an unknown key is ignored or stops reconfigure)", root, k, row.label(g.Version), suggestKey(k, known))
+			}
+		}
 	}
 }
 

@@ -48,7 +48,7 @@ func TestGitLabRoleRules(t *testing.T) {
   initial_root_password_parameter: /glb/root-password
   publish_private_url_parameter: /glb/private-url
   settings:
-    gitlab_rails: {time_zone: UTC, monitoring_whitelist: [192.168.0.0/24], env: {A: "1"}, ratio: 1.5, n: -1}
+    gitlab_rails: {time_zone: UTC, monitoring_whitelist: [192.168.0.0/24], env: {A: "1"}, max_request_duration_seconds: 1.5, gitlab_default_theme: -1}
     roles: [redis_sentinel_role]
     registry_external_url: https://registry.example.com
 `, nil},

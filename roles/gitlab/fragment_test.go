@@ -95,7 +95,7 @@ func TestFragmentRubySyntax(t *testing.T) {
     gitlab_rails: {time_zone: Europe/Berlin, monitoring_whitelist: [192.168.0.0/24], env: {A: "1"}, max: 1.5}
     nginx: {client_max_body_size: 250m}
     roles: [redis_sentinel_role]
-    letsencrypt: {enable: false}
+    letsencrypt: {auto_renew: false}
 `,
 		"hostile": hd,
 	} {
@@ -179,50 +179,82 @@ func jsonish(t *testing.T, v any) any {
 	return out
 }
 
+// TestFragmentEvaluatesToTheConfiguredValues loads the fragment for each TLS mode and each row of
+// omnibusVersions (and an unknown version): the nginx client settings land where that Omnibus
+// reads them, and nowhere else, so 19.2+ prints no deprecation (translate_client_settings looks
+// at nginx[k] for every client key) and 18.x does not miss them.
 func TestFragmentEvaluatesToTheConfiguredValues(t *testing.T) {
 	ruby := needTool(t, "ruby", "ruby")
+	versions := []string{""}
+	for _, row := range omnibusVersions {
+		versions = append(versions, row.Since)
+	}
+	versions = append(versions, "19.3.0")
 	for _, c := range []struct {
 		name, doc           string
 		port                float64
 		https, proxy, letse bool
 	}{
 		{"passthrough", baseDoc + "  ssh_port: 2222\n", 443, true, false, false},
-		{"tls termination with proxy protocol", baseDoc + "  nlb: {tls_termination: true, proxy_protocol: true}\n", 80, false, true, true},
+		{"passthrough with gitlab.tls", baseDoc + "  tls: {certificate_parameter: /c, key_parameter: /k}\n", 443, true, false, false},
+		{"passthrough with Let's Encrypt", baseDoc + "  letsencrypt: true\n", 443, true, false, true},
+		{"tls termination with proxy protocol", baseDoc + "  nlb: {tls_termination: true, proxy_protocol: true}\n", 80, false, true, false},
+		{"passthrough with proxy protocol", baseDoc + "  nlb: {proxy_protocol: true}\n  settings:\n    gitlab_rails: {nginx: {client_max_body_size: 250m}}\n", 443, true, true, false},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			cfg := parse(t, c.doc)
-			frag, err := renderFragment(cfg, testFacts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			calls, s := evaluate(t, ruby, frag, "")
-			if calls["external_url"] != "https://gitlab.example.com" {
-				t.Errorf("external_url = %v (the fragment must win over gitlab.rb's)", calls["external_url"])
-			}
-			if s["nginx"]["listen_port"] != c.port || s["nginx"]["listen_https"] != c.https {
-				t.Errorf("nginx = %v", s["nginx"])
-			}
-			if got := s["gitlab_rails"]["gitlab_shell_ssh_port"]; got != float64(cfg.GitLab.SSHPort) {
-				t.Errorf("gitlab_shell_ssh_port = %v", got)
-			}
-			wl := []any{"127.0.0.0/8", "::1/128", "10.0.0.0/16"}
-			if got := s["gitlab_rails"]["monitoring_whitelist"]; !reflect.DeepEqual(got, wl) {
-				t.Errorf("monitoring_whitelist = %v, want %v", got, wl)
-			}
-			if s["gitlab_rails"]["time_zone"] != "UTC" {
-				t.Error("the admin's own setting in gitlab.rb was lost")
-			}
-			_, hasProxy := s["nginx"]["proxy_protocol"]
-			if hasProxy != c.proxy || (c.proxy && !reflect.DeepEqual(s["nginx"]["real_ip_trusted_addresses"], []any{"10.0.0.0/16"})) {
-				t.Errorf("proxy protocol settings = %v", s["nginx"])
-			}
-			if _, has := s["letsencrypt"]["enable"]; has != c.letse {
-				t.Errorf("letsencrypt = %v", s["letsencrypt"])
-			}
-			if _, has := s["gitlab_rails"]["initial_root_password"]; has {
-				t.Error("initial_root_password set without the password file")
-			}
-		})
+		for _, version := range versions {
+			t.Run(c.name+" "+version, func(t *testing.T) {
+				cfg := parse(t, c.doc)
+				frag, err := renderFragmentFor(cfg, testFacts, version)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rubyCheck(t, ruby, c.name, frag)
+				calls, s := evaluate(t, ruby, frag, "")
+				if calls["external_url"] != "https://gitlab.example.com" {
+					t.Errorf("external_url = %v (the fragment must win over gitlab.rb's)", calls["external_url"])
+				}
+				client, other := s["nginx"], map[string]any{}
+				if rn, ok := s["gitlab_rails"]["nginx"].(map[string]any); ok {
+					other = rn
+				}
+				moved := version >= "19.2.0" && version != ""
+				if moved {
+					client, other = other, s["nginx"]
+				}
+				for _, k := range nginxClientKeys {
+					if v, ok := other[k]; ok {
+						t.Errorf("Omnibus %q: client setting %s = %v in the wrong place:\n%s", version, k, v, frag)
+					}
+				}
+				if client["listen_port"] != c.port || client["listen_https"] != c.https {
+					t.Errorf("Omnibus %q: client settings = %v", version, client)
+				}
+				if got := s["gitlab_rails"]["gitlab_shell_ssh_port"]; got != float64(cfg.GitLab.SSHPort) {
+					t.Errorf("gitlab_shell_ssh_port = %v", got)
+				}
+				wl := []any{"127.0.0.0/8", "::1/128", "10.0.0.0/16"}
+				if got := s["gitlab_rails"]["monitoring_whitelist"]; !reflect.DeepEqual(got, wl) {
+					t.Errorf("monitoring_whitelist = %v, want %v", got, wl)
+				}
+				if s["gitlab_rails"]["time_zone"] != "UTC" {
+					t.Error("the admin's own setting in gitlab.rb was lost")
+				}
+				_, hasProxy := client["proxy_protocol"]
+				if hasProxy != c.proxy || (c.proxy && !reflect.DeepEqual(client["real_ip_trusted_addresses"], []any{"10.0.0.0/16"})) {
+					t.Errorf("proxy protocol settings = %v", client)
+				}
+				// Always explicit: nil would let Omnibus turn Let's Encrypt on by itself.
+				if got, has := s["letsencrypt"]["enable"]; !has || got != c.letse {
+					t.Errorf("letsencrypt = %v, want enable = %v", s["letsencrypt"], c.letse)
+				}
+				if _, has := s["gitlab_rails"]["initial_root_password"]; has {
+					t.Error("initial_root_password set without the password file")
+				}
+				if strings.Contains(c.doc, "client_max_body_size") && other["client_max_body_size"] == nil && client["client_max_body_size"] == nil {
+					t.Errorf("gitlab_rails.nginx setting lost: %v", s["gitlab_rails"])
+				}
+			})
+		}
 	}
 }
 

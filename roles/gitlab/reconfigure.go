@@ -75,6 +75,9 @@ func (r *Role) reconfigure(ctx context.Context) ([]host.Step, error) {
 		return []host.Step{{Kind: "command", Target: cmd,
 			Summary: "not needed: the applied fragment is current (sha256 " + r.fragmentSHA256()[:12] + ")"}}, nil
 	}
+	if err := r.certificateReady(); err != nil {
+		return nil, err
+	}
 	if r.d.Progress != nil && h.Live() {
 		r.d.Progress("gitlab-ctl reconfigure (" + why + "); the first one takes several minutes")
 	}

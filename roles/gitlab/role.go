@@ -48,6 +48,7 @@ func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepa
 		Config:       doc.(*Config),
 		Facts:        env.Facts,
 		Params:       env.AWS,
+		Objects:      env.AWS,
 		Progress:     env.Progress,
 		BackupCheck:  env.BackupCheck,
 		Units:        env.Units,
@@ -111,6 +112,8 @@ type Deps struct {
 	// (nil: the real IMDS).
 	Facts  *imds.Lazy
 	Params Parameters
+	// Objects reads S3 objects: gitlab.tls sources written s3://bucket/key.
+	Objects ObjectOpener
 	// WaitReady waits until GitLab on this host answers /-/readiness, for at most timeout; nil
 	// uses the loopback probe of ready.go. It is only called on the live system, after a
 	// reconfigure ran.
@@ -139,6 +142,8 @@ type Role struct {
 	state      State
 	password   string // the initial root password; "" when not needed or not configured
 	secrets    []string
+	tls        tlsFiles // nginx's certificate (tls.go)
+	version    string   // the Omnibus version the fragment is for: installed, else gitlab.version
 
 	includeChanged bool // set by gitlab-rb-include: gitlab.rb gained the from_file line
 }
@@ -174,6 +179,8 @@ func (r *Role) Phases() []engine.Phase {
 			Description: "render " + FragmentPath + ": external_url, NLB, SSH port, monitoring whitelist, settings"},
 		{Name: "gitlab-rb-include", Stage: engine.Boot, Run: r.gitlabRBInclude,
 			Description: "make " + GitLabRB + " load the fragment with from_file, leaving the admin's lines alone"},
+		{Name: "gitlab-tls", Stage: engine.Boot, Run: r.gitlabTLS,
+			Description: "with TLS passthrough: nginx's certificate and key from SSM (gitlab.tls) in " + SSLDir + ", checked; refuse to go on without one"},
 		{Name: "root-password", Stage: engine.Boot, Run: r.rootPassword,
 			Description: "first configuration only: the initial root password from SSM in a 0600 file"},
 		{Name: "reconfigure", Stage: engine.Boot, Run: r.reconfigure,
@@ -210,7 +217,11 @@ func Prepare(ctx context.Context, d Deps) (*Role, error) {
 		r.privateURL = pu
 	}
 
-	frag, err := renderFragment(cfg, r.facts)
+	r.version = installedVersion(d.Host)
+	if r.version == "" {
+		r.version = cfg.GitLab.Version
+	}
+	frag, err := renderFragmentFor(cfg, r.facts, r.version)
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +230,10 @@ func Prepare(ctx context.Context, d Deps) (*Role, error) {
 	if r.state, err = readState(d.Host); err != nil {
 		return nil, err
 	}
+	if r.tls, err = resolveTLS(ctx, d, cfg); err != nil {
+		return nil, err
+	}
+	r.secrets = append(r.secrets, keySecrets(r.tls.key)...)
 	if p := cfg.GitLab.InitialRootPasswordParameter; p != "" && !r.state.Configured {
 		v, err := d.Params.Get(ctx, p)
 		if err != nil {

@@ -1,12 +1,17 @@
 package gitlab
 
 import (
+	"bufio"
+	"bytes"
+	"embed"
 	"fmt"
 	"math"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -100,6 +105,7 @@ var managedSettings = map[string]string{
 	"gitlab_rails.gitlab_shell_ssh_port":          "gitlab.ssh_port",
 	"gitlab_rails.initial_root_password":          "gitlab.initial_root_password_parameter (an SSM SecureString)",
 	"gitlab_rails.store_initial_root_password":    "gitlab.initial_root_password_parameter",
+	"letsencrypt.enable":                          "gitlab.letsencrypt",
 	"nginx.listen_port":                           "gitlab.nlb.tls_termination",
 	"nginx.listen_https":                          "gitlab.nlb.tls_termination",
 	"nginx.proxy_protocol":                        "gitlab.nlb.proxy_protocol",
@@ -362,4 +368,190 @@ func firstAlias(n *yaml.Node) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+// managedNginxClient are the nginx client settings glbootstrap writes (under nginx[...] or
+// gitlab_rails['nginx'][...] by version, see omnibusVersions), and the configuration key that sets
+// each instead.
+var managedNginxClient = map[string]string{
+	"listen_port":               "gitlab.nlb.tls_termination",
+	"listen_https":              "gitlab.nlb.tls_termination",
+	"proxy_protocol":            "gitlab.nlb.proxy_protocol",
+	"real_ip_trusted_addresses": "gitlab.nlb.proxy_protocol (the VPC CIDR is trusted)",
+}
+
+// nginxClientKeys are the nginx settings that Omnibus 19.2 moved to gitlab_rails['nginx'][...]:
+// the keys of OmnibusGitlab::NginxHelper#client_default_values (omnibus-gitlab 19.2.0+ee.0
+// files/gitlab-cookbooks/nginx/libraries/helpers/nginx_helper.rb), which translate_client_settings
+// (files/gitlab-cookbooks/gitlab/libraries/gitlab_rails.rb) copies from nginx[...] with a
+// deprecation message on every reconfigure, and only when the gitlab_rails['nginx'] key is nil.
+var nginxClientKeys = []string{
+	"client_max_body_size", "custom_gitlab_server_config", "error_log_level", "hsts_include_subdomains",
+	"hsts_max_age", "http2_enabled", "listen_addresses", "listen_https", "listen_port",
+	"proxy_connect_timeout", "proxy_custom_buffer_size", "proxy_protocol", "proxy_read_timeout",
+	"proxy_set_headers", "real_ip_header", "real_ip_recursive", "real_ip_trusted_addresses",
+	"redirect_http_to_https", "redirect_http_to_https_port", "referrer_policy",
+	"request_buffering_off_path_regex", "ssl_certificate", "ssl_certificate_key", "ssl_ciphers",
+	"ssl_client_certificate", "ssl_conf_command", "ssl_dhparam", "ssl_ecdh_curve", "ssl_password_file",
+	"ssl_prefer_server_ciphers", "ssl_protocols", "ssl_session_cache", "ssl_session_tickets",
+	"ssl_session_timeout", "ssl_verify_client", "ssl_verify_depth",
+	// Moved the same way, by translate_rails_nginx_settings' own list.
+	"custom_error_pages", "default_server_enabled",
+}
+
+// OmnibusRow is one row of omnibusVersions: how the Omnibus versions from Since on read the
+// settings glbootstrap manages.
+type OmnibusRow struct {
+	// Since is the first Omnibus version (x.y.z) the row applies to.
+	Since string
+	// Client is the Ruby expression of the hash that holds the GitLab nginx client settings
+	// (listen_port, listen_https, proxy_protocol, ssl_certificate, ...): nginx, or
+	// gitlab_rails['nginx'] from 19.2 on. A constant: never built from the configuration.
+	Client string
+	// Keys is the file in testdata/gitlab-rb-keys (generate.sh there) with the keys of that
+	// version's gitlab.rb.template.
+	Keys string
+	// Source is where in omnibus-gitlab the row comes from.
+	Source string
+}
+
+// omnibusVersions is the table of Omnibus layouts, oldest first. A version before the first row's
+// Since (or an unknown version) uses the first row: the nginx[...] keys, which 19.2 and later still
+// accept through translate_client_settings, with a deprecation message.
+var omnibusVersions = []OmnibusRow{
+	{Since: "18.5.1", Client: "nginx", Keys: "18.5.1.txt",
+		Source: "omnibus-gitlab 18.5.1+ee.0 files/gitlab-cookbooks/gitlab/libraries/gitlab_rails.rb parse_external_url " +
+			"(Gitlab['nginx']['ssl_certificate'] ||= /etc/gitlab/ssl/<host>.crt) and letsencrypt/libraries/lets_encrypt.rb (reads Gitlab['nginx'])"},
+	{Since: "19.2.0", Client: "gitlab_rails['nginx']", Keys: "19.2.0.txt",
+		Source: "omnibus-gitlab 19.2.0+ee.0 files/gitlab-cookbooks/gitlab/libraries/gitlab_rails.rb translate_client_settings " +
+			"(nginx[...] deprecated, loses to gitlab_rails['nginx'][...]) and doc/settings/nginx.md"},
+}
+
+// gitlabRBKeys are the generated key lists of omnibusVersions.
+//
+//go:embed testdata/gitlab-rb-keys/*.txt
+var gitlabRBKeys embed.FS
+
+var (
+	keysOnce sync.Once
+	keysByV  map[string]map[string][]string // Keys file -> root -> sorted keys
+)
+
+// loadKeys parses the embedded key lists ("root key" a line, # comments).
+func loadKeys() map[string]map[string][]string {
+	keysOnce.Do(func() {
+		keysByV = map[string]map[string][]string{}
+		for _, row := range omnibusVersions {
+			b, err := gitlabRBKeys.ReadFile("testdata/gitlab-rb-keys/" + row.Keys)
+			if err != nil {
+				panic("embedded key list missing: " + err.Error())
+			}
+			m := map[string][]string{}
+			sc := bufio.NewScanner(bytes.NewReader(b))
+			for sc.Scan() {
+				root, key, ok := strings.Cut(sc.Text(), " ")
+				if ok && !strings.HasPrefix(root, "#") {
+					m[root] = append(m[root], key)
+				}
+			}
+			keysByV[row.Keys] = m
+		}
+	})
+	return keysByV
+}
+
+// known reports whether root[key] is in the row's gitlab.rb.template, and returns the root's
+// known keys. A root the template lists no keys for knows every key (nothing to compare with).
+func (row OmnibusRow) known(root, key string) ([]string, bool) {
+	keys := loadKeys()[row.Keys][root]
+	if len(keys) == 0 {
+		return nil, true
+	}
+	if root == "gitlab_rails" && key == "nginx" {
+		// Written where the version reads it, whichever form (settingsStatements).
+		return keys, true
+	}
+	_, found := slices.BinarySearch(keys, key)
+	return keys, found
+}
+
+// label names the version the row's key list is for.
+func (row OmnibusRow) label(version string) string {
+	if version == "" {
+		return row.Since + " (gitlab.version is not set)"
+	}
+	return row.Since
+}
+
+// movedClient reports whether the row keeps the nginx client settings under gitlab_rails.
+func (row OmnibusRow) movedClient() bool { return row.Client != "nginx" }
+
+// omnibusFor returns the row for version x.y.z (installed or gitlab.version); "" or a version
+// that does not parse gives the first row.
+func omnibusFor(version string) OmnibusRow {
+	row := omnibusVersions[0]
+	v, ok := parseVersion(version)
+	if !ok {
+		return row
+	}
+	for _, r := range omnibusVersions {
+		if since, _ := parseVersion(r.Since); !versionLess(v, since) {
+			row = r
+		}
+	}
+	return row
+}
+
+func parseVersion(s string) ([3]int, bool) {
+	var out [3]int
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return out, false
+	}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return out, false
+		}
+		out[i] = n
+	}
+	return out, true
+}
+
+func versionLess(a, b [3]int) bool { return slices.Compare(a[:], b[:]) < 0 }
+
+// suggestKey returns ` (did you mean "x"?)` for the nearest known key, or "".
+func suggestKey(key string, known []string) string {
+	best, d := config.Nearest(key, known)
+	if d >= 0 && d <= max(2, min(3, len(key)/4)) {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return ""
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// settingAt returns the setting at a dotted path (nginx.ssl_certificate,
+// gitlab_rails.nginx.ssl_certificate) and whether it is set.
+func settingAt(s Settings, path string) (any, bool) {
+	parts := strings.Split(path, ".")
+	v := s.Get(parts[0])
+	for _, p := range parts[1:] {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		v, ok = m[p]
+		if !ok {
+			return nil, false
+		}
+	}
+	return v, v != nil
 }

@@ -6,7 +6,9 @@
 # Omnibus evaluates gitlab.rb with instance_eval in an object where each root (gitlab_rails,
 # nginx, ...) is a hash of settings, external_url and friends are methods taking one value, and
 # from_file evaluates another file in the same object. Paths are read under GLB_ROOT (File.exist?
-# too), so a test can lay out /etc/gitlab in a temp directory.
+# too), so a test can lay out /etc/gitlab in a temp directory. Nested hashes auto-vivify, as
+# Omnibus's Gitlab::ConfigMash does while gitlab.rb is evaluated (settings_dsl.rb), so
+# gitlab_rails['nginx']['listen_port'] = 443 works without gitlab_rails['nginx'] = {} first.
 require 'json'
 
 ROOT = ENV.fetch('GLB_ROOT', '')
@@ -22,7 +24,8 @@ class OmnibusLike
   attr_reader :hashes, :calls
 
   def initialize
-    @hashes = Hash.new { |h, k| h[k] = {} }
+    vivify = proc { |h, k| h[k] = Hash.new(&vivify) }
+    @hashes = Hash.new(&vivify)
     @calls = {}
   end
 
