@@ -17,8 +17,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,6 +93,21 @@ func realRunnerDebs(t *testing.T, bin string) []testenv.DebPackage {
 		{Name: "gitlab-runner-helper-images", Version: v, Architecture: "all",
 			Files: map[string]string{"/usr/lib/gitlab-runner/helper-images/README": "the helper images are not needed by the custom executor\n"}},
 	}
+}
+
+// stockMirror builds the package mirror of the stock-image tests: GitLab's layout, re-signed
+// with the mirror's own key, holding realRunnerDebs, served on 127.0.0.1 through a
+// countingProxy. It returns the proxy and the packages section that points at it.
+func stockMirror(t *testing.T) (*countingProxy, string) {
+	t.Helper()
+	start := time.Now()
+	runnerBin := consumer(t, gitlabRunnerXZ, gitlabRunnerSHA256, t.TempDir(), "gitlab-runner")
+	key := testenv.NewAptKey(t, "Test private mirror (re-signs packages.gitlab.com) <mirror@example.invalid>")
+	repo := testenv.NewAptRepo(t, testenv.AptRepoSpec{Path: "runner/gitlab-runner/debian", Suite: "bookworm",
+		SignWith: key, Packages: realRunnerDebs(t, runnerBin)})
+	mirror := newCountingProxy(t, repo.URL)
+	t.Logf("signed repository with the real gitlab-runner built in %s", time.Since(start).Round(time.Millisecond))
+	return mirror, "packages:\n  mirror: " + mirror.URL + "\n  mirror_key_fingerprint: " + key.Fingerprint + "\n"
 }
 
 // countingProxy serves target through a reverse proxy that counts requests and sums the time
@@ -247,18 +264,9 @@ func TestSystemStockImageUserdata(t *testing.T) {
 	t.Cleanup(binSrv.Close)
 	binURL := binSrv.URL + "/v0.0.0/glbootstrap-linux-amd64"
 
-	// The mirror: GitLab's layout, re-signed with the mirror's own key.
-	runnerBin := consumer(t, gitlabRunnerXZ, gitlabRunnerSHA256, t.TempDir(), "gitlab-runner")
-	key := testenv.NewAptKey(t, "Test private mirror (re-signs packages.gitlab.com) <mirror@example.invalid>")
-	repo := testenv.NewAptRepo(t, testenv.AptRepoSpec{Path: "runner/gitlab-runner/debian", Suite: "bookworm",
-		SignWith: key, Packages: realRunnerDebs(t, runnerBin)})
-	mirror := newCountingProxy(t, repo.URL)
-	t.Logf("signed repository with the real gitlab-runner built in %s", time.Since(begin).Round(time.Millisecond))
-
+	mirror, mirrorCfg := stockMirror(t)
 	w := newWorld(t, testenv.IMDSValues{})
-	cfg := w.stack.RunnerConfig(testenv.CreateAuth, "  version: 17.9.3\n") +
-		"packages:\n  mirror: " + mirror.URL + "\n  mirror_key_fingerprint: " + key.Fingerprint + "\n"
-	w.setConfig(cfg)
+	w.setConfig(w.stack.RunnerConfig(testenv.CreateAuth, "  version: 17.9.3\n") + mirrorCfg)
 
 	ud := w.run("userdata", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam,
 		"--binary", binURL, "--sha256", hex.EncodeToString(sum[:]), "--allow-http")
@@ -428,4 +436,138 @@ func TestSystemStockImageUserdata(t *testing.T) {
 	}
 	t.Logf("repository, stand-ins and user-data %s; boot %s; user-data runs and checks %s", prepared.Sub(begin).Round(time.Millisecond),
 		booted.Sub(prepared).Round(time.Millisecond), time.Since(booted).Round(time.Millisecond))
+}
+
+// An AMI baked with `glbootstrap bake` (the packages phase installs gitlab-runner from the mirror;
+// its package starts the service, which makes its own system id; the seal stops and disables it
+// and removes every machine identity), then two instances booted from that image, each with
+// its own instance id, both using one runner authentication token (a fleet from one AMI): GitLab
+// sees one runner with two managers, one per instance, each of them polling.
+func TestSystemBakeThenBoot(t *testing.T) {
+	if os.Getenv("GLB_SYSTEM_TEST") != "1" {
+		t.Skip("system test: boots systemd-nspawn containers as root and runs apt in them; set GLB_SYSTEM_TEST=1 (make system-test) to run it")
+	}
+	rootfs := nspawn.Prerequisites(t, append([]string{"go", "cp"}, testenv.AptRepoTools...)...)
+	nspawn.RequireRootfs(t, rootfs, "/usr/bin/apt-get", "/usr/bin/gpgv")
+	begin := time.Now()
+
+	share := staticBinaryDir(t)
+	mirror, mirrorCfg := stockMirror(t)
+	w := newWorld(t, testenv.IMDSValues{})
+	gl := w.stack.GitLab
+	fleet := gl.AddRunner(testenv.GitLabRunner{Token: testenv.StackRunnerTokenVal, Description: "fargate fleet"})
+	cfg := w.stack.RunnerConfig("  token_parameter: "+testenv.StackRunnerToken+"\n", "  version: 17.9.3\n") + mirrorCfg
+	w.setConfig(cfg)
+	if err := os.WriteFile(filepath.Join(share, "gitlab.crt"), gl.CAPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := w.stack.Env(nil)
+
+	// The image: a copy of the stock rootfs, booted writable, baked, powered off.
+	image := filepath.Join(t.TempDir(), "image")
+	if out, err := exec.Command("cp", "-a", "--reflink=auto", rootfs, image).CombinedOutput(); err != nil {
+		t.Fatalf("copying the rootfs: %v\n%s", err, out)
+	}
+	prepared := time.Now()
+	builder := nspawn.Boot(t, image, nspawn.Writable(), nspawn.BindRO(share, "/glb-test"))
+	start := time.Now()
+	stdout, stderr, code := builder.Exec(env, "/glb-test/glbootstrap", "bake", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam)
+	bake := result{code: code, stdout: stdout, stderr: stderr}
+	failOnLeak(t, "bake", stdout+stderr, w.secrets())
+	t.Logf("bake: exit %d in %s\n%s", code, time.Since(start).Round(time.Millisecond), stdout)
+	if code != 0 {
+		t.Fatalf("bake: %s", bake)
+	}
+	for _, want := range []string{"package  gitlab-runner: installed 17.9.3-1 with gitlab-runner-helper-images; held", "[runner] seal"} {
+		if !strings.Contains(bake.stdout, want) {
+			t.Errorf("bake output lacks %q", want)
+		}
+	}
+	for _, p := range []string{"gitlab-runner", "gitlab-runner-helper-images"} {
+		if got := strings.TrimSpace(builder.Sh(t, "dpkg-query -W -f='${Status} ${Version}' "+p)); got != "hold ok installed 17.9.3-1" {
+			t.Errorf("baked: dpkg-query %s: %q, want \"hold ok installed 17.9.3-1\"", p, got)
+		}
+	}
+	if got := builder.Systemctl("is-enabled", runnerUnit); got != "disabled" {
+		t.Errorf("baked: is-enabled %s = %q, want disabled (the package enabled it)", runnerUnit, got)
+	}
+	if got := builder.Systemctl("is-active", runnerUnit); got != "inactive" {
+		t.Errorf("baked: is-active %s = %q, want inactive (the package started it)", runnerUnit, got)
+	}
+	builder.Close()
+	for _, p := range []string{"etc/gitlab-runner/.runner_system_id"} {
+		if _, err := os.Stat(filepath.Join(image, p)); err == nil {
+			t.Errorf("the baked image has /%s", p)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(image, "etc/machine-id")); err != nil || len(b) != 0 {
+		t.Errorf("the baked image's /etc/machine-id: %q %v, want an empty file", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(image, "etc/gitlab-runner/config.toml")); err == nil && strings.Contains(string(b), "token") {
+		t.Errorf("the baked image's config.toml holds a token:\n%s", b)
+	}
+	baked := time.Now()
+
+	// Two instances of the image. Each boot gets its own overlay on the image.
+	polls := watchPolls(gl)
+	defer polls.Close()
+	mirrorBefore := mirror.requests.Load()
+	var ids, machineIDs []string
+	for _, instance := range []string{"i-0aaaaaaaaaaaaaaa1", "i-0bbbbbbbbbbbbbbb2"} {
+		param := testenv.StackConfigParam + "-" + instance
+		w.stack.SSM.Put(param, cfg+"instance:\n  id: "+instance+"\n", true)
+		c := nspawn.Boot(t, image, nspawn.BindRO(share, "/glb-test"))
+		if got := c.Systemctl("is-active", runnerUnit); got != "inactive" {
+			t.Errorf("%s at boot: is-active %s = %q, want inactive until apply", instance, runnerUnit, got)
+		}
+		c.Sh(t, "install -D -m 0644 /glb-test/gitlab.crt "+testenv.StackCAFile) // a user-data part
+		udStart := time.Now()
+		stdout, stderr, code := c.Exec(env, "/usr/local/bin/glbootstrap", "apply", "--role", "runner", "--config", "ssm:"+param)
+		failOnLeak(t, "apply on "+instance, stdout+stderr, w.secrets())
+		t.Logf("apply on %s: exit %d in %s\n%s", instance, code, time.Since(udStart).Round(time.Millisecond), stdout)
+		if code != 0 {
+			t.Fatalf("apply on %s: %s", instance, result{code: code, stdout: stdout, stderr: stderr})
+		}
+		if !regexp.MustCompile(`\[runner\] packages +unchanged`).MatchString(stdout) {
+			t.Errorf("apply on %s: the packages phase is not unchanged (the image has them)", instance)
+		}
+		id := strings.TrimSpace(c.Sh(t, "cat /etc/gitlab-runner/.runner_system_id"))
+		p, ok := polls.first(id, 0, 15*time.Second)
+		if !ok {
+			out, _, _ := c.Exec(nil, "journalctl", "-u", runnerUnit, "--no-pager", "-o", "cat")
+			t.Fatalf("%s: no jobs/request with its system id %s within 15 s\n%s", instance, id, out)
+		}
+		mid := strings.TrimSpace(c.Sh(t, "cat /etc/machine-id"))
+		t.Logf("%s (machine-id %s): apply start to polling as %s in %s", instance, mid, id, p.at.Sub(udStart).Round(time.Millisecond))
+		machineIDs = append(machineIDs, mid)
+		ids = append(ids, id)
+	}
+	if n := mirror.requests.Load() - mirrorBefore; n != 0 {
+		t.Errorf("the instances made %d request(s) to the package mirror, want none: the image has the packages", n)
+	}
+	if ids[0] == ids[1] {
+		t.Fatalf("both instances have the runner manager %s", ids[0])
+	}
+	if machineIDs[0] == "" || machineIDs[0] == machineIDs[1] {
+		t.Errorf("the instances' machine-ids %q: want two different ones, made at first boot", machineIDs)
+	}
+	// Both still polling, each as itself, and GitLab has exactly these two managers.
+	from := len(polls.all())
+	for _, id := range ids {
+		if _, ok := polls.first(id, from, 15*time.Second); !ok {
+			t.Errorf("runner manager %s stopped polling", id)
+		}
+	}
+	if rs := gl.Runners(); len(rs) != 1 {
+		t.Errorf("GitLab has %d runners, want the fleet's one: %+v", len(rs), rs)
+	}
+	m := managers(gl, polls.all(), fleet.ID)
+	slices.Sort(m)
+	want := slices.Clone(ids)
+	slices.Sort(want)
+	if !slices.Equal(m, want) {
+		t.Errorf("runner %d has managers %v, want exactly the two instances' %v", fleet.ID, m, want)
+	}
+	t.Logf("repository, stand-ins and copy %s; bake %s; two instances booted, applied and checked %s",
+		prepared.Sub(begin).Round(time.Millisecond), baked.Sub(prepared).Round(time.Millisecond), time.Since(baked).Round(time.Millisecond))
 }
