@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -82,11 +83,30 @@ type Packages struct {
 	// Mirror is a base URL that replaces https://packages.gitlab.com (a mirror inside a VPC without
 	// a NAT gateway), laid out as packages.gitlab.com is: MIRROR/runner/gitlab-runner/debian/...,
 	// MIRROR/gpgkey/gpg.key. The signing keys are still checked against the fingerprints pinned
-	// in internal/pkg. Default: packages.gitlab.com.
+	// in internal/pkg, unless MirrorKeyFingerprint names the mirror's own key. Default:
+	// packages.gitlab.com.
 	Mirror string `yaml:"mirror"`
+	// MirrorKeyFingerprint is the OpenPGP fingerprint (40 hex digits, v4; spaces allowed) of
+	// the key a private mirror (aptly, Nexus, Artifactory) re-signs the repository metadata
+	// (apt Release/InRelease, dnf repomd.xml) with. It replaces GitLab's pinned repository key
+	// for that mirror: the mirror must serve this public key at MIRROR/gpgkey/gpg.key, and
+	// apt/dnf trust the repository only when that key signed it. The package signatures rpm
+	// checks stay GitLab's. Only valid with mirror. Default: GitLab's key is required.
+	MirrorKeyFingerprint string `yaml:"mirror_key_fingerprint"`
 }
 
+// fingerprintRE is an OpenPGP v4 fingerprint: 40 hex digits once spaces are removed.
+var fingerprintRE = regexp.MustCompile(`^[0-9A-Fa-f]{40}$`)
+
 func checkPackages(c *Checker, p *Packages) {
+	if p.MirrorKeyFingerprint != "" {
+		switch {
+		case p.Mirror == "":
+			c.Errorf("packages.mirror_key_fingerprint", "is only valid with packages.mirror: GitLab's own repository is always checked against GitLab's pinned key; set packages.mirror or remove this key")
+		case !fingerprintRE.MatchString(strings.Join(strings.Fields(p.MirrorKeyFingerprint), "")):
+			c.Errorf("packages.mirror_key_fingerprint", "%q is not an OpenPGP fingerprint: want the 40 hex digits gpg --fingerprint prints for the mirror's signing key", p.MirrorKeyFingerprint)
+		}
+	}
 	if p.Mirror == "" {
 		return
 	}

@@ -170,6 +170,11 @@ func TestParseProblems(t *testing.T) {
 			`instance.security_groups[0] (line 9): "sg-1" is not a security group id (sg- and 8 or 17 lower-case hex digits)`,
 			`instance.vpc_cidr (line 10): "10.0.0.1/16" has host bits set; write 10.0.0.0/16`}},
 		{"duplicated key", "alpha", alphaBase + "  size: 3\n", []string{"alpha.size (line 6): duplicated key; it is already set on line 5"}},
+		{"a mirror that re-signs with its own key", "alpha", alphaBase + "packages:\n  mirror: https://aptly.internal\n  mirror_key_fingerprint: 5A2B 0C91 D4E3 F6A7 B8C9  0D1E 2F3A 4B5C 6D7E 8F90\n", nil},
+		{"mirror key without a mirror", "alpha", alphaBase + "packages:\n  mirror_key_fingerprint: 5A2B0C91D4E3F6A7B8C90D1E2F3A4B5C6D7E8F90\n", []string{
+			"packages.mirror_key_fingerprint (line 7): is only valid with packages.mirror: GitLab's own repository is always checked against GitLab's pinned key; set packages.mirror or remove this key"}},
+		{"mirror key not a fingerprint", "alpha", alphaBase + "packages:\n  mirror: https://aptly.internal\n  mirror_key_fingerprint: 0x6D7E8F90\n", []string{
+			`packages.mirror_key_fingerprint (line 8): "0x6D7E8F90" is not an OpenPGP fingerprint: want the 40 hex digits gpg --fingerprint prints for the mirror's signing key`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -187,8 +187,8 @@ func (m Manager) Ensure(ctx context.Context, req Request) ([]host.Step, error) {
 	if err != nil {
 		rollback("apt refused the repository")
 		if unsigned(out) {
-			return nil, fmt.Errorf("apt refused the repository %s: its metadata is not signed by the pinned key %s (GitLab's repository key, %s); nothing was installed and its source list was removed again. A packages.mirror must serve GitLab's signed Release files unchanged: %w",
-				req.Repo.URL, strings.Join(req.Repo.Fingerprints, " or "), KeyDocs, err)
+			return nil, fmt.Errorf("apt refused the repository %s: its metadata is not signed by the pinned key %s (%s); nothing was installed and its source list was removed again. A packages.mirror must serve GitLab's signed Release files unchanged, or, when it re-signs them with its own key, name that key in packages.mirror_key_fingerprint: %w",
+				req.Repo.URL, strings.Join(req.Repo.Fingerprints, " or "), req.Repo.keyOwner(), err)
 		}
 		return nil, fmt.Errorf("apt-get update of %s failed; nothing was installed: %w", req.Repo.URL, err)
 	}
@@ -394,8 +394,8 @@ func (m Manager) fetchKeyFile(ctx context.Context, r Repo) (raw, bin []byte, err
 	}
 	bin, err = CheckKeys(data, r.Fingerprints)
 	if err != nil {
-		return nil, nil, fmt.Errorf("refusing the repository key %s: %w; nothing was installed (GitLab publishes its key's fingerprint at %s; a packages.mirror must serve that same key)",
-			r.KeyURL, err, KeyDocs)
+		return nil, nil, fmt.Errorf("refusing the repository key %s: %w; nothing was installed (the pinned key is %s; a packages.mirror must serve that same key, or the key it re-signs with, named in packages.mirror_key_fingerprint)",
+			r.KeyURL, err, r.keyOwner())
 	}
 	return data, bin, nil
 }

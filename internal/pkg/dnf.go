@@ -176,7 +176,7 @@ func (m Manager) ensureDnf(ctx context.Context, req Request) ([]host.Step, error
 	if err != nil {
 		rollback("dnf refused the repository")
 		return nil, fmt.Errorf("dnf makecache of %s failed (its metadata must be signed by the pinned key %s, %s); nothing was installed and its .repo file was removed again: %w",
-			req.Repo.URL, strings.Join(req.Repo.Fingerprints, " or "), KeyDocs, err)
+			req.Repo.URL, strings.Join(req.Repo.Fingerprints, " or "), req.Repo.keyOwner(), err)
 	}
 	if act.Ran {
 		for _, p := range req.Packages {

@@ -15,6 +15,7 @@ package pkg
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -267,6 +268,40 @@ func olderThan(digits []string, ref [3]int) bool {
 		}
 	}
 	return false
+}
+
+// WithMirrorKey returns req trusting, for the repository's metadata, only the key with
+// fingerprint (packages.mirror_key_fingerprint: 40 hex digits, spaces allowed) instead of
+// GitLab's RepoKeyFingerprint: a private mirror (aptly, Nexus, Artifactory) re-signs the apt
+// Release files or the dnf repomd.xml with its own key and serves that public key at
+// MIRROR/gpgkey/gpg.key. The package signing keys rpm checks (Repo.PackageFingerprints) stay
+// GitLab's: a mirror copies the packages unchanged. An empty fingerprint returns req unchanged;
+// a malformed one, or one for GitLab's own server, is an error.
+func (r Request) WithMirrorKey(fingerprint string) (Request, error) {
+	if fingerprint == "" {
+		return r, nil
+	}
+	f := NormalizeFingerprint(fingerprint)
+	if !fingerprintRE.MatchString(f) {
+		return Request{}, fmt.Errorf("packages.mirror_key_fingerprint %q: want the 40 hex digits of the mirror's OpenPGP signing key (gpg --fingerprint)", fingerprint)
+	}
+	if strings.HasPrefix(r.Repo.KeyURL, DefaultBaseURL+"/") {
+		return Request{}, errors.New("packages.mirror_key_fingerprint is set without packages.mirror: packages.gitlab.com is always checked against GitLab's pinned key")
+	}
+	r.Repo.Fingerprints = []string{f}
+	return r, nil
+}
+
+// fingerprintRE is an OpenPGP v4 fingerprint as NormalizeFingerprint returns it.
+var fingerprintRE = regexp.MustCompile(`^[0-9A-F]{40}$`)
+
+// keyOwner says whose key r trusts, for messages: GitLab's (with the page that publishes it) or
+// the mirror's own (packages.mirror_key_fingerprint).
+func (r Repo) keyOwner() string {
+	if len(r.Fingerprints) == 1 && r.Fingerprints[0] == RepoKeyFingerprint {
+		return "GitLab's repository key, " + KeyDocs
+	}
+	return "the mirror's key, packages.mirror_key_fingerprint"
 }
 
 // Names are the packages' names, in order.

@@ -79,6 +79,10 @@ type DebPackage struct {
 	Files map[string]string
 	// Postinst is the maintainer script run on configure ("" for none).
 	Postinst string
+	// Prerm is the maintainer script run before removal or upgrade ("" for none).
+	Prerm string
+	// Architecture is the control file's Architecture ("" for the host's; "all").
+	Architecture string
 }
 
 // AptRepoSpec describes a repository laid out like one of packages.gitlab.com's:
@@ -168,6 +172,9 @@ func buildDeb(t testing.TB, p DebPackage, arch, outDir string) {
 	t.Helper()
 	root := t.TempDir()
 	aptMust(t, os.MkdirAll(filepath.Join(root, "DEBIAN"), 0o755))
+	if p.Architecture != "" {
+		arch = p.Architecture
+	}
 	control := "Package: " + p.Name + "\nVersion: " + p.Version + "\nArchitecture: " + arch +
 		"\nMaintainer: glbootstrap tests <tests@example.invalid>\nSection: admin\nPriority: optional\n"
 	if p.Depends != "" {
@@ -177,6 +184,9 @@ func buildDeb(t testing.TB, p DebPackage, arch, outDir string) {
 	aptMust(t, os.WriteFile(filepath.Join(root, "DEBIAN", "control"), []byte(control), 0o644))
 	if p.Postinst != "" {
 		aptMust(t, os.WriteFile(filepath.Join(root, "DEBIAN", "postinst"), []byte(p.Postinst), 0o755))
+	}
+	if p.Prerm != "" {
+		aptMust(t, os.WriteFile(filepath.Join(root, "DEBIAN", "prerm"), []byte(p.Prerm), 0o755))
 	}
 	for path, content := range p.Files {
 		full := filepath.Join(root, filepath.FromSlash(path))

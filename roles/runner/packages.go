@@ -10,7 +10,7 @@ import (
 
 // packages installs gitlab-runner at runner.version (with gitlab-runner-helper-images where that
 // release needs it) from GitLab's repository, or packages.mirror, and holds it (internal/pkg:
-// signing key fingerprints pinned, nothing downloaded when the right version is installed and
+// signing key fingerprints pinned, or packages.mirror_key_fingerprint for a re-signing mirror; nothing downloaded when the right version is installed and
 // held). Without runner.version it is skipped: the image must bring gitlab-runner itself.
 func (r *Role) packages(ctx context.Context) ([]host.Step, error) {
 	rc := r.d.Config.Runner
@@ -23,6 +23,10 @@ func (r *Role) packages(ctx context.Context) ([]host.Step, error) {
 	}
 	req, err := pkg.Runner(d, r.d.Config.Packages.Mirror, rc.Version)
 	if err != nil {
+		return nil, err
+	}
+	// A mirror that re-signs the metadata with its own key is trusted with that key only.
+	if req, err = req.WithMirrorKey(r.d.Config.Packages.MirrorKeyFingerprint); err != nil {
 		return nil, err
 	}
 	req.AllowDowngrade = r.d.AllowDowngrade

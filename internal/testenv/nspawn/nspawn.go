@@ -12,7 +12,8 @@
 // GitLab role's test (RequireRootfs), ssh.service is disabled because the
 // containers share the host's network. The rootfs is never
 // written: the container runs with --volatile=overlay, so everything a test
-// changes lives in a tmpfs and is gone at power-off. The host's PID 1 need
+// changes lives in a tmpfs and is gone at power-off (Writable boots a copy the
+// test made instead, for an image bake). The host's PID 1 need
 // not be systemd: the container is started with --register=no --keep-unit,
 // so neither machined nor a host D-Bus is used, and commands are run in it
 // with nsenter into all namespaces of its PID 1.
@@ -87,8 +88,14 @@ type Option func(*options)
 type options struct {
 	name           string
 	privateNetwork bool
+	writable       bool
 	binds          []string
 }
+
+// Writable boots rootfs itself, without the tmpfs overlay: what the container writes stays in
+// rootfs after power-off. Only for a copy of the rootfs the test owns (an image being baked);
+// the shared rootfs must never be written.
+func Writable() Option { return func(o *options) { o.writable = true } }
 
 // BindRO bind-mounts hostPath read-only at containerPath.
 func BindRO(hostPath, containerPath string) Option {
@@ -161,7 +168,9 @@ func Boot(t testing.TB, rootfs string, opts ...Option) *Container {
 		"--directory=" + rootfs, "--boot", "--machine=" + o.name,
 		// No machined and no scope unit: the host's PID 1 need not be systemd.
 		"--register=no", "--keep-unit",
-		"--volatile=overlay",
+	}
+	if !o.writable {
+		args = append(args, "--volatile=overlay")
 	}
 	if o.privateNetwork {
 		args = append(args, "--private-network")
