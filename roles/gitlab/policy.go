@@ -47,6 +47,17 @@ func policy(cfg *Config, p iampolicy.Place, source string) iampolicy.Document {
 		params = append(params, p.SSMParameter(n))
 		secure = true
 	}
+	if t := cfg.GitLab.TLS; t.CertificateParameter != "" || t.KeyParameter != "" {
+		// The certificate and key Omnibus serves with TLS passthrough: SSM parameters or S3 objects.
+		for _, src := range []string{t.CertificateParameter, t.KeyParameter} {
+			if u, err := url.Parse(src); err == nil && u.Scheme == "s3" && u.Host != "" {
+				objects = append(objects, p.S3Object(u.Host, strings.TrimPrefix(u.Path, "/")))
+			} else if src != "" {
+				params = append(params, p.SSMParameter(src))
+				secure = true
+			}
+		}
+	}
 	if n := cfg.GitLab.PublishPrivateURLParameter; n != "" {
 		// ssm.PutStep reads the parameter first and writes only a different value.
 		params = append(params, p.SSMParameter(n))

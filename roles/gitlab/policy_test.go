@@ -116,3 +116,20 @@ func TestPolicyBackup(t *testing.T) {
 		t.Errorf("the lifecycle check is not granted on both buckets:\n%s", b)
 	}
 }
+
+// TestPolicyTLS: with TLS passthrough the host reads its certificate and key where gitlab.tls
+// names them (an SSM parameter or an S3 object).
+func TestPolicyTLS(t *testing.T) {
+	doc := "version: 1\ngitlab:\n  url: https://gitlab.example.com\n  nlb: {tls_termination: false}\n  tls:\n" +
+		"    certificate_parameter: s3://example-certs/gitlab.crt\n    key_parameter: /gitlab/tls/key\n"
+	cfg, ps := parseDoc([]byte(doc), Name)
+	if cfg == nil || ps.Err() != nil {
+		t.Fatalf("config: %v", ps.Err())
+	}
+	b, _ := policy(cfg, iampolicy.Place{Region: "us-east-2", Account: "123456789012"}, "").Policy.JSON()
+	for _, want := range []string{`"arn:aws:s3:::example-certs/gitlab.crt"`, `"arn:aws:ssm:us-east-2:123456789012:parameter/gitlab/tls/key"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("lacks %s:\n%s", want, b)
+		}
+	}
+}
