@@ -99,6 +99,7 @@ type liveFront struct {
 	c         *nspawn.Container
 	env       []string
 	proxy     *testenv.AWSProxy
+	tasks     *testenv.ImageLauncher // the ECS stand-in's launcher (systemTaskLauncher)
 	taskLog   func() string
 	driverURL string
 	begin     time.Time
@@ -150,6 +151,7 @@ func startLiveFront(t *testing.T) *liveFront {
 	t.Cleanup(f.proxy.Close)
 	var launcher testenv.ECSLauncher
 	launcher, f.taskLog = systemTaskLauncher(t)
+	f.tasks, _ = launcher.(*testenv.ImageLauncher)
 	w.stack.ECS.SetLauncher(launcher)
 	t.Cleanup(w.stack.ECS.StopAll)
 	for name, data := range map[string][]byte{"gitlab.crt": w.stack.GitLab.CAPEM(), "aws-proxy-ca.pem": f.proxy.CAPEM()} {
