@@ -100,7 +100,7 @@ build {
   provisioner "shell" {
     inline = [
       "set -eu",
-      "sudo /tmp/glbootstrap bake --role gitlab --config /tmp/glbootstrap-bake.yaml",
+      "sudo /tmp/glbootstrap bake --yes --role gitlab --config /tmp/glbootstrap-bake.yaml",
       "rm -f /tmp/glbootstrap-bake.yaml /tmp/glbootstrap",
     ]
   }

@@ -23,12 +23,12 @@ func TestTemplatesParseAndLeaveNoIdentity(t *testing.T) {
 		"runner.pkr.hcl": {
 			"gitlab-runner=${var.gitlab_runner_version}",
 			// bake seals the image (cmd/glbootstrap TestBakeSealsTheImage checks what it leaves).
-			"sudo /tmp/glbootstrap bake --role runner --config /tmp/glbootstrap-bake.yaml",
+			"sudo /tmp/glbootstrap bake --yes --role runner --config /tmp/glbootstrap-bake.yaml",
 			`required_version = ">= 1.10.0"`,
 		},
 		"gitlab.pkr.hcl": {
 			"gitlab-${var.edition}=${var.gitlab_version}",
-			"sudo /tmp/glbootstrap bake --role gitlab --config /tmp/glbootstrap-bake.yaml",
+			"sudo /tmp/glbootstrap bake --yes --role gitlab --config /tmp/glbootstrap-bake.yaml",
 			`required_version = ">= 1.10.0"`,
 		},
 	} {

@@ -93,7 +93,7 @@ build {
       # machine-id, no SSH host keys. An AMI that carries them makes every instance the same runner
       # manager (gitlab-runner derives the system id from /etc/machine-id when the file is missing:
       # commands/internal/configfile in https://gitlab.com/gitlab-org/gitlab-runner).
-      "sudo /tmp/glbootstrap bake --role runner --config /tmp/glbootstrap-bake.yaml",
+      "sudo /tmp/glbootstrap bake --yes --role runner --config /tmp/glbootstrap-bake.yaml",
       "rm -f /tmp/glbootstrap-bake.yaml /tmp/glbootstrap",
     ]
   }

@@ -103,6 +103,11 @@ func TestBakeSealsTheImage(t *testing.T) {
 		t.Errorf("the boot converge left %d runners on GitLab, want 1", n)
 	}
 
+	// On the live system bake needs --yes: it seals the machine it runs on.
+	if live := w.run("bake", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam); live.code != 2 || !strings.Contains(live.stderr, "--yes") {
+		t.Errorf("bake without --root and --yes: %s", live)
+	}
+
 	// A front that has registered is refused: every instance would share its token.
 	refused := bake()
 	if refused.code != 1 || !strings.Contains(refused.stderr, "an image must not carry a runner token") || !strings.Contains(refused.stderr, "glbootstrap runner unregister") {
@@ -110,5 +115,17 @@ func TestBakeSealsTheImage(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(w.root, "etc/gitlab-runner/.runner_system_id")); err != nil {
 		t.Errorf("the refused bake changed the tree: %v", err)
+	}
+}
+
+// bake of a front without gitlab-runner's unit fails: the image could not run the role.
+func TestBakeRefusesAFrontWithoutTheRunner(t *testing.T) {
+	w := newWorld(t, testenv.IMDSValues{})
+	if err := os.Remove(filepath.Join(w.root, "etc/systemd/system/gitlab-runner.service")); err != nil {
+		t.Fatal(err)
+	}
+	r := w.run("bake", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam, "--root", w.root)
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "gitlab-runner.service is not installed, so an image baked now could not run the role") {
+		t.Errorf("bake without gitlab-runner: %s", r)
 	}
 }

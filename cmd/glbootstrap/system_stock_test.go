@@ -471,7 +471,7 @@ func TestSystemBakeThenBoot(t *testing.T) {
 	prepared := time.Now()
 	builder := nspawn.Boot(t, image, nspawn.Writable(), nspawn.BindRO(share, "/glb-test"))
 	start := time.Now()
-	stdout, stderr, code := builder.Exec(env, "/glb-test/glbootstrap", "bake", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam)
+	stdout, stderr, code := builder.Exec(env, "/glb-test/glbootstrap", "bake", "--yes", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam)
 	bake := result{code: code, stdout: stdout, stderr: stderr}
 	failOnLeak(t, "bake", stdout+stderr, w.secrets())
 	t.Logf("bake: exit %d in %s\n%s", code, time.Since(start).Round(time.Millisecond), stdout)

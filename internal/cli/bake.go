@@ -21,6 +21,7 @@ const SelfPath = "/usr/local/bin/glbootstrap"
 
 func newBakeCmd(e *env) *cobra.Command {
 	var role, source, root, output string
+	var yes bool
 	cmd := &cobra.Command{
 		Use:   "bake --role ROLE --config SRC",
 		Short: "AMI bake: run the role's bake phases, install glbootstrap itself, and leave no machine identity",
@@ -32,6 +33,10 @@ func newBakeCmd(e *env) *cobra.Command {
 			"that holds a runner token is refused: every instance of the image would share it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if root == "/" && !yes {
+				return exitf(ExitUsage, "bake seals THIS machine into an image: it empties /etc/machine-id, deletes the SSH host keys and disables the role's services; "+
+					"run it on the image builder (Packer) with --yes, or on a tree with --root DIR\nnothing was changed")
+			}
 			return bake(cmd.Context(), e, role, source, root, output)
 		},
 	}
@@ -39,6 +44,7 @@ func newBakeCmd(e *env) *cobra.Command {
 	addConfigFlag(cmd, &source)
 	cmd.Flags().StringVar(&root, "root", "/", "converge the tree under DIR instead of this host (a chroot bake)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json (JSON lines)")
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm sealing the live system (without --root): this machine becomes an image")
 	return cmd
 }
 
@@ -112,9 +118,11 @@ func seal(ctx context.Context, h *host.Host, sl role.Seal) ([]host.Step, error) 
 	}
 	units := systemd.For(h, false)
 	for _, u := range sl.Units {
-		if err := units.Installed(ctx, u); errors.Is(err, systemd.ErrNoUnit) {
-			steps = append(steps, host.Step{Kind: "service", Target: u, Summary: "not installed"})
-			continue
+		if err := units.Installed(ctx, u); err != nil {
+			if errors.Is(err, systemd.ErrNoUnit) {
+				return steps, fmt.Errorf("%s is not installed, so an image baked now could not run the role: install its package first (runner: set runner.version, which the packages phase installs), then bake again: %w", u, err)
+			}
+			return steps, err
 		}
 		for _, f := range []func(context.Context, string) (host.Step, error){units.Stop, units.Disable} {
 			st, err := f(ctx, u)

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"text/template"
+	"unicode"
 )
 
 // MaxSize is EC2's user-data limit in bytes (16 KB, before base64).
@@ -42,22 +43,29 @@ type Options struct {
 
 // Render returns the user-data script, or an error naming the bad option.
 func Render(o Options) ([]byte, error) {
-	sum := strings.ToLower(strings.TrimSpace(o.SHA256))
-	if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
-		return nil, fmt.Errorf("--sha256 must be the binary's SHA-256 as 64 hex digits (the line for it in the release's SHA256SUMS), got %q", o.SHA256)
-	}
 	u, err := url.Parse(o.Binary)
 	switch {
 	case o.Binary == "":
 		return nil, fmt.Errorf("--binary is required: the https:// or s3:// URL of the glbootstrap binary for the instance's architecture (make release: dist/glbootstrap-linux-amd64 or -arm64)")
+	case strings.ContainsFunc(o.Binary, unicode.IsSpace) || strings.ContainsFunc(o.Binary, unicode.IsControl):
+		return nil, fmt.Errorf("--binary %q has a space or control character: encode it (%%20)", o.Binary)
 	case err != nil || u.Host == "":
 		return nil, fmt.Errorf("--binary %q is not a URL: give https://HOST/PATH or s3://BUCKET/KEY", o.Binary)
+	case u.User != nil:
+		return nil, fmt.Errorf("--binary has credentials in its URL (user:password@): they would be readable in the instance's user-data by anyone who may describe it; use a presigned S3 URL or s3:// with the instance profile")
 	case u.Scheme == "https" || u.Scheme == "s3":
 	case u.Scheme == "http" && o.AllowHTTP:
 	case u.Scheme == "http":
 		return nil, fmt.Errorf("--binary %q is plain http: use https:// or s3:// (or --allow-http for a mirror inside the VPC; the SHA-256 still checks the content)", o.Binary)
 	default:
 		return nil, fmt.Errorf("--binary %q: the scheme must be https:// or s3://", o.Binary)
+	}
+	sum := strings.ToLower(strings.TrimSpace(o.SHA256))
+	if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
+		return nil, fmt.Errorf("--sha256 must be the binary's SHA-256 as 64 hex digits (the line for it in the release's SHA256SUMS), got %q", o.SHA256)
+	}
+	if strings.ContainsFunc(o.Source, unicode.IsSpace) || strings.ContainsFunc(o.Source, unicode.IsControl) {
+		return nil, fmt.Errorf("--config %q has a space or control character, which no SSM parameter name or S3 key glbootstrap reads may have", o.Source)
 	}
 	data := struct {
 		Role, Version, Binary, SHA256, ConfigArg, Config, EOF string

@@ -21,6 +21,9 @@ func TestRenderRefusesBadOptions(t *testing.T) {
 		{"not hex", Options{Role: "runner", Source: "ssm:/c", Binary: "https://h/glb", SHA256: strings.Repeat("z", 64)}, "64 hex digits"},
 		{"plain http", Options{Role: "runner", Source: "ssm:/c", Binary: "http://h/glb", SHA256: sum}, "--allow-http"},
 		{"ftp", Options{Role: "runner", Source: "ssm:/c", Binary: "ftp://h/glb", SHA256: sum}, "https:// or s3://"},
+		{"credentials", Options{Role: "runner", Source: "ssm:/c", Binary: "https://u:p@h/glb", SHA256: sum}, "credentials in its URL"},
+		{"space in URL", Options{Role: "runner", Source: "ssm:/c", Binary: "https://h/a b", SHA256: sum}, "space or control character"},
+		{"space in source", Options{Role: "runner", Source: "ssm:/x y", Binary: "https://h/glb", SHA256: sum}, "--config"},
 		{"no host", Options{Role: "runner", Source: "ssm:/c", Binary: "glbootstrap", SHA256: sum}, "not a URL"},
 		{"too big", Options{Role: "runner", Source: "c.yaml", Content: []byte(strings.Repeat("# padding\n", 2000)), Binary: "https://h/glb", SHA256: sum}, "over EC2's limit"},
 	} {
@@ -40,7 +43,7 @@ func TestScriptIsPOSIX(t *testing.T) {
 	if err != nil {
 		t.Skip("dash not installed")
 	}
-	hostile := "ssm:/it's $(reboot) `x`"
+	hostile := "ssm:/it's$(reboot)`x`"
 	for name, o := range map[string]Options{
 		"ssm":      {Role: "runner", Source: hostile, Binary: "https://example.com/glb?a=1&b='2'", SHA256: strings.ToUpper(sum)},
 		"s3":       {Role: "gitlab", Source: "s3://b/k.yaml", Binary: "s3://bucket/glbootstrap-linux-arm64", SHA256: sum},

@@ -54,6 +54,7 @@ func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepa
 		Units:        env.Units,
 		ConfigSource: env.Source,
 		Binary:       binary,
+		BakeOnly:     env.BakeOnly,
 	})
 }
 
@@ -106,6 +107,8 @@ type Parameters interface {
 
 // Deps are what the role needs from the outside world; each phase uses a few of them.
 type Deps struct {
+	// BakeOnly says only bake-stage phases run (glbootstrap bake): Prepare reads nothing.
+	BakeOnly bool
 	Host   *host.Host
 	Config *Config
 	// Facts reads instance metadata, once, when a fact the configuration does not give is needed
@@ -201,6 +204,11 @@ func (r *Role) Phases() []engine.Phase {
 func Prepare(ctx context.Context, d Deps) (*Role, error) {
 	cfg := d.Config
 	r := &Role{d: d, cfg: cfg, gitUser: DefaultGitUser}
+	if d.BakeOnly {
+		// glbootstrap bake: the role has no bake-stage phase; nothing is read (no instance
+		// metadata, no SSM parameter, no secret).
+		return r, nil
+	}
 	var err error
 	if r.facts, err = resolveFacts(ctx, d); err != nil {
 		return nil, err
