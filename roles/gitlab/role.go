@@ -109,8 +109,8 @@ type Parameters interface {
 type Deps struct {
 	// BakeOnly says only bake-stage phases run (glbootstrap bake): Prepare reads nothing.
 	BakeOnly bool
-	Host   *host.Host
-	Config *Config
+	Host     *host.Host
+	Config   *Config
 	// Facts reads instance metadata, once, when a fact the configuration does not give is needed
 	// (nil: the real IMDS).
 	Facts  *imds.Lazy
