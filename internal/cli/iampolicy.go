@@ -13,6 +13,7 @@ import (
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/awscfg"
 	"github.com/glbootstrap/glbootstrap/internal/aws/ecs"
+	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/iampolicy"
 	"github.com/glbootstrap/glbootstrap/internal/role"
 )
@@ -47,9 +48,16 @@ func newIAMPolicyCmd(e *env) *cobra.Command {
 				return exitf(ExitUsage, "role %s has no instance profile policy", roleName)
 			}
 			ctx := cmd.Context()
+			if region != "" && !config.ValidRegion(region) {
+				return exitf(ExitUsage, "--region %q is not an AWS region such as us-east-2", region)
+			}
 			place, err := policyPlace(ctx, account, region, partition)
 			if err != nil {
 				return exitf(ExitUsage, "%v", err)
+			}
+			if region != "" && os.Getenv("AWS_REGION") == "" {
+				// The configuration's ssm:/ or s3:// source is read in the host's region.
+				_ = os.Setenv("AWS_REGION", place.Region)
 			}
 			clients := newAWSClients(ctx)
 			doc, err := loadConfig(ctx, e, clients, roleName, source)
