@@ -517,8 +517,8 @@ func TestBackupVerifyRestoreBadInput(t *testing.T) {
 				id = tc.setup(t, w, id)
 			}
 			v := w.backup("verify")
-			if v.code != 1 || !strings.Contains(v.stderr, tc.want) {
-				t.Errorf("verify: want exit 1 with %q: %s", tc.want, v)
+			if v.code != 1 || !strings.Contains(v.stderr, tc.want) || !strings.Contains(v.stdout, "result:        FAILED: ") {
+				t.Errorf("verify: want exit 1 with %q and a FAILED result line: %s", tc.want, v)
 			}
 			t.Logf("verify: %s", strings.TrimSpace(v.stderr))
 			before := w.snapshot()
@@ -534,6 +534,21 @@ func TestBackupVerifyRestoreBadInput(t *testing.T) {
 				t.Error("a refused restore changed the host")
 			}
 		})
+	}
+}
+
+// TestBackupFromMustBeABackupID: --from is checked before anything is read or locked.
+func TestBackupFromMustBeABackupID(t *testing.T) {
+	w, _ := newRoundTripWorld(t, "")
+	before := w.snapshot()
+	for _, verb := range []string{"verify", "restore"} {
+		r := w.backup(verb, "--from", "../../etc/passwd")
+		if r.code != 2 || !strings.Contains(r.stderr, "is not a backup ID") {
+			t.Errorf("%s --from ../../etc/passwd: %s", verb, r)
+		}
+	}
+	if w.snapshot() != before {
+		t.Error("a refused --from changed the host")
 	}
 }
 

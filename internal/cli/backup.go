@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +19,10 @@ import (
 
 // newBackupCmd is "glbootstrap backup run|status": what the
 // glbootstrap-backup.service unit runs, and how an admin checks on it.
+// backupIDRE is a GitLab backup ID: <unix time>_<YYYY>_<MM>_<DD>_<version>[-ee] (the name of
+// gitlab-backup's archive without _gitlab_backup.tar; "Backup timestamp" in GitLab's backup docs).
+var backupIDRE = regexp.MustCompile(`^[0-9]{9,11}_[0-9]{4}_[0-9]{2}_[0-9]{2}_[0-9]+\.[0-9]+\.[0-9]+(-[a-z]+)?(-pre|-rc[0-9]+)?$`)
+
 func newBackupCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup",
@@ -85,10 +90,14 @@ func newBackupCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if from != "" && !backupIDRE.MatchString(from) {
+				return exitf(ExitUsage, "--from %q is not a backup ID (<unix time>_<YYYY_MM_DD>_<GitLab version>, e.g. 1796090405_2026_12_01_18.5.1-ee): pick one from 'glbootstrap backup status'", from)
+			}
 			start := time.Now()
 			rep, err := r.Verify(ctx, from)
 			printReport(e, rep, time.Since(start))
 			if err != nil {
+				fmt.Fprintf(e.stdout, "result:        FAILED: %v\n", err)
 				return exitf(ExitFailed, "backup verify: %v", err)
 			}
 			fmt.Fprintf(e.stdout, "result:        OK: backup %s can be restored on this host (glbootstrap backup restore --from %s)\n", rep.Pair.ID, rep.Pair.ID)
@@ -106,6 +115,9 @@ func newBackupCmd(e *env) *cobra.Command {
 			ctx := cmd.Context()
 			if from == "" {
 				return exitf(ExitUsage, "--from BACKUP_ID is required: pick one from 'glbootstrap backup status' (a restore overwrites the database, so glbootstrap never picks for you)")
+			}
+			if !backupIDRE.MatchString(from) {
+				return exitf(ExitUsage, "--from %q is not a backup ID (<unix time>_<YYYY_MM_DD>_<GitLab version>, e.g. 1796090405_2026_12_01_18.5.1-ee): pick one from 'glbootstrap backup status'\nnothing was changed", from)
 			}
 			r, err := backupSetup(ctx, e, source, root)
 			if err != nil {
