@@ -90,7 +90,7 @@ func TestGitLabApplyConvergesThenChangesNothing(t *testing.T) {
 		t.Fatalf("first apply: %s", first)
 	}
 	noSecret(t, first)
-	for _, want := range []string{"[gitlab] gitlab-fragment", reconfigureLine, pendingLine, "ssm:/glbootstrap/gitlab/private-url: created: https://10.0.1.20", "7 changed, 1 unchanged, 0 failed"} {
+	for _, want := range []string{"[gitlab] gitlab-fragment", reconfigureLine, pendingLine, "ssm:/glbootstrap/gitlab/private-url: created: https://10.0.1.20", "7 changed, 2 unchanged, 0 failed"} {
 		if !strings.Contains(first.stdout, want) {
 			t.Errorf("first apply output lacks %q:\n%s", want, first)
 		}
@@ -148,7 +148,7 @@ func TestGitLabApplyConvergesThenChangesNothing(t *testing.T) {
 	before := w.snapshot()
 	for i := 0; i < 2; i++ {
 		again := w.gitlab("apply")
-		if again.code != 0 || !strings.Contains(again.stdout, "0 changed, 8 unchanged, 0 failed") {
+		if again.code != 0 || !strings.Contains(again.stdout, "0 changed, 9 unchanged, 0 failed") {
 			t.Fatalf("apply #%d: %s", i+2, again)
 		}
 		noSecret(t, again)
@@ -184,7 +184,7 @@ func TestGitLabSettingChangeStaysPending(t *testing.T) {
 		t.Fatalf("plan: %s", plan)
 	}
 	r := w.gitlab("apply")
-	if r.code != 0 || strings.Count(r.stdout, pendingLine) != 1 || !strings.Contains(r.stdout, "2 changed, 6 unchanged") ||
+	if r.code != 0 || strings.Count(r.stdout, pendingLine) != 1 || !strings.Contains(r.stdout, "2 changed, 7 unchanged") ||
 		!strings.Contains(r.stdout, "file     /var/lib/glbootstrap/gitlab.json: updated") {
 		t.Fatalf("apply after a setting change must record the new fragment as pending: %s", r)
 	}

@@ -24,6 +24,7 @@ import (
 func (e *env) roleEnv(s *session, clients *awsClients, source string, bakeOnly bool, selected []string) role.Env {
 	return role.Env{
 		AllowDowngrade: e.allowDowngrade,
+		Plan:           s.plan,
 		Selected:       selected,
 		Host:           s.host,
 		Facts:          clients.facts,

@@ -156,6 +156,9 @@ type Env struct {
 	AllowDowngrade bool
 	// Host is the machine to converge: the live system or a --root tree, in plan or apply mode.
 	Host *host.Host
+	// Plan is true under glbootstrap plan, for a phase whose effect is not the Host's (a
+	// backup before a package upgrade) and must only be described.
+	Plan bool
 	// Facts are the instance's facts from instance metadata, read on the first fact a role needs
 	// that its configuration does not give.
 	Facts *imds.Lazy

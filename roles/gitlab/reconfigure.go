@@ -55,6 +55,8 @@ func (r *Role) reconfigureReason() string {
 		return "the managed fragment changed"
 	case r.includeChanged:
 		return "gitlab.rb did not load the fragment"
+	case r.state.UpgradedTo != "":
+		return "the Omnibus package was upgraded to " + r.state.UpgradedTo
 	}
 	return ""
 }

@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
+	s3api "github.com/glbootstrap/glbootstrap/internal/aws/s3"
 	"github.com/glbootstrap/glbootstrap/internal/backup"
 	"github.com/glbootstrap/glbootstrap/internal/config"
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/pkg"
 	"github.com/glbootstrap/glbootstrap/internal/role"
 	"github.com/glbootstrap/glbootstrap/internal/systemd"
 )
@@ -55,6 +57,16 @@ func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepa
 		ConfigSource: env.Source,
 		Binary:       binary,
 		BakeOnly:     env.BakeOnly,
+		Plan:         env.Plan,
+		BackupFirst: func(ctx context.Context, region string) error {
+			c, err := env.AWS.Config(region)
+			if err != nil {
+				return err
+			}
+			cfg := doc.(*Config)
+			_, err = (&backup.Runner{Host: env.Host, Store: s3api.New(c), Config: cfg.Backup, Log: env.Progress}).Run(ctx)
+			return err
+		},
 	})
 }
 
@@ -132,6 +144,13 @@ type Deps struct {
 	ConfigSource string
 	// Binary is the glbootstrap the backup service runs; "" means DefaultBinary.
 	Binary string
+	// Plan is true under glbootstrap plan: the packages phase only says what it would do.
+	Plan bool
+	// BackupFirst makes one backup with the code of "glbootstrap backup run" to the bucket in
+	// region, before a package upgrade (packages phase, live system only).
+	BackupFirst func(ctx context.Context, region string) error
+	// Install installs or upgrades the Omnibus package; nil means internal/pkg's Manager.Ensure.
+	Install func(ctx context.Context, req pkg.Request) ([]host.Step, error)
 }
 
 // Role is a prepared GitLab host: inputs resolved and the fragment rendered, ready to converge.
@@ -147,6 +166,8 @@ type Role struct {
 	secrets    []string
 	tls        tlsFiles // nginx's certificate (tls.go)
 	version    string   // the Omnibus version the fragment is for: installed, else gitlab.version
+	// upgradeFrom is the installed version the packages phase upgrades from ("": no upgrade).
+	upgradeFrom string
 
 	includeChanged bool // set by gitlab-rb-include: gitlab.rb gained the from_file line
 }
@@ -164,6 +185,9 @@ type State struct {
 	PendingSHA256 string `json:"reconfigure_pending_sha256,omitempty"`
 	// ReconfiguredAt is when (UTC).
 	ReconfiguredAt time.Time `json:"reconfigured_at"`
+	// UpgradedTo is the Omnibus version the packages phase upgraded to since the last
+	// reconfigure: reconfigure is due even though the fragment did not change.
+	UpgradedTo string `json:"upgraded_to,omitempty"`
 }
 
 // PhaseList describes the role's phases for "glbootstrap phases" without resolving anything.
@@ -174,6 +198,8 @@ func PhaseList() []engine.Phase { return (&Role{}).Phases() }
 // so runners find the URL only once GitLab has been configured.
 func (r *Role) Phases() []engine.Phase {
 	return []engine.Phase{
+		{Name: "packages", Stage: engine.Bake, Run: r.packages,
+			Description: "install gitlab-<edition> at gitlab.version (held), or upgrade it within GitLab's required upgrade stops: " + SkipAutoReconfigure + ", a backup first when backup: is set, the package; reconfigure follows"},
 		{Name: "omnibus", Stage: engine.Boot, Run: r.omnibus,
 			Description: "check that the Omnibus package (gitlab.edition, gitlab.version) is installed; the AMI bake installs it"},
 		{Name: "backup-preflight", Stage: engine.Boot, Run: r.backupPreflight,
@@ -204,6 +230,10 @@ func (r *Role) Phases() []engine.Phase {
 func Prepare(ctx context.Context, d Deps) (*Role, error) {
 	cfg := d.Config
 	r := &Role{d: d, cfg: cfg, gitUser: DefaultGitUser}
+	// A jump across a required upgrade stop, or a downgrade, changes nothing (exit 3).
+	if err := r.checkUpgrade(); err != nil {
+		return nil, &role.ConfigError{Err: err}
+	}
 	if d.BakeOnly {
 		// glbootstrap bake: the role has no bake-stage phase; nothing is read (no instance
 		// metadata, no SSM parameter, no secret).
@@ -226,7 +256,7 @@ func Prepare(ctx context.Context, d Deps) (*Role, error) {
 	}
 
 	r.version = installedVersion(d.Host)
-	if r.version == "" {
+	if r.version == "" || r.upgradeFrom != "" {
 		r.version = cfg.GitLab.Version
 	}
 	frag, err := renderFragmentFor(cfg, r.facts, r.version)

@@ -1,0 +1,143 @@
+package main
+
+// Blackbox tests of GitLab upgrades (issue 11): gitlab.version changed on a root seeded with
+// Omnibus 18.5.1. Under --root no package manager runs, so the install step says "not run";
+// the backup runs (as "backup run --root" does, with the tree's gitlab-backup stand-in) and
+// reconfigure is recorded as due although the fragment did not change.
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/glbootstrap/glbootstrap/internal/testenv"
+	"github.com/glbootstrap/glbootstrap/internal/testenv/standin"
+)
+
+func setGitLabVersion(w *world, extra, version string) {
+	cfg := w.stack.GitLabConfig("", extra)
+	if !strings.Contains(cfg, `version: "`+testenv.StackOmnibusVersion+`"`) {
+		w.t.Fatalf("the stack's GitLab config does not pin %s:\n%s", testenv.StackOmnibusVersion, cfg)
+	}
+	w.setGitLabConfig(strings.Replace(cfg, `version: "`+testenv.StackOmnibusVersion+`"`, `version: "`+version+`"`, 1))
+}
+
+func TestGitLabUpgradeAcrossStopRefused(t *testing.T) {
+	w := newGitLabWorld(t)
+	if r := w.gitlab("apply"); r.code != 0 {
+		t.Fatal(r)
+	}
+	before := w.snapshot()
+	setGitLabVersion(w, "", "18.9.1")
+	for _, verb := range []string{"plan", "apply"} {
+		r := w.gitlab(verb)
+		want := "gitlab.version 18.9.1 cannot be reached from the installed GitLab 18.5.1 in one upgrade"
+		path := "upgrade to 18.8.x (its latest patch release), then 18.9.1"
+		if r.code != 3 || !strings.Contains(r.stdout+r.stderr, want) || !strings.Contains(r.stdout+r.stderr, path) ||
+			!strings.Contains(r.stdout+r.stderr, "https://docs.gitlab.com/update/upgrade_paths/") {
+			t.Errorf("%s across the 18.8 stop: want exit 3 with the path: %s", verb, r)
+		}
+	}
+	setGitLabVersion(w, "", "18.5.0")
+	if r := w.gitlab("apply"); r.code != 3 || !strings.Contains(r.stdout+r.stderr, "cannot be downgraded") {
+		t.Errorf("downgrade: %s", r)
+	}
+	if w.snapshot() != before {
+		t.Error("a refused upgrade changed the tree")
+	}
+}
+
+func TestGitLabUpgradeOrder(t *testing.T) {
+	w, first := newBackupWorld(t, "")
+	if first.code != 0 {
+		t.Fatalf("apply: %s", first)
+	}
+	// As after the first live apply: the pending fragment applied, so only the upgrade makes
+	// reconfigure due.
+	var cur map[string]any
+	if err := json.Unmarshal([]byte(w.read("var/lib/glbootstrap/gitlab.json")), &cur); err != nil {
+		t.Fatal(err)
+	}
+	cur["configured"], cur["fragment_sha256"] = true, cur["reconfigure_pending_sha256"]
+	delete(cur, "reconfigure_pending_sha256")
+	b, _ := json.Marshal(cur)
+	if err := os.WriteFile(filepath.Join(w.root, "var/lib/glbootstrap/gitlab.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(w.root, "etc/gitlab/glbootstrap-initial-root-password.rb")); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.gitlab("plan"); r.code != 0 {
+		t.Fatalf("plan before the version change: %s", r)
+	}
+	setGitLabVersion(w, backupSection, "18.5.2")
+
+	plan := w.gitlab("plan")
+	for _, want := range []string{
+		"would back up first (glbootstrap backup run), before the upgrade",
+		"would upgrade gitlab-ee 18.5.1 -> 18.5.2",
+		"/etc/gitlab/skip-auto-reconfigure: would be created",
+		GitLabCtlReconfigure,
+	} {
+		if !strings.Contains(plan.stdout, want) {
+			t.Errorf("plan lacks %q:\n%s", want, plan)
+		}
+	}
+	if plan.code != 10 {
+		t.Fatalf("plan: %s", plan)
+	}
+	if n := len(w.stack.S3.Objects(testenv.StackBackupBucket, "")); n != 0 {
+		t.Errorf("plan uploaded %d objects", n)
+	}
+
+	r := w.gitlab("apply")
+	if r.code != 0 {
+		t.Fatalf("apply of the upgrade: %s", r)
+	}
+	// The documented order: backup, package, reconfigure (after the fragment is in place).
+	order := []string{"backed up before the upgrade", "upgrade gitlab-ee 18.5.1 -> 18.5.2", "[gitlab] gitlab-fragment",
+		GitLabCtlReconfigure + ": not run"}
+	at := -1
+	for _, s := range order {
+		i := strings.Index(r.stdout, s)
+		if i <= at {
+			t.Fatalf("apply: %q missing or out of order (want %q):\n%s", s, order, r)
+		}
+		at = i
+	}
+	if !strings.Contains(r.stdout, "the Omnibus package was upgraded to 18.5.2") {
+		t.Errorf("reconfigure does not say it runs for the upgrade:\n%s", r)
+	}
+	if n := len(w.stack.S3.Objects(testenv.StackBackupBucket, "")); n == 0 {
+		t.Error("no backup in the bucket after the upgrade")
+	}
+	var st struct {
+		UpgradedTo string `json:"upgraded_to"`
+	}
+	if err := json.Unmarshal([]byte(w.read("var/lib/glbootstrap/gitlab.json")), &st); err != nil || st.UpgradedTo != "18.5.2" {
+		t.Errorf("state: %+v %v", st, err)
+	}
+	if !strings.Contains(w.read("etc/gitlab/skip-auto-reconfigure"), "glbootstrap") {
+		t.Error("skip-auto-reconfigure missing")
+	}
+}
+
+// A failed backup stops the upgrade: no package step, no upgrade recorded.
+func TestGitLabUpgradeStopsWhenBackupFails(t *testing.T) {
+	w, first := newBackupWorld(t, "")
+	if first.code != 0 {
+		t.Fatalf("apply: %s", first)
+	}
+	w.env = append(w.env, standin.ModeEnv+"=fail")
+	setGitLabVersion(w, backupSection, "18.5.2")
+	r := w.gitlab("apply")
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "the backup before the upgrade failed, so gitlab-ee was not started") ||
+		strings.Contains(r.stdout, "upgrade gitlab-ee 18.5.1 -> 18.5.2") || strings.Contains(r.stdout, "[gitlab] gitlab-fragment") {
+		t.Fatalf("apply with a failing backup: %s", r)
+	}
+	if strings.Contains(w.read("var/lib/glbootstrap/gitlab.json"), "upgraded_to") {
+		t.Error("the upgrade was recorded although the backup failed")
+	}
+}

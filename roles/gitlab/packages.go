@@ -1,0 +1,180 @@
+package gitlab
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/glbootstrap/glbootstrap/internal/engine"
+	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/pkg"
+)
+
+// SkipAutoReconfigure is the file that makes the Omnibus package's own "gitlab-ctl upgrade"
+// (run by its postinst on deb, posttrans on rpm) stop before migrations and reconfigure.
+// Source: omnibus-gitlab files/gitlab-ctl-commands/upgrade.rb ("#{etc_path}/skip-auto-reconfigure":
+// log "Found ..., exiting..."), and GitLab's "Zero-downtime upgrades" page, which has it
+// created before the package upgrade. glbootstrap keeps it for good: its own reconfigure phase
+// runs after every package change, with the fragment in place.
+const SkipAutoReconfigure = "/etc/gitlab/skip-auto-reconfigure"
+
+const skipAutoReconfigureText = "# glbootstrap: the Omnibus package must not run gitlab-ctl reconfigure on install or upgrade;\n" +
+	"# glbootstrap apply runs it once its gitlab.rb fragment is in place (its reconfigure phase).\n"
+
+// gitlabRBSeed is gitlab.rb before the first install. With /etc/gitlab/gitlab.rb present the
+// package's scripts do not look up an external URL in EC2 instance metadata, so EXTERNAL_URL
+// stays unset and "gitlab-ctl upgrade" does not reconfigure a fresh install (omnibus-gitlab
+// config/templates/package-scripts/external_url.sh only asks EC2 "if this is first
+// installation", i.e. without gitlab.rb; upgrade.rb reconfigures a fresh install only when
+// external_url_unset? is false). The package then keeps this file instead of its template.
+const gitlabRBSeed = "# GitLab Omnibus configuration. glbootstrap owns " + FragmentPath + ", loaded by the from_file\n" +
+	"# line below; put your own settings in this file (gitlab.rb.template in /opt/gitlab/etc lists them).\n"
+
+// checkUpgrade decides, before anything changes, whether the packages phase installs or
+// upgrades gitlab-<edition>: a jump across a required upgrade stop or a downgrade is an error
+// (UpgradePath).
+func (r *Role) checkUpgrade() error {
+	want := r.cfg.GitLab.Version
+	if want == "" {
+		return nil
+	}
+	have := installedVersion(r.d.Host)
+	if have == "" || plainVersion(have) == plainVersion(want) {
+		return nil
+	}
+	if err := UpgradePath(have, want); err != nil {
+		return err
+	}
+	r.upgradeFrom = have
+	return nil
+}
+
+// packages installs gitlab-<edition> at gitlab.version through internal/pkg (GitLab's signed
+// repository or packages.mirror; held afterwards), or upgrades it, in GitLab's documented
+// order: skip-auto-reconfigure in place (the package then never reconfigures on its own), a
+// backup first when backup: is configured (the code of "glbootstrap backup run"; a failed
+// backup stops the upgrade), the package, and then this role's reconfigure phase (recorded as
+// due in the state file, since the fragment itself may not change) and its readiness wait.
+// Without gitlab.version it is skipped: the image must bring Omnibus itself.
+func (r *Role) packages(ctx context.Context) ([]host.Step, error) {
+	c := r.cfg.GitLab
+	if c.Version == "" {
+		return nil, engine.Skip("gitlab.version is not set: GitLab Omnibus must already be installed (a baked image); set gitlab.version (e.g. 18.5.1) to install and pin it")
+	}
+	h := r.d.Host
+	edition := editionOr(c.Edition)
+	name := "gitlab-" + edition
+	have := installedVersion(h)
+	if have != "" && plainVersion(have) == plainVersion(c.Version) {
+		// The package's own version manifest answers, with no package manager and no network
+		// (under --root none could run). A package glbootstrap installed was held then.
+		return []host.Step{{Kind: "package", Target: name, Summary: have + " installed"}}, nil
+	}
+	if r.upgradeFrom == "" && have != "" && plainVersion(have) != plainVersion(c.Version) {
+		// Prepare was skipped (bake): check here.
+		if err := UpgradePath(have, c.Version); err != nil {
+			return nil, err
+		}
+		r.upgradeFrom = have
+	}
+
+	var steps []host.Step
+	st, err := h.EnsureFile(host.File{Path: SkipAutoReconfigure, Data: []byte(skipAutoReconfigureText), Mode: 0o644})
+	if err != nil {
+		return nil, err
+	}
+	if st.Changed {
+		steps = append(steps, st)
+	}
+	if have == "" && !h.Exists(GitLabRB) {
+		st, err := h.EnsureFile(host.File{Path: GitLabRB, Data: []byte(gitlabRBSeed), Mode: 0o600})
+		if err != nil {
+			return steps, err
+		}
+		steps = append(steps, st)
+	}
+
+	from, to := have, c.Version
+	what := fmt.Sprintf("install %s %s", name, to)
+	if r.upgradeFrom != "" {
+		what = fmt.Sprintf("upgrade %s %s -> %s", name, from, to)
+	}
+	plan := r.d.Plan
+	if r.upgradeFrom != "" && r.cfg.Backup != nil {
+		bst := host.Step{Kind: "backup", Target: "s3://" + r.cfg.Backup.Bucket, Changed: true}
+		switch {
+		case plan:
+			bst.Summary = "would back up first (glbootstrap backup run), before the upgrade"
+		default:
+			// Under --root too, as "glbootstrap backup run --root" does: the tree's gitlab-backup.
+			r.progress("backing up before the upgrade (" + what + ")")
+			if err := r.d.BackupFirst(ctx, backupRegion(r.cfg.Backup, r.facts)); err != nil {
+				bst.Summary = "failed"
+				return append(steps, bst), fmt.Errorf("the backup before the upgrade failed, so %s was not started: fix the backup (glbootstrap backup status) and run apply again: %w", name, err)
+			}
+			bst.Summary = "backed up before the upgrade"
+		}
+		steps = append(steps, bst)
+	}
+
+	ust := host.Step{Kind: "package", Target: name, Changed: true}
+	switch {
+	case plan:
+		ust.Summary = "would " + what
+	case !h.Live():
+		ust.Summary = notRun(h) + ": " + what
+	}
+	if ust.Summary != "" {
+		steps = append(steps, ust)
+	}
+	if !h.Live() {
+		if plan || r.upgradeFrom == "" {
+			return steps, nil
+		}
+		st, err := r.recordUpgrade(to)
+		return append(steps, st), err
+	}
+
+	d, err := pkg.DetectDistro(h)
+	if err != nil {
+		return steps, err
+	}
+	req, err := pkg.GitLab(d, r.cfg.Packages.Mirror, edition, c.Version)
+	if err != nil {
+		return steps, err
+	}
+	if req, err = req.WithMirrorKey(r.cfg.Packages.MirrorKeyFingerprint); err != nil {
+		return steps, err
+	}
+	install := r.d.Install
+	if install == nil {
+		install = pkg.Manager{Host: h, Progress: r.d.Progress}.Ensure
+	}
+	if r.upgradeFrom != "" || have == "" {
+		r.progress(what)
+	}
+	ps, err := install(ctx, req)
+	steps = append(steps, ps...)
+	if err != nil || plan || r.upgradeFrom == "" {
+		return steps, err
+	}
+	st, err = r.recordUpgrade(to)
+	return append(steps, st), err
+}
+
+// recordUpgrade marks reconfigure as due in the state file: the package changed under an
+// unchanged fragment, and only glbootstrap's reconfigure runs the migrations now.
+func (r *Role) recordUpgrade(to string) (host.Step, error) {
+	r.state.UpgradedTo = to
+	return r.writeState(r.state)
+}
+
+func (r *Role) progress(s string) {
+	if r.d.Progress != nil {
+		r.d.Progress(s)
+	}
+}
+
+// notRun is how a --root apply says a command was left for the live system.
+func notRun(h *host.Host) string {
+	return "not run (--root " + h.Root + " is not the live system)"
+}
