@@ -141,3 +141,24 @@ func TestGitLabUpgradeStopsWhenBackupFails(t *testing.T) {
 		t.Error("the upgrade was recorded although the backup failed")
 	}
 }
+
+// bake --role gitlab runs the packages phase only, and refuses a jump across a stop there too.
+func TestGitLabBakePackages(t *testing.T) {
+	w := newGitLabWorld(t)
+	bake := func() result {
+		return w.run("bake", "--role", "gitlab", "--config", "ssm:"+testenv.StackGitLabConfigParam, "--root", w.root)
+	}
+	r := bake()
+	if r.code != 0 || !strings.Contains(r.stdout, "[gitlab] packages") ||
+		strings.Contains(r.stdout, "[gitlab] reconfigure") {
+		t.Fatalf("bake: %s", r)
+	}
+	setGitLabVersion(w, "", "18.6.0") // crosses no stop: the upgrade is left for the live system
+	if r := bake(); r.code != 0 || !strings.Contains(r.stdout, "is not the live system): upgrade gitlab-ee 18.5.1 -> 18.6.0") {
+		t.Fatalf("bake 18.5.1 -> 18.6.0: %s", r)
+	}
+	setGitLabVersion(w, "", "18.9.0")
+	if r := bake(); r.code != 3 || !strings.Contains(r.stdout+r.stderr, "then 18.9.0") {
+		t.Fatalf("bake across the 18.8 stop: %s", r)
+	}
+}

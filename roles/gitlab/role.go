@@ -235,7 +235,7 @@ func Prepare(ctx context.Context, d Deps) (*Role, error) {
 		return nil, &role.ConfigError{Err: err}
 	}
 	if d.BakeOnly {
-		// glbootstrap bake: the role has no bake-stage phase; nothing is read (no instance
+		// glbootstrap bake: only the packages phase runs; nothing else is read (no instance
 		// metadata, no SSM parameter, no secret).
 		return r, nil
 	}
@@ -372,9 +372,9 @@ func (r *Role) writeState(st State) (host.Step, error) {
 	return r.d.Host.EnsureFile(host.File{Path: StateFile, Data: append(b, '\n'), Mode: 0o600})
 }
 
-// omnibus checks that Omnibus GitLab is installed. The AMI bake installs gitlab-<edition> at
-// gitlab.version; apply only checks, and a different version or edition is a warning (an
-// in-place upgrade is the admin's call, but a restore needs the same version and edition).
+// omnibus checks that Omnibus GitLab is installed. The packages phase (or the image) installs
+// gitlab-<edition> at gitlab.version; a different version or edition here is a warning (under
+// --root the package is not installed, and a restore needs the same version and edition).
 func (r *Role) omnibus(ctx context.Context) ([]host.Step, error) {
 	b, err := r.d.Host.ReadFile(VersionManifest)
 	if host.IsNotExist(err) {
@@ -383,7 +383,7 @@ func (r *Role) omnibus(ctx context.Context) ([]host.Step, error) {
 			want += " " + r.cfg.GitLab.Version
 		}
 		return nil, fmt.Errorf("GitLab Omnibus is not installed (%s is missing): bake the AMI with the %s package "+
-			"(https://docs.gitlab.com/install/package/) and run apply again", VersionManifest, want)
+			"(https://docs.gitlab.com/install/package/), or set gitlab.version for the packages phase to install it, and run apply again", VersionManifest, want)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", VersionManifest, err)
