@@ -85,7 +85,7 @@ func FullUpdateCommand() []string {
 
 // InstallCommand installs the request's packages at their exact versions.
 func InstallCommand(req Request) []string {
-	argv := slices.Concat(aptEnv, []string{"apt-get", "install", "-y", "--no-install-recommends"}, aptOpts)
+	argv := slices.Concat(aptEnv[:1], unsetEnv(req), aptEnv[1:], []string{"apt-get", "install", "-y", "--no-install-recommends"}, aptOpts)
 	if req.AllowDowngrade {
 		argv = append(argv, "--allow-downgrades")
 	}
@@ -93,6 +93,15 @@ func InstallCommand(req Request) []string {
 		argv = append(argv, p.Name+"="+p.Version)
 	}
 	return argv
+}
+
+// unsetEnv are env(1)'s options that remove req.UnsetEnv from the install's environment.
+func unsetEnv(req Request) []string {
+	var o []string
+	for _, v := range req.UnsetEnv {
+		o = append(o, "-u", v)
+	}
+	return o
 }
 
 // Ensure makes every package of req installed at its exact version from req.Repo and held.

@@ -71,7 +71,11 @@ func DnfInstallCommand(req Request, downgrade bool) []string {
 	if downgrade {
 		verb = "downgrade"
 	}
-	argv := slices.Concat([]string{"dnf"}, dnfQuiet, []string{verb})
+	var argv []string
+	if u := unsetEnv(req); len(u) > 0 {
+		argv = append([]string{"env"}, u...)
+	}
+	argv = slices.Concat(argv, []string{"dnf"}, dnfQuiet, []string{verb})
 	for _, p := range req.Packages {
 		argv = append(argv, p.Name+"-"+p.Version)
 	}

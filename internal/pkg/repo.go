@@ -151,7 +151,17 @@ type Request struct {
 	AllowDowngrade bool
 	// ConfigKey is the configuration key that chose the version, for messages (runner.version).
 	ConfigKey string
+	// UnsetEnv are variables of glbootstrap's own environment that the packages' maintainer
+	// scripts read and must not see: the install runs under "env -u NAME" for each.
+	UnsetEnv []string
 }
+
+// OmnibusScriptEnv are the variables the Omnibus package's scripts act on: with EXTERNAL_URL
+// set (GitLab's install page has users export it) a first install runs "gitlab-ctl reconfigure"
+// at once, before glbootstrap's fragment is in place, whatever /etc/gitlab/skip-auto-reconfigure
+// says (omnibus-gitlab files/gitlab-ctl-commands/upgrade.rb: the fresh-install branch comes before
+// that file is looked at; postinst.erb also rewrites external_url in gitlab.rb from it).
+var OmnibusScriptEnv = []string{"EXTERNAL_URL"}
 
 // baseURL returns mirror without trailing slashes, or DefaultBaseURL when mirror is empty.
 func baseURL(mirror string) (string, error) {
@@ -248,7 +258,7 @@ func GitLab(d Distro, mirror, edition, version string) (Request, error) {
 		r.PackageKeyURLs = []string{strings.TrimSuffix(r.KeyURL, keyPath) + "/gpgkey/gitlab/CB947AD886C8E8FD.pub.gpg"}
 		r.PackageFingerprints = []string{OmnibusPackageKeyFingerprint}
 	}
-	return Request{Repo: r, Packages: []Package{{"gitlab-" + edition, version}}, ConfigKey: "gitlab.version"}, nil
+	return Request{Repo: r, Packages: []Package{{"gitlab-" + edition, version}}, ConfigKey: "gitlab.version", UnsetEnv: OmnibusScriptEnv}, nil
 }
 
 // dnfDist is the rpm release's dist suffix of the Omnibus packages (gitlab-ee-18.5.1-ee.0.el9).
