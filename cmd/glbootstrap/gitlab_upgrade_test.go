@@ -162,3 +162,34 @@ func TestGitLabBakePackages(t *testing.T) {
 		t.Fatalf("bake across the 18.8 stop: %s", r)
 	}
 }
+
+// Without a backup: section the upgrade still gets the database backup the Omnibus package
+// would have made itself (skip-auto-reconfigure also skips the package's own), once GitLab runs;
+// /etc/gitlab/skip-auto-backup skips it with a warning, as it does for the package.
+func TestGitLabUpgradeLocalBackupWithoutBackupSection(t *testing.T) {
+	w := newGitLabWorld(t)
+	if r := w.gitlab("apply"); r.code != 0 {
+		t.Fatal(r)
+	}
+	setGitLabVersion(w, "", "18.5.2")
+	backupCmd := "gitlab-backup create SKIP=external_diffs,repositories,uploads,builds,artifacts,lfs,terraform_state,ci_secure_files,registry,pages,packages"
+	// Never configured (no runit puma service): nothing to back up.
+	if p := w.gitlab("plan"); p.code != 10 || strings.Contains(p.stdout, "gitlab-backup") {
+		t.Fatalf("plan of an unconfigured GitLab: %s", p)
+	}
+	if err := os.MkdirAll(filepath.Join(w.root, "opt/gitlab/service/puma"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := w.gitlab("plan")
+	bi, ui := strings.Index(p.stdout, backupCmd), strings.Index(p.stdout, "would upgrade gitlab-ee 18.5.1 -> 18.5.2")
+	if p.code != 10 || bi < 0 || ui < bi {
+		t.Fatalf("plan: want the local database backup before the upgrade:\n%s", p)
+	}
+	if err := os.WriteFile(filepath.Join(w.root, "etc/gitlab/skip-auto-backup"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := w.gitlab("apply")
+	if r.code != 0 || strings.Contains(r.stdout, backupCmd) || !strings.Contains(r.stdout+r.stderr, "skip-auto-backup exists: no backup is made before the upgrade") {
+		t.Fatalf("apply with skip-auto-backup: %s", r)
+	}
+}

@@ -3,6 +3,7 @@ package gitlab
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/host"
@@ -116,6 +117,16 @@ func (r *Role) packages(ctx context.Context) ([]host.Step, error) {
 		steps = append(steps, bst)
 	}
 
+	if r.upgradeFrom != "" && r.cfg.Backup == nil {
+		st, err := r.localBackup(ctx, name)
+		if st.Target != "" {
+			steps = append(steps, st)
+		}
+		if err != nil {
+			return steps, err
+		}
+	}
+
 	ust := host.Step{Kind: "package", Target: name, Changed: true}
 	switch {
 	case plan:
@@ -159,6 +170,63 @@ func (r *Role) packages(ctx context.Context) ([]host.Step, error) {
 	}
 	st, err = r.recordUpgrade(to)
 	return append(steps, st), err
+}
+
+// PackageBackupSkip is the SKIP list of the database-only backup the Omnibus package's preinst
+// makes before an upgrade of a running GitLab (omnibus-gitlab
+// config/templates/package-scripts/preinst.erb, main(), at 18.5.1+ee.0). The package skips
+// that backup when /etc/gitlab/skip-auto-reconfigure exists, which glbootstrap keeps, so
+// without a backup: section glbootstrap makes it itself (localBackup).
+const PackageBackupSkip = "external_diffs,repositories,uploads,builds,artifacts,lfs,terraform_state,ci_secure_files,registry,pages,packages"
+
+// SkipAutoBackup is the file with which an admin tells the Omnibus package (and glbootstrap)
+// not to back up the database before an upgrade (preinst.erb, skip_backup_file).
+const SkipAutoBackup = "/etc/gitlab/skip-auto-backup"
+
+// pumaService is the runit service directory of a configured GitLab; the package's preinst
+// backs up only when it exists, and so does localBackup.
+const pumaService = "/opt/gitlab/service/puma"
+
+// localBackup makes, before an upgrade without a backup: section, the database-only backup
+// the package itself would have made (PackageBackupSkip), into gitlab_rails['backup_path']
+// (/var/opt/gitlab/backups by default). A GitLab that was never configured has nothing to
+// back up; SkipAutoBackup skips it with a warning. A failure stops the upgrade. The returned
+// step has an empty Target when there is nothing to say.
+func (r *Role) localBackup(ctx context.Context, name string) (host.Step, error) {
+	h := r.d.Host
+	st := host.Step{Kind: "backup", Target: "gitlab-backup (database only, local)"}
+	switch {
+	case !h.Exists(pumaService):
+		return host.Step{}, nil
+	case h.Exists(SkipAutoBackup):
+		st.Summary = "skipped"
+		st.Warning = SkipAutoBackup + " exists: no backup is made before the upgrade; remove it, or set backup: for a full backup to S3"
+		return st, nil
+	}
+	argv := []string{"gitlab-backup", "create", "SKIP=" + PackageBackupSkip}
+	r.progress("backing up the database before the upgrade (" + strings.Join(argv, " ") + ")")
+	act, out, err := h.Run(ctx, nil, argv[0], argv[1:]...)
+	st.Changed = true
+	switch {
+	case err != nil:
+		st.Summary = "failed"
+		return st, fmt.Errorf("the database backup before the upgrade failed, so %s was not upgraded: %s; fix it and run apply again, or create %s to upgrade without a backup (as the Omnibus package allows): %w",
+			name, lastLine(out), SkipAutoBackup, err)
+	case act.NotRun != "":
+		st.Summary = act.NotRun + ": " + strings.Join(argv, " ")
+	default:
+		st.Summary = "database backed up locally before the upgrade (no backup: section: repositories and uploads are not in it)"
+	}
+	return st, nil
+}
+
+// lastLine is the last non-empty line of a command's output, for an error message.
+func lastLine(out []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if l := strings.TrimSpace(lines[len(lines)-1]); l != "" {
+		return l
+	}
+	return "no output"
 }
 
 // recordUpgrade marks reconfigure as due in the state file: the package changed under an
