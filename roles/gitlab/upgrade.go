@@ -15,9 +15,10 @@ import (
 // on, stops at x.2, x.5, x.8 and x.11), and the Omnibus package's own check, which refuses the
 // same jumps at install time: MIN_VERSION in upgrade_check() of omnibus-gitlab
 // config/templates/package-scripts/preinst.erb, whose history holds 16.3, 16.7, 16.11, 17.3,
-// 17.5, 17.8, 17.11, 18.2, 18.5, 18.8, 18.11 and 19.2. The stops the docs list only for some
-// instances (16.0, 16.1, 16.2, 17.1: large pipeline-variable histories, NPM packages) are not
-// enforced here; the README says to check them.
+// 17.5, 17.8, 17.11, 18.2, 18.5, 18.8, 18.11 and 19.2 (read at every X.Y.0+ee.0 tag up to 19.3).
+// The stops the docs list only for some instances (16.0, 16.1, 16.2, 17.1: large
+// pipeline-variable histories, NPM packages) are not enforced here; the README says to check
+// them. Versions after the table's last stop follow the announced schedule (cadenceStops).
 var RequiredStops = []string{
 	"15.11",
 	"16.3", "16.7", "16.11",
@@ -71,7 +72,7 @@ func UpgradePath(from, to string) error {
 		return &UpgradeError{From: from, To: to, Downgrade: true}
 	}
 	var stops []string
-	for _, s := range RequiredStops {
+	for _, s := range append(RequiredStops, cadenceStops(t[0])...) {
 		sv, _ := parseVersion(s + ".0")
 		if cmpMinor(f, sv) < 0 && cmpMinor(sv, t) < 0 {
 			stops = append(stops, s)
@@ -81,6 +82,23 @@ func UpgradePath(from, to string) error {
 		return &UpgradeError{From: from, To: to, Stops: stops}
 	}
 	return nil
+}
+
+// cadenceStops are the scheduled stops after RequiredStops' last one, up to major version
+// maxMajor: "In GitLab 17.5 and later ... required upgrade stops occur at versions x.2.z, x.5.z,
+// x.8.z, and x.11.z" (UpgradePathsURL). A GitLab released after this table was written is thus
+// still upgraded stop by stop; add a stop to RequiredStops when GitLab announces an unscheduled one.
+func cadenceStops(maxMajor int) []string {
+	last, _ := parseVersion(RequiredStops[len(RequiredStops)-1] + ".0")
+	var out []string
+	for major := last[0]; major <= maxMajor; major++ {
+		for _, minor := range []int{2, 5, 8, 11} {
+			if major > last[0] || minor > last[1] {
+				out = append(out, fmt.Sprintf("%d.%d", major, minor))
+			}
+		}
+	}
+	return out
 }
 
 // plainVersion drops a package suffix: "18.5.1-ee.0" is "18.5.1".

@@ -24,6 +24,8 @@ func TestUpgradePath(t *testing.T) {
 		{from: "18.1.2", to: "18.9.0", stops: []string{"18.2", "18.5", "18.8"}},
 		{from: "17.9.1", to: "18.1.0", stops: []string{"17.11"}},
 		{from: "16.5.0", to: "17.6.0", stops: []string{"16.7", "16.11", "17.3", "17.5"}},
+		{from: "19.2.3", to: "19.5.1"},                                                   // the schedule after the table
+		{from: "19.3.0", to: "20.3.0", stops: []string{"19.5", "19.8", "19.11", "20.2"}}, // past the table: x.2, x.5, x.8, x.11
 		{from: "18.5.2", to: "18.5.1", downgrade: true},
 		{from: "18.5.1", to: "18.2.9", downgrade: true},
 	}
