@@ -1,6 +1,6 @@
-# The GitLab host AMI: Debian 12, GitLab Omnibus from GitLab's package repository at a pinned
-# version (installed without EXTERNAL_URL, so the package does not configure GitLab at bake), and
-# glbootstrap. First boot: glbootstrap apply --role gitlab --config ssm:/glbootstrap/gitlab/config
+# The GitLab host AMI: Debian 12, GitLab Omnibus from GitLab's package repository at the config's
+# gitlab.edition and gitlab.version, installed and held by glbootstrap bake (without EXTERNAL_URL,
+# so the package does not configure GitLab in the image), and glbootstrap. First boot: glbootstrap apply --role gitlab --config ssm:/glbootstrap/gitlab/config
 #
 #   packer init packer/ && packer build -var glbootstrap_binary=bin/glbootstrap \
 #     -var config_file=examples/gitlab.yaml packer/gitlab.pkr.hcl
@@ -25,17 +25,6 @@ variable "region" {
 variable "instance_type" {
   type    = string
   default = "m6i.xlarge" # GitLab's docs ask for 4 vCPU / 8 GB and warn against burstable types
-}
-
-variable "edition" {
-  type    = string
-  default = "ee"
-}
-
-variable "gitlab_version" {
-  type        = string
-  default     = "18.5.1-ee.0"
-  description = "the Omnibus package version (gitlab.version in the config must match: a restore needs the same version)"
 }
 
 variable "glbootstrap_binary" {
@@ -86,16 +75,10 @@ build {
     destination = "/tmp/glbootstrap-bake.yaml"
   }
 
-  provisioner "shell" {
-    inline = [
-      "set -eu",
-      "curl -fsSL https://packages.gitlab.com/install/repositories/gitlab/gitlab-${var.edition}/script.deb.sh | sudo bash",
-      "sudo apt-get install -y gitlab-${var.edition}=${var.gitlab_version}",
-      "sudo apt-mark hold gitlab-${var.edition}",
-    ]
-  }
-
-  # glbootstrap installed at /usr/local/bin and no machine identity: each instance makes its own
+  # The bake phase: gitlab-<edition> at gitlab.version from GitLab's signed repository (the
+  # pinned key fingerprint checked) and held, with EXTERNAL_URL unset and a seed gitlab.rb, so
+  # the package does not configure GitLab in the image; then glbootstrap installed at
+  # /usr/local/bin and no machine identity: each instance makes its own
   # SSH host keys (cloud-init) and machine-id (systemd, machine-id(5)).
   provisioner "shell" {
     inline = [

@@ -21,13 +21,11 @@ var templateSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 func TestTemplatesParseAndLeaveNoIdentity(t *testing.T) {
 	for file, must := range map[string][]string{
 		"runner.pkr.hcl": {
-			"gitlab-runner=${var.gitlab_runner_version}",
 			// bake seals the image (cmd/glbootstrap TestBakeSealsTheImage checks what it leaves).
 			"sudo /tmp/glbootstrap bake --yes --role runner --config /tmp/glbootstrap-bake.yaml",
 			`required_version = ">= 1.10.0"`,
 		},
 		"gitlab.pkr.hcl": {
-			"gitlab-${var.edition}=${var.gitlab_version}",
 			"sudo /tmp/glbootstrap bake --yes --role gitlab --config /tmp/glbootstrap-bake.yaml",
 			`required_version = ">= 1.10.0"`,
 		},
@@ -56,6 +54,13 @@ func TestTemplatesParseAndLeaveNoIdentity(t *testing.T) {
 			for _, want := range must {
 				if !strings.Contains(string(text), want) {
 					t.Errorf("%s lacks %q", file, want)
+				}
+			}
+			// The packages come from bake's packages phase (pinned key, exact version, held),
+			// never from a shell install: GitLab's script.deb.sh trusts whatever key it fetches.
+			for _, never := range []string{"script.deb.sh", "apt-get install", "curl ", "apt-mark"} {
+				if strings.Contains(string(text), never) {
+					t.Errorf("%s installs packages with shell (%q): bake's packages phase does it", file, never)
 				}
 			}
 			if !strings.Contains(string(text), `http_tokens                 = "required"`) {

@@ -1,5 +1,5 @@
-# The runner front AMI: Debian 12, gitlab-runner from GitLab's package repository, glbootstrap, and
-# the bake-stage phases of the runner role (directories, the pinned Fargate driver). It leaves no
+# The runner front AMI: Debian 12, gitlab-runner at the config's runner.version from GitLab's
+# package repository, glbootstrap, and the bake-stage phases of the runner role (directories, the pinned Fargate driver). It leaves no
 # machine identity behind: no /etc/machine-id content, no .runner_system_id, no glbootstrap state
 # (but the record of the driver release it installed),
 # so every instance started from it becomes its own runner manager on first boot.
@@ -29,12 +29,6 @@ variable "region" {
 variable "instance_type" {
   type    = string
   default = "t3.micro"
-}
-
-variable "gitlab_runner_version" {
-  type        = string
-  default     = "18.5.0-1"
-  description = "the gitlab-runner Debian package version to pin"
 }
 
 variable "glbootstrap_binary" {
@@ -84,11 +78,9 @@ build {
   provisioner "shell" {
     inline = [
       "set -eu",
-      "curl -fsSL https://packages.gitlab.com/install/repositories/runner/gitlab-runner/script.deb.sh | sudo bash",
-      "sudo apt-get install -y gitlab-runner=${var.gitlab_runner_version}",
-      "sudo apt-mark hold gitlab-runner",
-      # The bake phases (directories, the pinned Fargate driver: instance metadata, no secret, no
-      # GitLab), glbootstrap installed at /usr/local/bin, and no machine identity left: gitlab-runner
+      # The bake phases: gitlab-runner at runner.version from GitLab's signed repository (the
+      # pinned key fingerprint checked) and held, directories, the pinned Fargate driver
+      # (instance metadata, no secret, no GitLab); then glbootstrap installed at /usr/local/bin, and no machine identity left: gitlab-runner
       # stopped and disabled until the boot converge registers, no .runner_system_id, an empty
       # machine-id, no SSH host keys. An AMI that carries them makes every instance the same runner
       # manager (gitlab-runner derives the system id from /etc/machine-id when the file is missing:

@@ -116,11 +116,16 @@ func seal(ctx context.Context, h *host.Host, sl role.Seal) ([]host.Step, error) 
 	if err != nil {
 		return steps, err
 	}
+	if sl.Installed != nil {
+		if err := sl.Installed(h); err != nil {
+			return steps, err
+		}
+	}
 	units := systemd.For(h, false)
 	for _, u := range sl.Units {
 		if err := units.Installed(ctx, u); err != nil {
 			if errors.Is(err, systemd.ErrNoUnit) {
-				return steps, fmt.Errorf("%s is not installed, so an image baked now could not run the role: install its package first (runner: set runner.version, which the packages phase installs), then bake again: %w", u, err)
+				return steps, fmt.Errorf("%s is not installed, so an image baked now could not run the role: %s, then bake again: %w", u, sl.InstallHint, err)
 			}
 			return steps, err
 		}

@@ -70,6 +70,32 @@ const (
 	ArgRunnerDirs = "RUNNER_DIRS"
 )
 
+// ArgRunnerVersion is the gitlab-runner release the image downloads (v18.5.0): the jobs'
+// artifacts and cache are handled by that binary inside the task, so it follows runner.version.
+const ArgRunnerVersion = "GITLAB_RUNNER_VERSION"
+
+// DefaultRunnerVersion is the Dockerfile's default GITLAB_RUNNER_VERSION, read from the embedded
+// templates/coordinator/Dockerfile ("" if the ARG line is missing).
+var DefaultRunnerVersion = func() string {
+	df, _ := fs.ReadFile(coordinator.FS, "Dockerfile")
+	m := regexp.MustCompile(`(?m)^ARG ` + ArgRunnerVersion + `=(\S+)$`).FindSubmatch(df)
+	if m == nil {
+		return ""
+	}
+	return string(m[1])
+}()
+
+// RunnerVersionArgs are the build args that make the image's gitlab-runner release (17.9.3, or
+// the package version 17.9.3-1) the front's; the Dockerfile's default is left out, so a
+// configuration pinning it hashes like one without it.
+func RunnerVersionArgs(release string) map[string]string {
+	release, _, _ = strings.Cut(release, "-")
+	if release == "" || "v"+release == DefaultRunnerVersion {
+		return map[string]string{}
+	}
+	return map[string]string{ArgRunnerVersion: "v" + release}
+}
+
 // DefaultRunnerDirs is the Dockerfile's RUNNER_DIRS: the runner role's default builds_dir and
 // cache_dir.
 const DefaultRunnerDirs = "/opt/gitlab-runner/builds,/opt/gitlab-runner/cache"

@@ -170,19 +170,23 @@ func (fixedRegistry) Digest(context.Context, string, string) (string, bool, erro
 }
 
 // The image's gitlab-runner (artifacts and cache inside jobs) is the front's version: the
-// Dockerfile's default GITLAB_RUNNER_VERSION is packer/runner.pkr.hcl's gitlab_runner_version.
+// Dockerfile's default GITLAB_RUNNER_VERSION is examples/runner.yaml's runner.version (what the
+// runner AMI's bake installs), and another runner.version becomes the build arg.
 func TestCoordinatorRunnerVersionMatchesFront(t *testing.T) {
-	df, _ := fs.ReadFile(coordinator.FS, "Dockerfile")
-	m := regexp.MustCompile(`(?m)^ARG GITLAB_RUNNER_VERSION=v(\S+)$`).FindSubmatch(df)
-	hcl, err := os.ReadFile("../../packer/runner.pkr.hcl")
+	ex, err := os.ReadFile("../../examples/runner.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := regexp.MustCompile(`(?s)variable "gitlab_runner_version" \{.*?default\s*=\s*"([^"]+)-\d+"`).FindSubmatch(hcl)
-	if m == nil || p == nil {
-		t.Fatalf("version not found: Dockerfile %q, packer %q", m, p)
+	p := regexp.MustCompile(`(?m)^  version: "?(\d+\.\d+\.\d+)`).FindSubmatch(ex)
+	if DefaultRunnerVersion == "" || p == nil {
+		t.Fatalf("version not found: Dockerfile %q, examples/runner.yaml %q", DefaultRunnerVersion, p)
 	}
-	if string(m[1]) != string(p[1]) {
-		t.Errorf("Dockerfile GITLAB_RUNNER_VERSION v%s, front (packer gitlab_runner_version) %s: keep them equal", m[1], p[1])
+	if DefaultRunnerVersion != "v"+string(p[1]) {
+		t.Errorf("Dockerfile GITLAB_RUNNER_VERSION %s, examples/runner.yaml runner.version %s: keep them equal", DefaultRunnerVersion, p[1])
+	}
+	for release, want := range map[string]string{string(p[1]): "", string(p[1]) + "-1": "", "": "", "17.9.3": "v17.9.3", "17.9.3-1": "v17.9.3"} {
+		if got := RunnerVersionArgs(release)[ArgRunnerVersion]; got != want {
+			t.Errorf("RunnerVersionArgs(%q) = %q, want %q", release, got, want)
+		}
 	}
 }

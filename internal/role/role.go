@@ -60,6 +60,12 @@ type Seal struct {
 	// Check refuses to bake a host that holds a credential an image must not carry (a runner
 	// token), with the fix; nil when the role has none.
 	Check func(h *host.Host) error
+	// Installed checks, after the bake phases, that the role's software is on the image (an
+	// image without it could not run the role), with the fix; nil when Units says it all.
+	Installed func(h *host.Host) error
+	// InstallHint says how the bake installs the role's software, for the error when a unit is
+	// missing ("set runner.version, which the packages phase installs").
+	InstallHint string
 }
 
 // PolicyInput is what a role's Policy reads besides its configuration.

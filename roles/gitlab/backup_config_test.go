@@ -119,7 +119,7 @@ func TestPlacesAndNamesFromTheFreshUserReview(t *testing.T) {
 	for _, tc := range []struct {
 		name, old, new, want string
 	}{
-		{"metadata dir is the builds dir", "metadata_dir: /opt/gitlab-runner/metadata", "metadata_dir: /opt/gitlab-runner/builds", "runner.builds_dir (line 59): is the same path as fargate.metadata_dir"},
+		{"metadata dir is the builds dir", "metadata_dir: /opt/gitlab-runner/metadata", "metadata_dir: /opt/gitlab-runner/builds", "runner.builds_dir (line 64): is the same path as fargate.metadata_dir"},
 		{"driver is the cache dir", "path: /opt/gitlab-runner/fargate", "path: /opt/gitlab-runner/cache", "is the same path as runner.cache_dir"},
 		{"driver in /usr/local/bin is fine", "path: /opt/gitlab-runner/fargate", "path: /usr/local/bin/fargate", ""},
 		{"driver in /usr/bin is not", "path: /opt/gitlab-runner/fargate", "path: /usr/bin/fargate", "directory of the OS's own programs"},

@@ -36,6 +36,17 @@ var Definition = role.Definition{
 	Phases:    PhaseList,
 	Prepare:   prepare,
 	Policy:    Policy,
+	Seal: role.Seal{
+		// gitlab-runsvdir.service is made by the first reconfigure, at boot, not by the package
+		// (omnibus-gitlab files/gitlab-cookbooks/package/recipes/runit_systemd.rb): nothing to stop.
+		Installed: func(h *host.Host) error {
+			if h.Exists(VersionManifest) {
+				return nil
+			}
+			return fmt.Errorf("GitLab Omnibus is not installed (%s is missing), so an image baked now could not run the role: "+
+				"set gitlab.version (e.g. \"18.5.1\"), which the packages phase installs from GitLab's repository, then bake again", VersionManifest)
+		},
+	},
 }
 
 // prepare wires the role to what the command line hands every role.

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	"github.com/glbootstrap/glbootstrap/internal/engine"
 	"github.com/glbootstrap/glbootstrap/internal/host"
@@ -15,7 +16,8 @@ type CoordinatorImage = image.Converger
 // coordinatorBuildArgs are the coordinator image's build args from the configuration: the
 // [SSH] port and user the driver logs in with, which the image's sshd must serve (the driver
 // passes the task nothing but SSH_PUBLIC_KEY), and the builds and cache directories the job's
-// script writes to as that user (RUNNER_DIRS, left out when they are the defaults).
+// script writes to as that user (RUNNER_DIRS, left out when they are the defaults), and the
+// front's gitlab-runner release (runner.version) for the one in the task.
 func coordinatorBuildArgs(cfg *Config) map[string]string {
 	if cfg == nil || cfg.Fargate == nil {
 		return nil
@@ -32,6 +34,7 @@ func coordinatorBuildArgs(cfg *Config) map[string]string {
 		if dirs := b + "," + c; dirs != image.DefaultRunnerDirs {
 			args[image.ArgRunnerDirs] = dirs
 		}
+		maps.Copy(args, image.RunnerVersionArgs(r.Version))
 	}
 	return args
 }

@@ -39,8 +39,9 @@ var Definition = role.Definition{
 		Units: []string{ServiceUnit},
 		// config.toml is the package's default here (Check refused any runner in it): the
 		// boot converge renders it.
-		Remove: []string{SystemIDFile, ConfigTOML},
-		Check:  checkSealable,
+		Remove:      []string{SystemIDFile, ConfigTOML},
+		Check:       checkSealable,
+		InstallHint: "set runner.version, which the packages phase installs from GitLab's repository, or install gitlab-runner first",
 	},
 	Policy: Policy,
 }
