@@ -65,10 +65,11 @@ func (r *Role) packages(ctx context.Context) ([]host.Step, error) {
 	edition := editionOr(c.Edition)
 	name := "gitlab-" + edition
 	have := installedVersion(h)
-	if have != "" && plainVersion(have) == plainVersion(c.Version) && !h.Live() {
-		// Under --root no package manager can be asked: the package's own version manifest
-		// answers. On the live system internal/pkg asks dpkg or rpm, which is as cheap (no
-		// network when the package is at its version and held) and holds a package that is not.
+	if have != "" && plainVersion(have) == plainVersion(c.Version) {
+		// The package's own version manifest answers, with no package manager and no network
+		// (under --root none could run; on the live system an Omnibus that dpkg or rpm does not
+		// record, e.g. from a tarball, is still the version it says). A package glbootstrap
+		// installed was held then.
 		return []host.Step{{Kind: "package", Target: name, Summary: have + " installed"}}, nil
 	}
 	if r.upgradeFrom == "" && have != "" && plainVersion(have) != plainVersion(c.Version) {
