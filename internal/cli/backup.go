@@ -14,6 +14,7 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/aws/imds"
 	"github.com/glbootstrap/glbootstrap/internal/backup"
 	"github.com/glbootstrap/glbootstrap/internal/host"
+	"github.com/glbootstrap/glbootstrap/internal/pkg"
 	"github.com/glbootstrap/glbootstrap/roles/gitlab"
 )
 
@@ -202,6 +203,10 @@ func backupSetup(ctx context.Context, e *env, source, root string) (*backup.Runn
 	store, err := clients.s3For(region)
 	if err != nil {
 		return nil, exitf(ExitFailed, "%v", err)
+	}
+	// gitlab-backup and restore's gitlab-ctl reconfigure must not see them (internal/pkg).
+	if note := pkg.ScrubOmnibusEnvNote(pkg.ScrubOmnibusEnv()); note != "" {
+		fmt.Fprintln(e.stderr, note)
 	}
 	return &backup.Runner{Host: h, Store: store, Config: cfg.Backup}, nil
 }

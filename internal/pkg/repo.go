@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -156,12 +157,47 @@ type Request struct {
 	UnsetEnv []string
 }
 
-// OmnibusScriptEnv are the variables the Omnibus package's scripts act on: with EXTERNAL_URL
-// set (GitLab's install page has users export it) a first install runs "gitlab-ctl reconfigure"
-// at once, before glbootstrap's fragment is in place, whatever /etc/gitlab/skip-auto-reconfigure
-// says (omnibus-gitlab files/gitlab-ctl-commands/upgrade.rb: the fresh-install branch comes before
-// that file is looked at; postinst.erb also rewrites external_url in gitlab.rb from it).
-var OmnibusScriptEnv = []string{"EXTERNAL_URL"}
+// OmnibusScriptEnv are the variables of glbootstrap's own environment (user-data, an SSM Run
+// Command shell, an admin's login) that GitLab Omnibus acts on when they are set, and that must
+// not decide anything on a host glbootstrap configures:
+//   - EXTERNAL_URL: GitLab's install page has users export it; a first install then runs
+//     "gitlab-ctl reconfigure" at once, before glbootstrap's fragment is in place, whatever
+//     /etc/gitlab/skip-auto-reconfigure says (omnibus-gitlab files/gitlab-ctl-commands/upgrade.rb:
+//     the fresh-install branch comes before that file is looked at; postinst.erb also rewrites
+//     external_url in gitlab.rb from it).
+//   - GITLAB_ROOT_PASSWORD: reconfigure prefers it over gitlab_rails['initial_root_password']
+//     (omnibus-gitlab files/gitlab-cookbooks/gitlab/libraries/gitlab_rails.rb), so the root
+//     password would not be the SecureString gitlab.initial_root_password_parameter names.
+//   - GITLAB_ROOT_EMAIL and GITLAB_SHARED_RUNNERS_REGISTRATION_TOKEN: read by GitLab's database
+//     seed, which reconfigure's migrations run with the inherited environment (gitlab
+//     db/fixtures/production; omnibus-gitlab recipes/database_migrations.rb).
+//
+// The package install runs under "env -u NAME" for each (Request.UnsetEnv), and ScrubOmnibusEnv
+// removes them from glbootstrap's process before any Omnibus command (reconfigure, gitlab-backup,
+// restore) runs.
+var OmnibusScriptEnv = []string{"EXTERNAL_URL", "GITLAB_ROOT_PASSWORD", "GITLAB_ROOT_EMAIL", "GITLAB_SHARED_RUNNERS_REGISTRATION_TOKEN"}
+
+// ScrubOmnibusEnv unsets OmnibusScriptEnv in this process, so no Omnibus program it starts sees
+// them, and returns the names that were set (never their values), for a warning.
+func ScrubOmnibusEnv() []string {
+	var set []string
+	for _, v := range OmnibusScriptEnv {
+		if _, ok := os.LookupEnv(v); ok {
+			set = append(set, v)
+			os.Unsetenv(v)
+		}
+	}
+	return set
+}
+
+// ScrubOmnibusEnvNote is the warning for the names ScrubOmnibusEnv returned, or "" for none.
+func ScrubOmnibusEnvNote(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return "warning: " + strings.Join(names, ", ") + " set in glbootstrap's environment: removed before any GitLab Omnibus command runs " +
+		"(the configuration decides: gitlab.url, gitlab.initial_root_password_parameter); unset them in the user-data or shell that starts glbootstrap"
+}
 
 // baseURL returns mirror without trailing slashes, or DefaultBaseURL when mirror is empty.
 func baseURL(mirror string) (string, error) {

@@ -51,6 +51,10 @@ var Definition = role.Definition{
 
 // prepare wires the role to what the command line hands every role.
 func prepare(ctx context.Context, env role.Env, doc config.Document) (role.Prepared, error) {
+	// Before any Omnibus program (the package's scripts, reconfigure, gitlab-backup) starts.
+	if note := pkg.ScrubOmnibusEnvNote(pkg.ScrubOmnibusEnv()); note != "" && env.Progress != nil {
+		env.Progress(note)
+	}
 	binary := ""
 	if env.Host.Live() {
 		// The backup service runs this very binary; under --root the bake's path.
