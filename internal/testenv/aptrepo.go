@@ -81,6 +81,14 @@ type DebPackage struct {
 	Postinst string
 	// Prerm is the maintainer script run before removal or upgrade ("" for none).
 	Prerm string
+	// Preinst is the maintainer script run before unpacking, with "install" or "upgrade OLD"
+	// ("" for none); a non-zero exit stops dpkg before any file of the package is replaced.
+	Preinst string
+	// Postrm is the maintainer script run after removal, and the old version's after an
+	// upgrade ("" for none).
+	Postrm string
+	// Conflicts and Replaces are the control file's fields of the same names ("" for none).
+	Conflicts, Replaces string
 	// Architecture is the control file's Architecture ("" for the host's; "all").
 	Architecture string
 }
@@ -177,16 +185,17 @@ func buildDeb(t testing.TB, p DebPackage, arch, outDir string) {
 	}
 	control := "Package: " + p.Name + "\nVersion: " + p.Version + "\nArchitecture: " + arch +
 		"\nMaintainer: glbootstrap tests <tests@example.invalid>\nSection: admin\nPriority: optional\n"
-	if p.Depends != "" {
-		control += "Depends: " + p.Depends + "\n"
+	for _, f := range [][2]string{{"Depends", p.Depends}, {"Conflicts", p.Conflicts}, {"Replaces", p.Replaces}} {
+		if f[1] != "" {
+			control += f[0] + ": " + f[1] + "\n"
+		}
 	}
 	control += "Description: " + p.Name + " stand-in for glbootstrap's package tests\n"
 	aptMust(t, os.WriteFile(filepath.Join(root, "DEBIAN", "control"), []byte(control), 0o644))
-	if p.Postinst != "" {
-		aptMust(t, os.WriteFile(filepath.Join(root, "DEBIAN", "postinst"), []byte(p.Postinst), 0o755))
-	}
-	if p.Prerm != "" {
-		aptMust(t, os.WriteFile(filepath.Join(root, "DEBIAN", "prerm"), []byte(p.Prerm), 0o755))
+	for name, script := range map[string]string{"preinst": p.Preinst, "postinst": p.Postinst, "prerm": p.Prerm, "postrm": p.Postrm} {
+		if script != "" {
+			aptMust(t, os.WriteFile(filepath.Join(root, "DEBIAN", name), []byte(script), 0o755))
+		}
 	}
 	for path, content := range p.Files {
 		full := filepath.Join(root, filepath.FromSlash(path))
