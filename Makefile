@@ -66,7 +66,7 @@ system-test: tools coordinator-base
 	  debootstrap --variant=minbase --include=systemd,dbus,systemd-sysv,openssh-server,curl,ca-certificates bookworm $(NSPAWN_ROOT).new http://deb.debian.org/debian && \
 	  systemctl --root=$(NSPAWN_ROOT).new disable ssh.service && \
 	  rm -rf $(NSPAWN_ROOT) && mv $(NSPAWN_ROOT).new $(NSPAWN_ROOT); }
-	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_BASE_ROOT=$(BASE_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive|TestSystemRealRunnerJob|TestSystemRealRunnerBootedAMI|TestSystemRealRunnerScenarios|TestSystemGitLabLive|TestSystemGitLabBackupRoundTrip|TestSystemUserdataRuns|TestSystemAptEnsure|TestSystemDnfEnsure|TestSystemStockImageUserdata|TestSystemBakeThenBoot)$$' ./internal/systemd ./internal/userdata ./internal/pkg ./cmd/glbootstrap
+	GLB_SYSTEM_TEST=1 GLB_NSPAWN_ROOT=$(NSPAWN_ROOT) GLB_BASE_ROOT=$(BASE_ROOT) GLB_IMDS_MOCK=$(CURDIR)/$(MOCK) $(GO) test -count=1 -v -run '^(TestLiveSystemd|TestSystemRunnerLive|TestSystemRealRunnerJob|TestSystemRealRunnerBootedAMI|TestSystemRealRunnerScenarios|TestSystemGitLabLive|TestSystemGitLabBackupRoundTrip|TestSystemGitLabPackageUpgrade|TestSystemUserdataRuns|TestSystemAptEnsure|TestSystemDnfEnsure|TestSystemStockImageUserdata|TestSystemBakeThenBoot)$$' ./internal/systemd ./internal/userdata ./internal/pkg ./cmd/glbootstrap
 
 # Go benchmarks, including a whole-process no-op apply next to an Ansible playbook doing the same
 # file converge (bench/noop-playbook.yml; needs Debian's ansible-core, skipped without it), and

@@ -155,7 +155,9 @@ func ParseOmnibusDebCalls(s string) []OmnibusDebCall {
 			k, v, _ := strings.Cut(kv, "=")
 			switch k {
 			case "script":
-				c.Script = v
+				if v != "-" {
+					c.Script = v
+				}
 			case "parent":
 				c.Parent = v
 			case "EXTERNAL_URL":

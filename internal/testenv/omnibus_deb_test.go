@@ -23,8 +23,10 @@ func TestOmnibusDebScripts(t *testing.T) {
 			t.Errorf("%s: sh -n: %v\n%s", name, err, out)
 		}
 	}
-	calls := ParseOmnibusDebCalls("gitlab-ctl upgrade | script=postinst parent=postinst EXTERNAL_URL=empty GITLAB_ROOT_PASSWORD=unset fragment=no\n")
-	if len(calls) != 1 || calls[0].Script != "postinst" || calls[0].ExternalURL != "empty" || calls[0].Command != "gitlab-ctl upgrade" {
+	calls := ParseOmnibusDebCalls("gitlab-ctl upgrade | script=postinst parent=postinst EXTERNAL_URL=empty GITLAB_ROOT_PASSWORD=unset fragment=no\n" +
+		"gitlab-ctl reconfigure | script=- parent=glbootstrap EXTERNAL_URL=unset GITLAB_ROOT_PASSWORD=unset fragment=yes\n")
+	if len(calls) != 2 || calls[0].Script != "postinst" || calls[0].ExternalURL != "empty" || calls[0].Command != "gitlab-ctl upgrade" ||
+		calls[1].Script != "" || calls[1].Parent != "glbootstrap" || calls[1].Fragment != "yes" {
 		t.Errorf("ParseOmnibusDebCalls: %+v", calls)
 	}
 }
