@@ -185,6 +185,10 @@ func TestGitLabUpgradeLocalBackupWithoutBackupSection(t *testing.T) {
 	if p.code != 10 || bi < 0 || ui < bi {
 		t.Fatalf("plan: want the local database backup before the upgrade:\n%s", p)
 	}
+	// And /etc/gitlab, as the package's preinst backs it up after the database.
+	if ei := strings.Index(p.stdout, "/opt/gitlab/bin/gitlab-ctl backup-etc --no-delete-old-backups"); ei < bi || ui < ei {
+		t.Errorf("plan: want gitlab-ctl backup-etc after the database backup and before the upgrade:\n%s", p)
+	}
 	if err := os.WriteFile(filepath.Join(w.root, "etc/gitlab/skip-auto-backup"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

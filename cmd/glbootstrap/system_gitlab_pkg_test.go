@@ -252,18 +252,22 @@ func TestSystemGitLabPackageUpgrade(t *testing.T) {
 		switch {
 		case strings.HasPrefix(cl.Command, "gitlab-backup create SKIP="+"external_diffs") && cl.Script == "":
 			order = append(order, "backup")
+		case cl.Command == "gitlab-ctl backup-etc --no-delete-old-backups" && cl.Script == "":
+			order = append(order, "backup-etc")
 		case cl.Command == "gitlab-ctl upgrade" && cl.Script == "postinst":
 			order = append(order, "package")
 		case cl.Command == "gitlab-ctl reconfigure" && ours(cl):
 			order = append(order, "reconfigure")
+		case cl.Command == "gitlab-ctl reconfigure" && cl.Script == "":
+			order = append(order, "reconfigure-with-"+cl.ExternalURL+"-EXTERNAL_URL-"+cl.RootPassword+"-GITLAB_ROOT_PASSWORD")
 		case cl.Command == "gitlab-ctl reconfigure":
 			order = append(order, "package-reconfigure")
 		case cl.Script == "preinst":
 			order = append(order, "package-backup")
 		}
 	}
-	if strings.Join(order, " ") != "backup package reconfigure" {
-		t.Errorf("upgrade: Omnibus calls in the order %q, want \"backup package reconfigure\": glbootstrap's database backup, "+
+	if strings.Join(order, " ") != "backup backup-etc package reconfigure" {
+		t.Errorf("upgrade: Omnibus calls in the order %q, want \"backup backup-etc package reconfigure\": glbootstrap's database and /etc/gitlab backups, "+
 			"the package (its preinst does nothing with skip-auto-reconfigure, its gitlab-ctl upgrade stops there), glbootstrap's reconfigure", order)
 	}
 	if got := dpkg(); got != "hold ok installed "+pkgNext+"-ee.0" {
@@ -277,6 +281,9 @@ func TestSystemGitLabPackageUpgrade(t *testing.T) {
 	}
 	if got := c.Sh(t, "ls /var/opt/gitlab/backups"); !strings.Contains(got, "_"+pkgOld+"-ee_gitlab_backup.tar") {
 		t.Errorf("no database backup of %s in /var/opt/gitlab/backups: %q", pkgOld, got)
+	}
+	if got := c.Sh(t, "ls /etc/gitlab/config_backup"); !strings.Contains(got, "gitlab_config_") {
+		t.Errorf("no backup of /etc/gitlab in /etc/gitlab/config_backup: %q", got)
 	}
 	bi := strings.Index(up.stdout, "gitlab-backup (database only, local)")
 	pi := strings.Index(up.stdout, "package  gitlab-ee: installed "+pkgNext+"-ee.0 (was "+pkgOld+"-ee.0); held")

@@ -177,9 +177,17 @@ func (r *Role) packages(ctx context.Context) ([]host.Step, error) {
 // PackageBackupSkip is the SKIP list of the database-only backup the Omnibus package's preinst
 // makes before an upgrade of a running GitLab (omnibus-gitlab
 // config/templates/package-scripts/preinst.erb, main(), at 18.5.1+ee.0). The package skips
-// that backup when /etc/gitlab/skip-auto-reconfigure exists, which glbootstrap keeps, so
-// without a backup: section glbootstrap makes it itself (localBackup).
+// that backup, and its backup of /etc/gitlab (EtcBackupArgs), when
+// /etc/gitlab/skip-auto-reconfigure exists, which glbootstrap keeps, so without a backup:
+// section glbootstrap makes both itself (localBackup).
 const PackageBackupSkip = "external_diffs,repositories,uploads,builds,artifacts,lfs,terraform_state,ci_secure_files,registry,pages,packages"
+
+// EtcBackupArgs are gitlab-ctl's arguments for the configuration backup the package's preinst
+// makes after the database backup when upgrading from 12.3 or later (preinst.erb at
+// 18.5.1+ee.0): a tar of /etc/gitlab (gitlab.rb, gitlab-secrets.json, TLS and SSH host keys)
+// in /etc/gitlab/config_backup, older ones kept. The package only reports its failure, and so
+// does glbootstrap (a warning), since the database backup is what a rollback needs first.
+var EtcBackupArgs = []string{"backup-etc", "--no-delete-old-backups"}
 
 // SkipAutoBackup is the file with which an admin tells the Omnibus package (and glbootstrap)
 // not to back up the database before an upgrade (preinst.erb, skip_backup_file).
@@ -189,10 +197,12 @@ const SkipAutoBackup = "/etc/gitlab/skip-auto-backup"
 // backs up only when it exists, and so does localBackup.
 const pumaService = "/opt/gitlab/service/puma"
 
-// localBackup makes, before an upgrade without a backup: section, the database-only backup
-// the package itself would have made (PackageBackupSkip), into gitlab_rails['backup_path']
-// (/var/opt/gitlab/backups by default). A GitLab that was never configured has nothing to
-// back up; SkipAutoBackup skips it with a warning. A failure stops the upgrade. The returned
+// localBackup makes, before an upgrade without a backup: section, the backups the package
+// itself would have made: the database only (PackageBackupSkip) into
+// gitlab_rails['backup_path'] (/var/opt/gitlab/backups by default), then /etc/gitlab
+// (EtcBackupArgs) into /etc/gitlab/config_backup. A GitLab that was never configured has
+// nothing to back up; SkipAutoBackup skips both with a warning. A failed database backup stops
+// the upgrade; a failed configuration backup is a warning, as in the package. The returned
 // step has an empty Target when there is nothing to say.
 func (r *Role) localBackup(ctx context.Context, name string) (host.Step, error) {
 	h := r.d.Host
@@ -215,9 +225,19 @@ func (r *Role) localBackup(ctx context.Context, name string) (host.Step, error) 
 		return st, fmt.Errorf("the database backup before the upgrade failed, so %s was not upgraded: %s; fix it and run apply again, or create %s to upgrade without a backup (as the Omnibus package allows): %w",
 			name, lastLine(out), SkipAutoBackup, err)
 	case act.NotRun != "":
-		st.Summary = act.NotRun + ": " + strings.Join(argv, " ")
+		st.Summary = act.NotRun + ": " + strings.Join(argv, " ") + "; " + GitLabCtl + " " + strings.Join(EtcBackupArgs, " ")
+		return st, nil
 	default:
 		st.Summary = "database backed up locally before the upgrade (no backup: section: repositories and uploads are not in it)"
+	}
+	r.progress("backing up /etc/gitlab before the upgrade (gitlab-ctl " + strings.Join(EtcBackupArgs, " ") + ")")
+	act, out, err = h.Run(ctx, nil, GitLabCtl, EtcBackupArgs...)
+	switch {
+	case err != nil:
+		st.Warning = "the backup of /etc/gitlab before the upgrade failed (" + lastLine(out) + "); the upgrade goes on, as the Omnibus package's does: " +
+			"keep a copy of /etc/gitlab/gitlab-secrets.json and gitlab.rb, without which the database backup cannot be restored"
+	case act.Ran:
+		st.Summary += "; /etc/gitlab backed up in /etc/gitlab/config_backup"
 	}
 	return st, nil
 }
