@@ -197,3 +197,41 @@ func TestGitLabUpgradeLocalBackupWithoutBackupSection(t *testing.T) {
 		t.Fatalf("apply with skip-auto-backup: %s", r)
 	}
 }
+
+// A first install onto a host whose gitlab.rb already sets external_url (written by other
+// tooling before glbootstrap) is refused before anything changes: the package's postinst would
+// take that URL and its gitlab-ctl upgrade reconfigure at once, before the fragment and the
+// initial root password (postinst.erb, upgrade.rb). The placeholder URL and a commented line
+// are fine.
+func TestGitLabFreshInstallRefusesPackageReconfigure(t *testing.T) {
+	w := newGitLabWorld(t)
+	for _, p := range []string{"opt/gitlab"} {
+		if err := os.RemoveAll(filepath.Join(w.root, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rb := filepath.Join(w.root, "etc/gitlab/gitlab.rb")
+	write := func(s string) {
+		if err := os.WriteFile(rb, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("external_url 'https://gitlab.corp.example'\n")
+	before := w.snapshot()
+	r := w.run("bake", "--role", "gitlab", "--config", "ssm:"+testenv.StackGitLabConfigParam, "--root", w.root)
+	if r.code != 1 || !strings.Contains(r.stdout, "[gitlab] packages            failed") ||
+		!strings.Contains(r.stdout+r.stderr, `has external_url "https://gitlab.corp.example" and GitLab was never configured`) {
+		t.Fatalf("bake onto a gitlab.rb with external_url: want exit 1 naming it: %s", r)
+	}
+	if w.snapshot() != before {
+		t.Error("the refused install changed the tree")
+	}
+	for _, ok := range []string{"external_url 'http://gitlab.example.com'\n", "# external_url 'https://gitlab.corp.example'\n"} {
+		write(ok)
+		// (The seal then fails: under --root nothing is installed.)
+		r := w.run("bake", "--role", "gitlab", "--config", "ssm:"+testenv.StackGitLabConfigParam, "--root", w.root)
+		if !strings.Contains(r.stdout, "is not the live system): install gitlab-ee 18.5.1") || strings.Contains(r.stdout+r.stderr, "has external_url") {
+			t.Errorf("bake onto gitlab.rb %q: want the install (left for the live system), no refusal: %s", ok, r)
+		}
+	}
+}

@@ -22,8 +22,9 @@ const skipAutoReconfigureText = "# glbootstrap: the Omnibus package must not run
 	"# glbootstrap apply runs it once its gitlab.rb fragment is in place (its reconfigure phase).\n"
 
 // gitlabRBSeed is gitlab.rb before the first install. With /etc/gitlab/gitlab.rb present the
-// package's scripts do not look up an external URL in EC2 instance metadata, so EXTERNAL_URL
-// stays unset and "gitlab-ctl upgrade" does not reconfigure a fresh install (omnibus-gitlab
+// package's scripts do not look up an external URL in EC2 instance metadata but take gitlab.rb's
+// external_url, which the seed has none of, so EXTERNAL_URL is empty (packageExternalURL refuses
+// an existing gitlab.rb that sets one) and "gitlab-ctl upgrade" does not reconfigure a fresh install (omnibus-gitlab
 // config/templates/package-scripts/external_url.sh only asks EC2 "if this is first
 // installation", i.e. without gitlab.rb; upgrade.rb reconfigures a fresh install only when
 // external_url_unset? is false). The package then keeps this file instead of its template.
@@ -78,6 +79,16 @@ func (r *Role) packages(ctx context.Context) ([]host.Step, error) {
 			return nil, err
 		}
 		r.upgradeFrom = have
+	}
+
+	if have == "" {
+		if url := packageExternalURL(h); url != "" {
+			return nil, fmt.Errorf("%s has external_url %q and GitLab was never configured (%s is missing): installing %s now would make the package's "+
+				"gitlab-ctl upgrade reconfigure GitLab at once, before glbootstrap's fragment and initial root password are in place (omnibus-gitlab "+
+				"postinst.erb takes EXTERNAL_URL from gitlab.rb; upgrade.rb reconfigures a fresh install when it is set, whatever %s says). "+
+				"Nothing was changed: remove or comment out the external_url line (gitlab.url sets it in %s) and run apply again",
+				GitLabRB, url, bootstrappedFile, name, SkipAutoReconfigure, FragmentPath)
+		}
 	}
 
 	var steps []host.Step
@@ -172,6 +183,38 @@ func (r *Role) packages(ctx context.Context) ([]host.Step, error) {
 	}
 	st, err = r.recordUpgrade(to)
 	return append(steps, st), err
+}
+
+// bootstrappedFile is written by Omnibus's first reconfigure (omnibus-gitlab
+// files/gitlab-cookbooks/gitlab/recipes/bootstrap.rb at 18.5.1+ee.0); while it is missing the
+// package's "gitlab-ctl upgrade" treats the install as a fresh one.
+const bootstrappedFile = "/var/opt/gitlab/bootstrapped"
+
+// packageExternalURL is the external URL the Omnibus package's postinst would hand to
+// "gitlab-ctl upgrade" on a first install with EXTERNAL_URL unset, when that makes it
+// reconfigure at once; "" when it would not. postinst.erb (update_external_url, at 18.5.1+ee.0)
+// takes the second field of every line of gitlab.rb starting with external_url, quotes
+// removed, and upgrade.rb reconfigures when /var/opt/gitlab/bootstrapped is missing and that
+// value is neither empty nor http://gitlab.example.com (external_url_unset?).
+func packageExternalURL(h *host.Host) string {
+	if h.Exists(bootstrappedFile) {
+		return ""
+	}
+	b, err := h.ReadFile(GitLabRB)
+	if err != nil {
+		return ""
+	}
+	var urls []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); strings.HasPrefix(line, "external_url") && len(f) > 1 {
+			urls = append(urls, strings.NewReplacer("'", "", `"`, "").Replace(f[1]))
+		}
+	}
+	url := strings.Join(urls, "\n")
+	if url == "" || url == "http://gitlab.example.com" {
+		return ""
+	}
+	return url
 }
 
 // PackageBackupSkip is the SKIP list of the database-only backup the Omnibus package's preinst
