@@ -24,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 )
 
 // Retry policy when the environment does not choose one: a first boot races IAM instance
@@ -44,7 +46,8 @@ var ErrNoRegion = errors.New("no AWS region: set it in the config, set AWS_REGIO
 
 // Load returns the default SDK configuration (environment, shared config files, then the instance
 // profile through IMDSv2 only, see imdsv2OnlyCredentials) with region overriding any configured
-// region when it is not empty.
+// region when it is not empty. A failure to get credentials is an error wrapping
+// awserr.ErrNoCredentials that says what to do.
 // Unless AWS_MAX_ATTEMPTS or AWS_RETRY_MODE is set, clients retry with the standard retryer,
 // up to 5 attempts with at most 5 s between them. It fails with ErrNoRegion when no region
 // results; it does no network I/O (credentials are fetched on first use).
@@ -75,6 +78,9 @@ func Load(ctx context.Context, region string) (aws.Config, error) {
 		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
 	}
 	imdsv2OnlyCredentials(&cfg)
+	if cfg.Credentials != nil {
+		cfg.Credentials = markedCredentials{cfg.Credentials}
+	}
 	if cfg.Region == "" {
 		return aws.Config{}, ErrNoRegion
 	}
@@ -97,4 +103,27 @@ func imdsv2OnlyCredentials(cfg *aws.Config) {
 	}
 	client := imds.NewFromConfig(*cfg, func(o *imds.Options) { o.EnableFallback = aws.FalseTernary })
 	cfg.Credentials = aws.NewCredentialsCache(ec2rolecreds.New(func(o *ec2rolecreds.Options) { o.Client = client }))
+}
+
+// markedCredentials marks a failure to get credentials with awserr.ErrNoCredentials and says what
+// to do, so a wrapper does not mistake it for a service that did not answer: the SDK reports it
+// inside the operation's error ("get identity: get credentials: ...") with no type of its own.
+// A cancelled or expired context is passed through unmarked.
+type markedCredentials struct{ aws.CredentialsProvider }
+
+// noCredentialsHint is the advice of an ErrNoCredentials failure.
+const noCredentialsHint = "on EC2 attach an instance profile (with IMDSv2 reachable: a container needs a metadata hop limit of 2), elsewhere set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+
+func (m markedCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	creds, err := m.CredentialsProvider.Retrieve(ctx)
+	if err != nil && ctx.Err() == nil {
+		return creds, &awserr.Error{Sentinel: awserr.ErrNoCredentials, Cause: err,
+			Msg: fmt.Sprintf("no AWS credentials: %s (%v)", noCredentialsHint, err)}
+	}
+	return creds, err
+}
+
+// IsCredentialsProvider lets aws.IsCredentialsProvider see the wrapped provider.
+func (m markedCredentials) IsCredentialsProvider(target aws.CredentialsProvider) bool {
+	return aws.IsCredentialsProvider(m.CredentialsProvider, target)
 }
