@@ -84,7 +84,7 @@ type Packages struct {
 	// a NAT gateway), laid out as packages.gitlab.com is: MIRROR/runner/gitlab-runner/debian/...,
 	// MIRROR/gpgkey/gpg.key. The signing keys are still checked against the fingerprints pinned
 	// in internal/pkg, unless MirrorKeyFingerprint names the mirror's own key. Default:
-	// packages.gitlab.com.
+	// packages.gitlab.com. A user name or password in it is refused (the configuration is not secret).
 	Mirror string `yaml:"mirror"`
 	// MirrorKeyFingerprint is the OpenPGP fingerprint (40 hex digits, v4; spaces allowed) of
 	// the key a private mirror (aptly, Nexus, Artifactory) re-signs the repository metadata
@@ -111,7 +111,13 @@ func checkPackages(c *Checker, p *Packages) {
 		return
 	}
 	u, err := url.Parse(p.Mirror)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	switch {
+	case err == nil && u.User != nil:
+		// Never echo the password: the problem goes to the console and the user-data log.
+		c.Errorf("packages.mirror", "has a user name or password in it (%s): the configuration is not secret "+
+			"(it is embedded in user-data and written to the package manager's world-readable repository file) and glbootstrap takes no mirror credentials: "+
+			"let the mirror admit the VPC without them (its security group, or a VPC endpoint policy)", u.Redacted())
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "":
 		c.Errorf("packages.mirror", "%q is not a base URL such as https://packages.example.internal (http or https, no query)", p.Mirror)
 	}
 }

@@ -171,6 +171,12 @@ func TestParseProblems(t *testing.T) {
 			`instance.vpc_cidr (line 10): "10.0.0.1/16" has host bits set; write 10.0.0.0/16`}},
 		{"duplicated key", "alpha", alphaBase + "  size: 3\n", []string{"alpha.size (line 6): duplicated key; it is already set on line 5"}},
 		{"a mirror that re-signs with its own key", "alpha", alphaBase + "packages:\n  mirror: https://aptly.internal\n  mirror_key_fingerprint: 5A2B 0C91 D4E3 F6A7 B8C9  0D1E 2F3A 4B5C 6D7E 8F90\n", nil},
+		{"mirror with credentials", "alpha", alphaBase + "packages:\n  mirror: https://ci:hunter2-Secret@aptly.internal/gitlab\n", []string{
+			"packages.mirror (line 7): has a user name or password in it (https://ci:xxxxx@aptly.internal/gitlab): the configuration is not secret " +
+				"(it is embedded in user-data and written to the package manager's world-readable repository file) and glbootstrap takes no mirror credentials: " +
+				"let the mirror admit the VPC without them (its security group, or a VPC endpoint policy)"}},
+		{"mirror without a scheme", "alpha", alphaBase + "packages:\n  mirror: aptly.internal\n", []string{
+			`packages.mirror (line 7): "aptly.internal" is not a base URL such as https://packages.example.internal (http or https, no query)`}},
 		{"mirror key without a mirror", "alpha", alphaBase + "packages:\n  mirror_key_fingerprint: 5A2B0C91D4E3F6A7B8C90D1E2F3A4B5C6D7E8F90\n", []string{
 			"packages.mirror_key_fingerprint (line 7): is only valid with packages.mirror: GitLab's own repository is always checked against GitLab's pinned key; set packages.mirror or remove this key"}},
 		{"mirror key not a fingerprint", "alpha", alphaBase + "packages:\n  mirror: https://aptly.internal\n  mirror_key_fingerprint: 0x6D7E8F90\n", []string{

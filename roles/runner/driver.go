@@ -160,6 +160,13 @@ func (r *Role) openDriver(ctx context.Context, src string) (io.ReadCloser, error
 		return ctxBody(ctx, rc), nil
 	case "file":
 		f, err := r.d.Host.Open(u.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			if r.d.Host.Live() {
+				return nil, fmt.Errorf("fargate.driver.url %s: %s does not exist: put the driver there or fix fargate.driver.url", src, u.Path)
+			}
+			return nil, fmt.Errorf("fargate.driver.url %s: %s does not exist (file:// paths are read under --root %s): put the driver there or fix fargate.driver.url",
+				src, filepath.Join(r.d.Host.Root, u.Path), r.d.Host.Root)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -201,3 +201,19 @@ func TestDriverNeverReplacesTheRunningProgram(t *testing.T) {
 		t.Errorf("another program: err = %v", err)
 	}
 }
+
+// A file:// driver source that does not exist says where it was looked for: the path under
+// --root, and the fix.
+func TestFileDriverMissingNamesThePathUnderTheRoot(t *testing.T) {
+	root := t.TempDir()
+	r := &Role{d: Deps{Host: newHost(t, root)}}
+	rc, err := r.openDriver(context.Background(), "file:///srv/driver/fargate-linux-amd64")
+	if rc != nil {
+		rc.Close()
+	}
+	want := "fargate.driver.url file:///srv/driver/fargate-linux-amd64: " + filepath.Join(root, "srv/driver/fargate-linux-amd64") +
+		" does not exist (file:// paths are read under --root " + root + "): put the driver there or fix fargate.driver.url"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+}

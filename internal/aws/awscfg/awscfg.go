@@ -22,6 +22,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 )
 
 // Retry policy when the environment does not choose one: a first boot races IAM instance
@@ -41,7 +45,9 @@ const (
 var ErrNoRegion = errors.New("no AWS region: set it in the config, set AWS_REGION, or run on EC2 so instance metadata provides it")
 
 // Load returns the default SDK configuration (environment, shared config files, then the instance
-// profile through IMDS) with region overriding any configured region when it is not empty.
+// profile through IMDSv2 only, see imdsv2OnlyCredentials) with region overriding any configured
+// region when it is not empty. A failure to get credentials is an error wrapping
+// awserr.ErrNoCredentials that says what to do.
 // Unless AWS_MAX_ATTEMPTS or AWS_RETRY_MODE is set, clients retry with the standard retryer,
 // up to 5 attempts with at most 5 s between them. It fails with ErrNoRegion when no region
 // results; it does no network I/O (credentials are fetched on first use).
@@ -71,8 +77,53 @@ func Load(ctx context.Context, region string) (aws.Config, error) {
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
 	}
+	imdsv2OnlyCredentials(&cfg)
+	if cfg.Credentials != nil {
+		cfg.Credentials = markedCredentials{cfg.Credentials}
+	}
 	if cfg.Region == "" {
 		return aws.Config{}, ErrNoRegion
 	}
 	return cfg, nil
+}
+
+// imdsv2OnlyCredentials makes the instance profile's credentials, when the default chain ends
+// there, come from IMDSv2 only, as every other metadata read of glbootstrap (internal/aws/imds).
+// The SDK's metadata client otherwise falls back to tokenless IMDSv1 requests when the token
+// PUT is refused with 403, 404 or 405, and prints "WARN falling back to IMDSv1" on stderr
+// (feature/ec2/imds v1.20.9, token_provider.go; Options.EnableFallback, "By default fallback to
+// IMDSv1 is enabled"). With it off, such an instance fails to get credentials with the token
+// error instead. The client is otherwise the one the SDK builds (imds.NewFromConfig: endpoint
+// and mode from AWS_EC2_METADATA_SERVICE_ENDPOINT(_MODE) or the shared config, the bounded HTTP
+// client and retryer above). Credentials from the environment, a profile or a container
+// endpoint are left alone.
+func imdsv2OnlyCredentials(cfg *aws.Config) {
+	if !aws.IsCredentialsProvider(cfg.Credentials, (*ec2rolecreds.Provider)(nil)) {
+		return
+	}
+	client := imds.NewFromConfig(*cfg, func(o *imds.Options) { o.EnableFallback = aws.FalseTernary })
+	cfg.Credentials = aws.NewCredentialsCache(ec2rolecreds.New(func(o *ec2rolecreds.Options) { o.Client = client }))
+}
+
+// markedCredentials marks a failure to get credentials with awserr.ErrNoCredentials and says what
+// to do, so a wrapper does not mistake it for a service that did not answer: the SDK reports it
+// inside the operation's error ("get identity: get credentials: ...") with no type of its own.
+// A cancelled or expired context is passed through unmarked.
+type markedCredentials struct{ aws.CredentialsProvider }
+
+// noCredentialsHint is the advice of an ErrNoCredentials failure.
+const noCredentialsHint = "on EC2 attach an instance profile (with IMDSv2 reachable: a container needs a metadata hop limit of 2), elsewhere set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+
+func (m markedCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	creds, err := m.CredentialsProvider.Retrieve(ctx)
+	if err != nil && ctx.Err() == nil {
+		return creds, &awserr.Error{Sentinel: awserr.ErrNoCredentials, Cause: err,
+			Msg: fmt.Sprintf("no AWS credentials: %s (%v)", noCredentialsHint, err)}
+	}
+	return creds, err
+}
+
+// IsCredentialsProvider lets aws.IsCredentialsProvider see the wrapped provider.
+func (m markedCredentials) IsCredentialsProvider(target aws.CredentialsProvider) bool {
+	return aws.IsCredentialsProvider(m.CredentialsProvider, target)
 }

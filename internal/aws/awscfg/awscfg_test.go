@@ -3,8 +3,13 @@ package awscfg
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func isolate(t *testing.T, env map[string]string) {
@@ -54,6 +59,73 @@ func TestLoad(t *testing.T) {
 			}
 			if got != tc.wantAttempts {
 				t.Errorf("MaxAttempts = %d, want %d", got, tc.wantAttempts)
+			}
+		})
+	}
+}
+
+// fakeIMDS answers the instance profile's credential paths. With v2 the token PUT succeeds and
+// every GET must carry the token; without it the PUT is refused with 403 (as a proxy or an
+// instance with the token endpoint blocked answers) and GETs are answered without a token, as
+// IMDSv1 does. tokenless counts the GETs that came without a token.
+func fakeIMDS(t *testing.T, v2 bool, tokenless *atomic.Int32) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Path == "/latest/api/token" {
+			if !v2 {
+				http.Error(w, "forbidden", http.StatusForbidden)
+				return
+			}
+			w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")
+			fmt.Fprint(w, "tok")
+			return
+		}
+		if r.Header.Get("X-Aws-Ec2-Metadata-Token") == "" {
+			tokenless.Add(1)
+		} else if r.Header.Get("X-Aws-Ec2-Metadata-Token") != "tok" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		switch r.URL.Path {
+		case "/latest/meta-data/iam/security-credentials/":
+			fmt.Fprint(w, "front")
+		case "/latest/meta-data/iam/security-credentials/front":
+			fmt.Fprintf(w, `{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"AKIDEXAMPLE","SecretAccessKey":"secret","Token":"t","Expiration":%q}`,
+				time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestInstanceProfileIMDSv2Only: the instance profile's credentials are read with IMDSv2 only,
+// as every other metadata read of glbootstrap: a refused token PUT is an error, never a
+// tokenless IMDSv1 request (and the SDK's "falling back to IMDSv1" warning).
+func TestInstanceProfileIMDSv2Only(t *testing.T) {
+	for name, v2 := range map[string]bool{"IMDSv2 answers": true, "token refused": false} {
+		t.Run(name, func(t *testing.T) {
+			var tokenless atomic.Int32
+			isolate(t, map[string]string{
+				"AWS_REGION": "us-east-2", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+				"AWS_EC2_METADATA_DISABLED": "", "AWS_EC2_METADATA_V1_DISABLED": "", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "",
+				"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "", "AWS_WEB_IDENTITY_TOKEN_FILE": "",
+				"AWS_EC2_METADATA_SERVICE_ENDPOINT": fakeIMDS(t, v2, &tokenless),
+			})
+			cfg, err := Load(context.Background(), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			creds, err := cfg.Credentials.Retrieve(context.Background())
+			if v2 && (err != nil || creds.AccessKeyID != "AKIDEXAMPLE") {
+				t.Fatalf("Retrieve = %+v, %v; want the instance profile's credentials", creds, err)
+			}
+			if !v2 && err == nil {
+				t.Fatalf("Retrieve = %+v with the token refused: want an error, not IMDSv1", creds)
+			}
+			if n := tokenless.Load(); n != 0 {
+				t.Errorf("%d metadata requests without an IMDSv2 token", n)
 			}
 		})
 	}

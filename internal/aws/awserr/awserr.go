@@ -27,3 +27,8 @@ func (e *Error) Unwrap() []error {
 	}
 	return []error{e.Sentinel, e.Cause}
 }
+
+// ErrNoCredentials marks a call that could not be signed: the SDK's credential chain found no
+// credentials (no instance profile, nothing in the environment or the shared files) or could not
+// fetch them. The request was never sent, so it says nothing about the network path to the service.
+var ErrNoCredentials = errors.New("no AWS credentials")

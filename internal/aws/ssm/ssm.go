@@ -189,6 +189,12 @@ func (c *Client) mapErr(name, action string, err error) error {
 	if action == "ssm:PutParameter" {
 		verb = "writing"
 	}
+	if errors.Is(err, awserr.ErrNoCredentials) {
+		// The request was never sent: not a network problem, and not SSM refusing it.
+		var noCreds *awserr.Error
+		errors.As(err, &noCreds)
+		return &Error{Sentinel: awserr.ErrNoCredentials, Cause: err, Msg: fmt.Sprintf("%s SSM parameter %s: %s", verb, name, noCreds.Msg)}
+	}
 	if !errors.As(err, &apiErr) {
 		// No answer at all: the network path, not the request.
 		return &Error{Sentinel: awserr.ErrUnreachable, Cause: err,

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/glbootstrap/glbootstrap/internal/aws/awscfg"
+	"github.com/glbootstrap/glbootstrap/internal/aws/awserr"
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
 )
 
@@ -204,5 +205,37 @@ func TestPut(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGetWithoutCredentials: when no credentials can be had (no instance profile, nothing in the
+// environment) the error says so and what to do, not that SSM did not answer.
+func TestGetWithoutCredentials(t *testing.T) {
+	srv := testenv.NewSSM()
+	t.Cleanup(srv.Close)
+	srv.Put("/glb/config", "version: 1\n", false)
+	testenv.SetAWSEnv(t, map[string]string{"AWS_ENDPOINT_URL_SSM": srv.URL(), "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+	cfg, err := awscfg.Load(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg).Get(context.Background(), "/glb/config")
+	if err == nil {
+		t.Fatal("Get succeeded without credentials")
+	}
+	msg := err.Error()
+	for _, want := range []string{"reading SSM parameter /glb/config: no AWS credentials", "instance profile", "AWS_PROFILE"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "did not answer") || strings.Contains(msg, "NAT gateway") {
+		t.Errorf("error blames the network: %s", msg)
+	}
+	if !errors.Is(err, awserr.ErrNoCredentials) || errors.Is(err, awserr.ErrUnreachable) {
+		t.Errorf("errors.Is(ErrNoCredentials) = %v, errors.Is(ErrUnreachable) = %v; want true, false", errors.Is(err, awserr.ErrNoCredentials), errors.Is(err, awserr.ErrUnreachable))
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error is not one line: %q", msg)
 	}
 }

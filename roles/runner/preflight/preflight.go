@@ -12,6 +12,7 @@ package preflight
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -220,9 +221,15 @@ type findings struct {
 	warnOnly        bool
 }
 
+// add records a problem and its fix, each once: the same cause met on several resources (a
+// missing runner user for each directory) reads as one problem, not a repeated line.
 func (fs *findings) add(problem, fix string) {
-	fs.problems = append(fs.problems, problem)
-	fs.fixes = append(fs.fixes, fix)
+	if !slices.Contains(fs.problems, problem) {
+		fs.problems = append(fs.problems, problem)
+	}
+	if !slices.Contains(fs.fixes, fix) {
+		fs.fixes = append(fs.fixes, fix)
+	}
 }
 
 func (fs *findings) result(resource string, status CheckStatus, detail string) Finding {

@@ -541,6 +541,23 @@ func TestCheckDirectories(t *testing.T) {
 	})
 }
 
+// TestCheckDirectoriesReportsOnce: a missing runner user fails every directory the same way; the
+// finding says it once (and its fix once), not once per directory.
+func TestCheckDirectoriesReportsOnce(t *testing.T) {
+	w := newPFWorld(t, false)
+	w.in.Runner.User = "nobody-here"
+	f := checkDirectories(context.Background(), w.input(t))
+	if f.Status != CheckFail {
+		t.Fatalf("status %s, want fail: %+v", f.Status, f)
+	}
+	if n := strings.Count(f.Problem, "nobody-here"); n != 1 {
+		t.Errorf("the missing user is named %d times, want once: %q", n, f.Problem)
+	}
+	if n := strings.Count(f.Fix, "runner.user"); n != 1 {
+		t.Errorf("the fix is given %d times, want once: %q", n, f.Fix)
+	}
+}
+
 // TestRun runs every check on the reference setup (a t3.small front): all pass but capacity,
 // which warns (187 free addresses for concurrent 200); a failing check makes FailedError name the
 // check, resource and fix.
