@@ -132,7 +132,7 @@ func validateGitLab(c *config.Checker, g *GitLab) {
 	case gitlabPackageVersRE.MatchString(g.Version):
 		c.Errorf("gitlab.version", "write the GitLab version %q without the package suffix, got %q", gitlabPackageVersRE.FindStringSubmatch(g.Version)[1], g.Version)
 	case !gitlabVersionRE.MatchString(g.Version):
-		c.Errorf("gitlab.version", "%q is not a GitLab version such as \"18.5.1\" (quote it in YAML)", g.Version)
+		c.Errorf("gitlab.version", "%q is not a GitLab version: pin an exact release MAJOR.MINOR.PATCH such as \"18.5.1\" (no leading v, not \"latest\" or \"18.5\")", g.Version)
 	}
 	if c.Present("gitlab.ssh_port") && (g.SSHPort < 1 || g.SSHPort > 65535) {
 		c.Errorf("gitlab.ssh_port", "must be in 1..65535 (the port of the NLB's SSH listener), got %d", g.SSHPort)

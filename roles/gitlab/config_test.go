@@ -54,7 +54,7 @@ func TestGitLabRoleRules(t *testing.T) {
 `, nil},
 		{"unknown edition", "  edition: enterprise\n", []string{`gitlab.edition (line 4): unknown edition "enterprise": must be ee (the gitlab-ee package, the default) or ce (gitlab-ce)`}},
 		{"package version", "  version: 18.5.1-ee.0\n", []string{`gitlab.version (line 4): write the GitLab version "18.5.1" without the package suffix, got "18.5.1-ee.0"`}},
-		{"bad version", "  version: latest\n", []string{`gitlab.version (line 4): "latest" is not a GitLab version such as "18.5.1" (quote it in YAML)`}},
+		{"bad version", "  version: latest\n", []string{`gitlab.version (line 4): "latest" is not a GitLab version: pin an exact release MAJOR.MINOR.PATCH such as "18.5.1" (no leading v, not "latest" or "18.5")`}},
 		{"port 0", "  ssh_port: 0\n", []string{`gitlab.ssh_port (line 4): must be in 1..65535 (the port of the NLB's SSH listener), got 0`}},
 		{"port high", "  ssh_port: 65536\n", []string{`gitlab.ssh_port (line 4): must be in 1..65535 (the port of the NLB's SSH listener), got 65536`}},
 		{"bad parameter", "  publish_private_url_parameter: private-url\n", []string{`gitlab.publish_private_url_parameter (line 4): is not an SSM parameter name`}},

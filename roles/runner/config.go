@@ -330,7 +330,7 @@ func (cfg *Config) Check(c *config.Checker) {
 func runnerDefaults(c *config.Checker, r *Runner) {
 	config.DefaultString(&r.User, DefaultRunnerUser)
 	if r.Version != "" && !runnerVersionRE.MatchString(r.Version) {
-		c.Errorf("runner.version", "%q is not a gitlab-runner release such as 17.9.3 (or its package version 17.9.3-1)", r.Version)
+		c.Errorf("runner.version", "%q is not a gitlab-runner release: pin an exact one such as 17.9.3 (or its package version 17.9.3-1; no leading v, not \"latest\" or \"17.9\")", r.Version)
 	}
 	if !c.Present("runner.check_interval") {
 		r.CheckInterval = DefaultCheckInterval
