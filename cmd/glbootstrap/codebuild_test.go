@@ -14,11 +14,12 @@ import (
 	"time"
 
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
+	"github.com/glbootstrap/glbootstrap/internal/testenv/buildstack"
 )
 
 // A cancelled CI job (SIGTERM to the real binary) stops the build and exits non-zero.
 func TestCodeBuildRunSIGTERMStopsBuild(t *testing.T) {
-	st := testenv.StartBuildStack(0)
+	st := buildstack.Start(0)
 	defer st.Close()
 	st.CodeBuild.AddProject("images")
 	st.CodeBuild.Script(func(testenv.StartedBuild) testenv.BuildScript { return testenv.BuildScript{Hold: true} })
@@ -26,7 +27,7 @@ func TestCodeBuildRunSIGTERMStopsBuild(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
 
 	cmd := exec.Command(binary, "codebuild", "run", "--project", "images", "--source", src,
-		"--bucket", testenv.BuildStackBucket, "--poll-interval", "20ms")
+		"--bucket", buildstack.Bucket, "--poll-interval", "20ms")
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "AWS_") {
 			cmd.Env = append(cmd.Env, kv)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
+	"github.com/glbootstrap/glbootstrap/internal/testenv/buildstack"
 	"github.com/glbootstrap/glbootstrap/internal/testenv/standin"
 )
 
@@ -212,7 +213,7 @@ func gitlabSecrets(t *testing.T, format string) {
 }
 
 func codebuildSecrets(t *testing.T, format string) {
-	st := testenv.StartBuildStack(0)
+	st := buildstack.Start(0)
 	t.Cleanup(st.Close)
 	st.CodeBuild.AddProject("images")
 	repo := "123456789012.dkr.ecr.us-east-2.amazonaws.com/ci-coordinator"
@@ -241,7 +242,7 @@ func codebuildSecrets(t *testing.T, format string) {
 	}
 	run := func(args ...string) result { return runBinary(t, env, st.Secrets(), args...) }
 	inFormat(t, format, 0, run, "codebuild", "buildspec")
-	inFormat(t, format, 0, run, "codebuild", "run", "--project", "images", "--source", src, "--bucket", testenv.BuildStackBucket, "--poll-interval", "5ms")
-	inFormat(t, format, 0, run, "image", "push", "--repository", repo, "--project", "images", "--bucket", testenv.BuildStackBucket,
+	inFormat(t, format, 0, run, "codebuild", "run", "--project", "images", "--source", src, "--bucket", buildstack.Bucket, "--poll-interval", "5ms")
+	inFormat(t, format, 0, run, "image", "push", "--repository", repo, "--project", "images", "--bucket", buildstack.Bucket,
 		"--binary", binary, "--poll-interval", "5ms")
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/glbootstrap/glbootstrap/internal/testenv"
+	"github.com/glbootstrap/glbootstrap/internal/testenv/buildstack"
 )
 
 // BenchmarkCodeBuildUpload compares `glbootstrap codebuild run`'s upload path (zip streamed into
@@ -37,7 +37,7 @@ func BenchmarkCodeBuildUpload(b *testing.B) {
 	genTree(b, small, 50<<20)
 	genTree(b, big, 200<<20)
 
-	st := testenv.StartBuildStack(0)
+	st := buildstack.Start(0)
 	defer st.Close()
 	st.CodeBuild.AddProject("bench")
 	env := benchEnv(st)
@@ -46,7 +46,7 @@ func BenchmarkCodeBuildUpload(b *testing.B) {
 
 	ours := func(src string) (time.Duration, int64) {
 		return measure(b, env, binary, "codebuild", "run", "--project", "bench", "--source", src,
-			"--bucket", testenv.BuildStackBucket, "--poll-interval", "5ms")
+			"--bucket", buildstack.Bucket, "--poll-interval", "5ms")
 	}
 	peer := func(src string) (time.Duration, int64) {
 		zipFile := filepath.Join(dir, "src.zip")
@@ -60,7 +60,7 @@ func BenchmarkCodeBuildUpload(b *testing.B) {
 		}
 		peerEnv = append(peerEnv, "AWS_CONFIG_FILE="+awsCfg)
 		t2, r2 := measure(b, peerEnv, awsBin, "--endpoint-url", st.S3.URL(), "--only-show-errors", "s3", "cp", zipFile,
-			"s3://"+testenv.BuildStackBucket+"/peer/src.zip")
+			"s3://"+buildstack.Bucket+"/peer/src.zip")
 		return t1 + t2, max(r1, r2)
 	}
 
@@ -116,7 +116,7 @@ func genTree(b *testing.B, dir string, size int) {
 	}
 }
 
-func benchEnv(st *testenv.BuildStack) []string {
+func benchEnv(st *buildstack.Stack) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "AWS_") {

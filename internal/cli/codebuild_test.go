@@ -7,11 +7,12 @@ import (
 	"testing"
 
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
+	"github.com/glbootstrap/glbootstrap/internal/testenv/buildstack"
 )
 
-func buildStack(t *testing.T) *testenv.BuildStack {
+func buildStack(t *testing.T) *buildstack.Stack {
 	t.Helper()
-	st := testenv.StartBuildStack(3)
+	st := buildstack.Start(3)
 	t.Cleanup(st.Close)
 	st.CodeBuild.AddProject("images")
 	for k, v := range st.Env() {
@@ -49,7 +50,7 @@ func TestCodeBuildRunExitCodes(t *testing.T) {
 					Lines: []string{"line one", "line two", "line three", "line four"}}
 			})
 			code, stdout, stderr := run(t, "", "codebuild", "run", "--project", "images", "--source", srcDir(t),
-				"--bucket", testenv.BuildStackBucket, "--env", "IMAGE_TAG=abc", "--poll-interval", "1ms")
+				"--bucket", buildstack.Bucket, "--env", "IMAGE_TAG=abc", "--poll-interval", "1ms")
 			if code != tc.exit {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.exit, stdout, stderr)
 			}
@@ -79,9 +80,9 @@ func TestCodeBuildRunUsageAndAPIErrors(t *testing.T) {
 	}{
 		{[]string{"--source", "x"}, ExitUsage, "--bucket, --project required"},
 		{[]string{"--project", "images", "--source", "/nonexistent", "--bucket", "b"}, ExitUsage, "is not a directory"},
-		{[]string{"--project", "images", "--source", empty, "--bucket", testenv.BuildStackBucket}, ExitUsage, "has nothing to upload"},
+		{[]string{"--project", "images", "--source", empty, "--bucket", buildstack.Bucket}, ExitUsage, "has nothing to upload"},
 		{[]string{"--project", "images", "--source", srcDir(t), "--bucket", "b", "--env", "NOEQUALS"}, ExitUsage, "want NAME=VALUE"},
-		{[]string{"--project", "nope", "--source", srcDir(t), "--bucket", testenv.BuildStackBucket}, ExitFailed, "Project cannot be found"},
+		{[]string{"--project", "nope", "--source", srcDir(t), "--bucket", buildstack.Bucket}, ExitFailed, "Project cannot be found"},
 		{[]string{"--project", "images", "--source", srcDir(t), "--bucket", "missing-bucket"}, ExitFailed, "bucket missing-bucket does not exist"},
 	} {
 		code, _, stderr := run(t, "", append([]string{"codebuild", "run", "--poll-interval", "1ms"}, tc.args...)...)
@@ -120,7 +121,7 @@ func TestImagePush(t *testing.T) {
 	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho stand-in\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"image", "push", "--repository", repo, "--project", "images", "--bucket", testenv.BuildStackBucket,
+	args := []string{"image", "push", "--repository", repo, "--project", "images", "--bucket", buildstack.Bucket,
 		"--binary", bin, "--poll-interval", "1ms"}
 	code, stdout, stderr := run(t, "", args...)
 	if code != 0 || !strings.Contains(stdout, "pushed "+repo+":ctx-") {

@@ -20,13 +20,14 @@ import (
 	"github.com/glbootstrap/glbootstrap/internal/aws/logs"
 	"github.com/glbootstrap/glbootstrap/internal/aws/s3"
 	"github.com/glbootstrap/glbootstrap/internal/testenv"
+	"github.com/glbootstrap/glbootstrap/internal/testenv/buildstack"
 )
 
 // newStack starts the stand-ins and builds the product's clients against them, redirected only
 // through the SDK's standard variables.
-func newStack(t *testing.T, logPage int) (*testenv.BuildStack, Deps) {
+func newStack(t *testing.T, logPage int) (*buildstack.Stack, Deps) {
 	t.Helper()
-	st := testenv.StartBuildStack(logPage)
+	st := buildstack.Start(logPage)
 	t.Cleanup(st.Close)
 	st.CodeBuild.AddProject("images")
 	for k, v := range st.Env() {
@@ -47,7 +48,7 @@ func source(t *testing.T) *Dir {
 }
 
 func opts(out io.Writer) Options {
-	return Options{Project: "images", Bucket: testenv.BuildStackBucket, Poll: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Out: out}
+	return Options{Project: "images", Bucket: buildstack.Bucket, Poll: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Out: out}
 }
 
 func TestRunTerminalStatuses(t *testing.T) {
@@ -98,8 +99,8 @@ func TestRunTerminalStatuses(t *testing.T) {
 			}
 			// The build got the zip we uploaded.
 			b := st.CodeBuild.Builds()[0]
-			if b.SourceType != "S3" || !strings.HasPrefix(b.SourceLocation, testenv.BuildStackBucket+"/glbootstrap/codebuild/images/") ||
-				!strings.HasSuffix(b.SourceLocation, ".zip") || b.SourceLocation != testenv.BuildStackBucket+"/"+res.Key {
+			if b.SourceType != "S3" || !strings.HasPrefix(b.SourceLocation, buildstack.Bucket+"/glbootstrap/codebuild/images/") ||
+				!strings.HasSuffix(b.SourceLocation, ".zip") || b.SourceLocation != buildstack.Bucket+"/"+res.Key {
 				t.Errorf("build source = %s %s, key %s", b.SourceType, b.SourceLocation, res.Key)
 			}
 		})
@@ -239,14 +240,14 @@ func TestUploadMultipart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = deps
-	zs, n, err := UploadSource(context.Background(), s3.New(cfg), testenv.BuildStackBucket, "src/big.zip", &Dir{Path: root})
+	zs, n, err := UploadSource(context.Background(), s3.New(cfg), buildstack.Bucket, "src/big.zip", &Dir{Path: root})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if zs.Files != 1 || zs.Bytes != int64(len(big)) || n < int64(len(big)) {
 		t.Errorf("stats %+v, uploaded %d", zs, n)
 	}
-	resp, err := http.Get(st.S3.URL() + "/" + testenv.BuildStackBucket + "/src/big.zip")
+	resp, err := http.Get(st.S3.URL() + "/" + buildstack.Bucket + "/src/big.zip")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 // Operations: DescribeImages by tag or digest, answering RepositoryNotFoundException and
 // ImageNotFoundException with ECR's messages. Repositories live in the stand-in's account
 // (123456789012) in every region. Deny makes an operation answer AccessDeniedException.
-// (Pushing and pulling layers is go-containerregistry's registry, not this.)
+// (Pushing and pulling layers is go-containerregistry's registry, buildstack.Registry, not this.)
 type ECR struct {
 	srv *httptest.Server
 
@@ -153,4 +153,12 @@ func nullIfEmpty(s string) string {
 		return "null"
 	}
 	return s
+}
+
+// SetTag points tag of repo at digest (creating the repository), as a push does.
+func (e *ECR) SetTag(repo, tag, digest string) {
+	e.CreateRepository(repo)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.repos[repo][tag] = digest
 }

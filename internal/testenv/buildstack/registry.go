@@ -1,4 +1,4 @@
-package testenv
+package buildstack
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 
+	"github.com/glbootstrap/glbootstrap/internal/testenv"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -21,12 +22,12 @@ import (
 // to this registry's host, so tests can check with go-containerregistry what a "push" left.
 type Registry struct {
 	srv *httptest.Server
-	ecr *ECR
+	ecr *testenv.ECR
 }
 
 // NewRegistry starts the registry on a random 127.0.0.1 port, recording pushes in ecr (which may
 // be nil). Close it when done.
-func NewRegistry(ecr *ECR) *Registry {
+func NewRegistry(ecr *testenv.ECR) *Registry {
 	return &Registry{srv: httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)))), ecr: ecr}
 }
 
@@ -86,14 +87,6 @@ func (r *Registry) Digest(repository, tag string) (string, error) {
 		return "", err
 	}
 	return desc.Digest.String(), nil
-}
-
-// SetTag points tag of repo at digest (creating the repository), as a push does.
-func (e *ECR) SetTag(repo, tag, digest string) {
-	e.CreateRepository(repo)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.repos[repo][tag] = digest
 }
 
 // ecrName is the repository name of an ECR URI (or the name itself).
