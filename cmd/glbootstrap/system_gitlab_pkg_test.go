@@ -107,16 +107,10 @@ func TestSystemGitLabPackageUpgrade(t *testing.T) {
 	}
 	apply := func(what string) result {
 		t.Helper()
-		start := time.Now()
-		stdout, stderr, code := c.Exec(env, "/usr/local/bin/glbootstrap", "apply", "--role", "gitlab", "--config", "ssm:"+testenv.StackGitLabConfigParam)
-		r := result{code: code, stdout: stdout, stderr: stderr}
-		t.Logf("%s: exit %d in %s", what, code, time.Since(start).Round(time.Millisecond))
-		if code == -1 {
-			t.Fatalf("%s: could not run glbootstrap in the container: %s", what, r)
-		}
+		r := execIn(t, c, env, what, "/usr/local/bin/glbootstrap", "apply", "--role", "gitlab", "--config", "ssm:"+testenv.StackGitLabConfigParam)
 		noSecret(t, r)
 		for _, v := range []string{leakedRoot, "leaked-external-url"} {
-			if strings.Contains(stdout+stderr, v) {
+			if strings.Contains(r.stdout+r.stderr, v) {
 				t.Errorf("%s printed the value of a variable of its environment (%q):\n%s", what, v, r)
 			}
 		}

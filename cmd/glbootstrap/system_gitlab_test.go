@@ -210,14 +210,7 @@ func TestSystemGitLabLive(t *testing.T) {
 
 	apply := func(what string, extra ...string) result {
 		t.Helper()
-		start := time.Now()
-		argv := append([]string{"/usr/local/bin/glbootstrap", "apply", "--role", "gitlab", "--config", "ssm:" + testenv.StackGitLabConfigParam}, extra...)
-		stdout, stderr, code := c.Exec(env, argv...)
-		r := result{code: code, stdout: stdout, stderr: stderr}
-		t.Logf("%s: exit %d in %s", what, code, time.Since(start).Round(time.Millisecond))
-		if code == -1 {
-			t.Fatalf("%s: could not run glbootstrap in the container: %s", what, r)
-		}
+		r := execIn(t, c, env, what, append([]string{"/usr/local/bin/glbootstrap", "apply", "--role", "gitlab", "--config", "ssm:" + testenv.StackGitLabConfigParam}, extra...)...)
 		noSecret(t, r)
 		return r
 	}

@@ -190,14 +190,8 @@ func startLiveFront(t *testing.T) *liveFront {
 // apply runs glbootstrap apply --role runner in the container.
 func (f *liveFront) apply(what string) result {
 	f.t.Helper()
-	start := time.Now()
-	stdout, stderr, code := f.c.Exec(f.env, "/usr/local/bin/glbootstrap", "apply", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam)
-	r := result{code: code, stdout: stdout, stderr: stderr}
-	f.t.Logf("%s: exit %d in %s", what, code, time.Since(start).Round(time.Millisecond))
-	failOnLeak(f.t, what, stdout+stderr, f.w.secrets())
-	if code == -1 {
-		f.t.Fatalf("%s: could not run glbootstrap in the container: %s", what, r)
-	}
+	r := execIn(f.t, f.c, f.env, what, "/usr/local/bin/glbootstrap", "apply", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam)
+	failOnLeak(f.t, what, r.stdout+r.stderr, f.w.secrets())
 	return r
 }
 

@@ -88,14 +88,7 @@ func TestSystemRunnerLive(t *testing.T) {
 
 	apply := func(what string) result {
 		t.Helper()
-		start := time.Now()
-		stdout, stderr, code := c.Exec(env, "/usr/local/bin/glbootstrap", "apply", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam)
-		r := result{code: code, stdout: stdout, stderr: stderr}
-		t.Logf("%s: exit %d in %s", what, code, time.Since(start).Round(time.Millisecond))
-		if code == -1 {
-			t.Fatalf("%s: could not run glbootstrap in the container: %s", what, r)
-		}
-		return r
+		return execIn(t, c, env, what, "/usr/local/bin/glbootstrap", "apply", "--role", "runner", "--config", "ssm:"+testenv.StackConfigParam)
 	}
 	servicePhase := func(status string) *regexp.Regexp {
 		return regexp.MustCompile(`(?m)^\[runner\] service +` + status + ` `)
@@ -321,4 +314,18 @@ func requireReachable(t *testing.T, c *nspawn.Container, env []string, extra ...
 			t.Fatalf("the container cannot reach the stand-in at %s (it should share the host's network namespace): %s", e, stderr)
 		}
 	}
+}
+
+// execIn runs argv in the booted container c with env (nspawn.BaseEnv adds PATH and HOME), logs
+// its exit code and duration under what, and fails the test when it could not be run at all.
+func execIn(t testing.TB, c *nspawn.Container, env []string, what string, argv ...string) result {
+	t.Helper()
+	start := time.Now()
+	stdout, stderr, code := c.Exec(env, argv...)
+	r := result{code: code, stdout: stdout, stderr: stderr}
+	t.Logf("%s: exit %d in %s", what, code, time.Since(start).Round(time.Millisecond))
+	if code == -1 {
+		t.Fatalf("%s: could not run glbootstrap in the container: %s", what, r)
+	}
+	return r
 }
